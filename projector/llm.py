@@ -1,0 +1,263 @@
+"""Talk to any OpenAI-compatible chat endpoint and get schema-valid JSON back, or a recorded failure.
+
+Design (after instructor and simonw/llm):
+  - every call goes through the ``openai`` async client; the whole prompt is one user message (small local
+    models and llama.cpp's server follow it best there);
+  - transient faults (429 with Retry-After, 5xx, time-outs, dropped connections) are retried with
+    exponential backoff and jitter, a bounded number of times;
+  - the reply is parsed into a pydantic model; a reply that is not JSON, or off-schema, or fails the
+    task's own checks (``validate``), is re-asked with the error appended, a bounded number of times;
+  - what happened (attempts, faults, usage, the last raw reply) is returned in a ``CallResult`` so the
+    caller can record it append-only. The API key is never logged, printed or returned.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import hashlib
+
+from pydantic import BaseModel, ValidationError
+
+from projector.errors import LLMError, ProjectorError
+
+# ----------------------------------------------------------------------------------------------- prompts
+
+
+@dataclass
+class Prompt:
+    name: str  # "qa" | "pairs" | "rewrite"
+    template: string.Template
+    version: str  # file stem + content hash: an edited prompt gets a new version
+
+    def render(self, **values) -> str:
+        try:
+            return self.template.substitute(**values)
+        except (KeyError, ValueError) as e:
+            raise ProjectorError(f"prompt {self.version}: placeholder {e} cannot be filled; "
+                                 f"the {self.name} prompt may use {sorted(values)} as $name.") from None
+
+
+def load_prompt(name: str, path=None) -> Prompt:
+    """The packaged prompt ``prompts/<name>.v1.txt``, or a user's file given with --prompt-file."""
+    if path is None:
+        text = resources.files("projector").joinpath(f"prompts/{name}.v1.txt").read_text(encoding="utf-8")
+        stem = f"{name}.v1"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ProjectorError(f"{p}: prompt file not found.")
+        text = p.read_text(encoding="utf-8")
+        stem = p.stem
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return Prompt(name=name, template=string.Template(text), version=f"{stem}@{digest}")
+
+
+# ------------------------------------------------------------------------------------------------ schemas
+
+
+class Questions(BaseModel):
+    questions: list[str]
+
+
+class Judgement(BaseModel):
+    reason: str = ""
+    similar: bool
+
+
+class Rewrite(BaseModel):
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------- the call
+
+
+class InvalidReply(ValueError):
+    """The reply parsed but fails the task's own checks (preamble, copy of the passage, wrong count)."""
+
+
+@dataclass
+class CallResult:
+    ok: bool
+    value: BaseModel | None = None
+    raw: str | None = None  # the last reply text
+    attempts: int = 0  # requests sent
+    invalid: int = 0  # replies rejected (not JSON, off-schema, failed checks)
+    faults: dict = field(default_factory=dict)  # transient fault kind -> count
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+def public_url(url: str | None) -> str | None:
+    """The endpoint as safe to record: no user:password, no query string (keys sometimes ride there)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def extract_json(text: str) -> dict:
+    """The first JSON object in a reply, tolerating code fences and chatter around it."""
+    text = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+    if fenced:
+        text = fenced.group(1).strip()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            raise InvalidReply("the reply is not JSON") from None
+        try:
+            obj = json.loads(text[start:end + 1])
+        except json.JSONDecodeError as e:
+            raise InvalidReply(f"the reply is not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise InvalidReply("the reply must be a JSON object")
+    return obj
+
+
+class ChatClient:
+    """One endpoint + model; ``await client.ask(prompt, Schema, validate)`` -> CallResult."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 120.0,
+                 max_retries: int = 6, max_invalid: int = 3, temperature: float = 0.7, max_tokens: int = 400,
+                 response_format: str = "json_object", backoff_base: float = 1.0, backoff_max: float = 30.0):
+        if response_format not in ("json_object", "json_object+schema", "json_schema", "none"):
+            raise ProjectorError(f"response format {response_format!r}: use json_object, json_object+schema, "
+                                 "json_schema or none.")
+        self.base_url, self.model = base_url, model
+        self.max_retries, self.max_invalid = max_retries, max_invalid
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.response_format = response_format
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self._api_key, self._timeout = api_key or "not-needed", timeout
+        self._client = None  # made inside the running event loop (one per asyncio.run)
+
+    @property
+    def client(self):
+        import openai
+
+        if self._client is None:
+            # Retries are ours (counted, recorded), so the client's own are off.
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                              timeout=self._timeout, max_retries=0)
+        return self._client
+
+    async def close(self):
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _format(self, schema: type[BaseModel]):
+        if self.response_format == "none":
+            return None
+        if self.response_format == "json_object":
+            return {"type": "json_object"}
+        if self.response_format == "json_object+schema":  # llama.cpp: grammar-constrained to the schema
+            return {"type": "json_object", "schema": schema.model_json_schema()}
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()}}
+
+    async def _send(self, messages, schema, result: CallResult) -> str:
+        """One reply text, retrying transient faults with backoff; raises LLMError when they persist."""
+        import openai
+
+        kwargs = dict(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        fmt = self._format(schema)
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        for attempt in range(self.max_retries + 1):
+            result.attempts += 1
+            retry_after = None
+            try:
+                resp = await self.client.chat.completions.create(**kwargs)
+                if resp.usage is not None:
+                    result.prompt_tokens += resp.usage.prompt_tokens or 0
+                    result.completion_tokens += resp.usage.completion_tokens or 0
+                if not resp.choices:
+                    raise InvalidReply("the reply has no choices")
+                return resp.choices[0].message.content or ""
+            except openai.RateLimitError as e:
+                kind, retry_after = "429", _retry_after(e)
+            except openai.APITimeoutError:
+                kind = "timeout"
+            except openai.APIConnectionError:
+                kind = "connection"
+            except openai.APIStatusError as e:
+                if e.status_code < 500 and e.status_code not in (408, 409):
+                    # 4xx other than these will not get better by asking again: a setting is wrong.
+                    raise LLMError(f"{public_url(self.base_url)} answered {e.status_code}: {_short(e)}; "
+                                   "check --model, --base-url and the key in OPENAI_API_KEY.") from None
+                kind, retry_after = str(e.status_code), _retry_after(e)
+            result.faults[kind] = result.faults.get(kind, 0) + 1
+            if attempt == self.max_retries:
+                break
+            delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
+            await asyncio.sleep(max(delay, min(retry_after or 0, self.backoff_max)))
+        raise LLMError(f"{public_url(self.base_url)}: still failing after {self.max_retries + 1} tries "
+                       f"({', '.join(f'{k}×{v}' for k, v in result.faults.items())}).")
+
+    async def ask(self, prompt: str, schema: type[BaseModel],
+                  validate: Callable[[BaseModel], BaseModel] | None = None) -> CallResult:
+        """Ask until a reply passes schema + ``validate`` (re-asking with the error), or give up and say why."""
+        result = CallResult(ok=False)
+        messages = [{"role": "user", "content": prompt}]
+        for _ in range(self.max_invalid):
+            try:
+                raw = await self._send(messages, schema, result)
+            except LLMError as e:
+                result.error = str(e)
+                return result
+            except InvalidReply as e:
+                result.invalid += 1
+                result.error = str(e)
+                continue
+            result.raw = raw
+            try:
+                value = schema.model_validate(extract_json(raw))
+                if validate is not None:
+                    value = validate(value)
+            except (InvalidReply, ValidationError) as e:
+                result.invalid += 1
+                result.error = _describe(e)
+                # Re-ask with the mistake named (instructor-style), keeping the conversation short.
+                messages = [messages[0], {"role": "assistant", "content": raw[:2000]},
+                            {"role": "user", "content": f"That answer was rejected: {result.error}. "
+                                                        "Answer again with JSON only, in the form asked."}]
+                continue
+            result.ok, result.value, result.error = True, value, None
+            return result
+        return result
+
+
+def _retry_after(e) -> float | None:
+    try:
+        value = e.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (AttributeError, ValueError):
+        return None
+
+
+def _short(e) -> str:
+    msg = getattr(e, "message", None) or str(e)
+    return msg[:200]
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first.get("loc", ())) or "reply"
+        return f"field {loc}: {first.get('msg')}"
+    return str(e)

@@ -1,0 +1,180 @@
+"""A real HTTP server on 127.0.0.1 speaking the chat-completions route, with injectable faults.
+
+Not a mock of the client: projector's ``openai`` client talks to it over TCP like to any endpoint.
+Answers are made from the prompt (questions about the passage's first words; judgements by a keyword), so
+the tests can check which passage each pair came from.
+
+Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500", "503", "timeout"
+(sleeps past the client's time-out), "reset" (closes the socket), "malformed" (not JSON), "offschema"
+(JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
+"copy" (the passage copied verbatim). Run standalone (for subprocess tests):
+
+    python tests/openai_server.py --port-file PATH [--delay 0.05] [--faults 429,500,...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _passage(prompt: str) -> str:
+    m = re.search(r'Passage:\n"""\n(.*?)\n"""', prompt, re.S)
+    return m.group(1) if m else prompt
+
+
+def _n(prompt: str) -> int:
+    m = re.search(r"Write (\d+) different questions", prompt)
+    return int(m.group(1)) if m else 2
+
+
+def questions_for(passage: str, n: int) -> list[str]:
+    """Deterministic questions that name the passage (first 3 words), so tests can trace them back."""
+    head = " ".join(passage.split()[:3])
+    return [f"Question {i + 1} about {head}?" for i in range(n)]
+
+
+class FakeOpenAI:
+    def __init__(self, faults=(), delay: float = 0.0, hang_seconds: float = 5.0):
+        self.faults = deque(faults)
+        self.delay, self.hang_seconds = delay, hang_seconds
+        self.requests = 0
+        self.served = Counter()  # what each request got: "ok" or the fault name
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = None
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def next_fault(self):
+        with self._lock:
+            self.requests += 1
+            return self.faults.popleft() if self.faults else None
+
+    def answer(self, body: dict, fault: str | None) -> str:
+        prompt = body["messages"][0]["content"]
+        if "Rewrite the text below" in prompt:
+            text = re.search(r'Text:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
+            return json.dumps({"text": "PLAIN " + " ".join(text.split())})
+        if "Are A and B similar" in prompt:
+            a = re.search(r'Text A:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
+            b = re.search(r'Text B:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
+            key = lambda t: t.split()[0].lower() if t.split() else ""  # noqa: E731 - "same first word"
+            return json.dumps({"reason": "first words compared", "similar": key(a) == key(b)})
+        passage, n = _passage(prompt), _n(prompt)
+        qs = questions_for(passage, n)
+        if fault == "preamble":
+            qs = ["Here are two questions:"] + qs
+        elif fault == "empty":
+            qs = [""] * n
+        elif fault == "copy":
+            qs = [" ".join(passage.split()[:12])] * n
+        return json.dumps({"questions": qs})
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code, payload, headers=None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                fault = server.next_fault()
+                with server._lock:
+                    server.bodies.append(body)
+                    server.headers.append(dict(self.headers))
+                    server.served[fault or "ok"] += 1
+                if server.delay:
+                    time.sleep(server.delay)
+                if fault in ("429", "500", "503"):
+                    self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
+                               {"Retry-After": "0"} if fault == "429" else None)
+                    return
+                if fault == "timeout":
+                    time.sleep(server.hang_seconds)
+                    return
+                if fault == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    return
+                if fault == "malformed":
+                    content = '{"questions": ["unterminated'
+                elif fault == "offschema":
+                    content = json.dumps({"answer": "no questions here"})
+                else:
+                    content = server.answer(body, fault)
+                self._send(200, {
+                    "id": f"chatcmpl-{server.requests}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "fake-model"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(content) // 4,
+                              "total_tokens": len(json.dumps(body)) // 4 + len(content) // 4},
+                })
+
+        return Handler
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--faults", default="")
+    args = ap.parse_args()
+    faults = [f for f in args.faults.split(",") if f]
+    with FakeOpenAI(faults, delay=args.delay) as srv:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(srv.port))
+        os.replace(tmp, args.port_file)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
