@@ -226,19 +226,23 @@ def tokenizer_token_counter(encoder_path: str) -> Callable[[str], int]:
     return count
 
 
-def _split_units(text: str, count: Callable[[str], int], limit: int) -> list[str]:
-    """Paragraphs, then sentences, then word windows: the largest pieces that fit ``limit`` tokens."""
+def _split_units(text: str, count: Callable[[str], int], limit: int) -> list[tuple[str, bool]]:
+    """Paragraphs, then sentences, then word windows: the largest pieces that fit ``limit`` tokens.
+
+    Each unit comes with whether it starts a paragraph, so that chunks keep the text's own layout.
+    """
     units = []
     for para in re.split(r"\n\s*\n", text):
         para = para.strip()
         if not para:
             continue
         if count(para) <= limit:
-            units.append(para)
+            units.append((para, True))
             continue
+        pieces = []
         for sent in _SENTENCE_END.split(para):
             if count(sent) <= limit:
-                units.append(sent)
+                pieces.append(sent)
                 continue
             words = sent.split()
             # A sentence longer than a passage (code, tables): cut it into word windows.
@@ -248,8 +252,9 @@ def _split_units(text: str, count: Callable[[str], int], limit: int) -> list[str
                 while count(piece) > limit and step > 1:
                     step = max(1, step * 3 // 4)
                     piece = " ".join(words[:step])
-                units.append(piece)
+                pieces.append(piece)
                 words = words[step:]
+        units.extend((piece, i == 0) for i, piece in enumerate(pieces))
     return units
 
 
@@ -259,7 +264,7 @@ def chunk_text(text: str, count: Callable[[str], int], chunk_tokens: int = 200,
     if overlap_tokens >= chunk_tokens:
         raise CorpusError(f"chunk overlap ({overlap_tokens}) must be smaller than chunk size ({chunk_tokens}).")
     units = _split_units(text, count, chunk_tokens)
-    sizes = [count(u) for u in units]
+    sizes = [count(u) for u, _ in units]
     chunks, start = [], 0
     while start < len(units):
         end, total = start, 0
@@ -267,7 +272,7 @@ def chunk_text(text: str, count: Callable[[str], int], chunk_tokens: int = 200,
             total += sizes[end]
             end += 1
         end = max(end, start + 1)
-        chunks.append("\n\n".join(units[start:end]))
+        chunks.append(units[start][0] + "".join(("\n\n" if para else " ") + u for u, para in units[start + 1:end]))
         if end >= len(units):
             break
         # Overlap: restart at the last units of this chunk that fit in overlap_tokens, but always move on.

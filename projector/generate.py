@@ -73,6 +73,7 @@ class GenerateConfig:
     timeout: float = 120.0  # seconds per request
     max_retries: int = 6  # transient faults (429/5xx/time-out) retried per request
     max_invalid: int = 3  # replies re-asked when not valid JSON / off-schema
+    backoff: float = 1.0  # seconds before the first retry of a transient fault; doubles each time (cap 30 s)
     temperature: float = 0.7
     max_tokens: int = 400  # per reply
     validation_fraction: float = 0.1
@@ -378,7 +379,8 @@ def _write_dataset(rows, out: Path, task: str) -> None:
     dd = datasets.DatasetDict(splits)
     tmp = out / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
+    # One shard per split even when empty: datasets cannot load back a split saved with zero shards.
+    dd.save_to_disk(str(tmp), num_shards={split: 1 for split in dd})
     shutil.rmtree(out / "dataset", ignore_errors=True)
     os.replace(tmp, out / "dataset")
     (out / "parquet").mkdir(exist_ok=True)
@@ -506,7 +508,7 @@ def _llm(cfg):
     base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
     fmt = cfg.response_format
     common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
-                  temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+                  temperature=cfg.temperature, max_tokens=cfg.max_tokens, backoff_base=cfg.backoff)
     if base_url:
         if not cfg.model:
             raise ProjectorError("--model is required with --base-url (the model name at that endpoint).")

@@ -128,7 +128,7 @@ class FakeOpenAI:
                     server.served[fault or "ok"] += 1
                 if server.delay:
                     time.sleep(server.delay)
-                if fault in ("429", "500", "503"):
+                if fault and fault.isdigit():
                     self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
                                {"Retry-After": "0"} if fault == "429" else None)
                     return
