@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up, then run projector end to end on the bundled corpus with the embedded defaults:
+#   generate (local LLM writes questions) -> train (projection) -> evaluate (vs cosine + baselines) -> load.
+# By default questions are written for a seeded sample of 60 passages (a few minutes on 2 cores);
+#   bash scripts/quickstart.sh --full     does every passage of the corpus (~631 passages; ~40 min here).
+# Outputs go to runs/quickstart/. Re-running resumes where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=${PYTHON:-python3}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+sample=(--max-passages 60)
+if [ "${1:-}" = "--full" ]; then sample=(--all); fi
+out=runs/quickstart
+
+"$PY" -m projector.generate --corpus data/python-reference.jsonl --id-field id --out "$out/pairs" "${sample[@]}"
+"$PY" -m projector.train --pairs "$out/pairs" --out "$out/model"
+"$PY" -m projector.evaluate --model "$out/model" --pairs "$out/pairs" --split test
+"$PY" - "$out/model" <<'PY'
+import sys, projector
+p = projector.load(sys.argv[1])
+q = p.encode_queries(["How do I catch several exception types in one except clause?"])
+d = p.encode_documents(["An except clause may name multiple exceptions as a parenthesized tuple."])
+print(f"projector.load: {p.mode} projection, P(relevant) = {p.probability(q, d)[0, 0]:.3f}")
+PY
