@@ -239,12 +239,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM us when the parent dies (even by SIGKILL)."""
+def _parent_death_hook():
+    """A pre-exec hook asking Linux to SIGTERM the child when its parent dies (even by SIGKILL), or None.
+
+    libc is looked up here, in the parent: between fork and exec the child should only call, not load.
+    Linux sends the signal when the *thread* that started the child exits, so start the server from
+    the thread that outlives it (normally the main thread).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class LocalServer:
@@ -308,7 +316,7 @@ class LocalServer:
             self.process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the server ourselves
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_parent_death_hook(),
             )
         self.pid = self.process.pid
         atexit.register(self.stop)
@@ -324,12 +332,13 @@ class LocalServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP(S)_PROXY
         while True:
             if self.process.poll() is not None:
                 raise LLMError(f"the local LLM server exited with code {self.process.returncode} while starting; "
                                f"its log ({self.log_path}) ends with:\n{self._log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
+                with opener.open(f"{self.base_url}/models", timeout=2) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, OSError):
