@@ -115,12 +115,12 @@ def generate(config: GenerateConfig) -> dict:
     done = records.load(retry_failed=cfg.retry_failed)
     split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
 
-    with _llm(cfg) as (client, endpoint):
+    with _LLM(cfg) as llm:
         # Optional rewrite of every passage: the main task then sees the rewritten text.
         if rewrite_prompt is not None:
             jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
                         rewrite_prompt.render(text=p.text), Rewrite, _check_rewrite) for p in passages]
-            _run_jobs(client, jobs, done, records, cfg, "rewriting")
+            _run_jobs(llm, jobs, done, records, cfg, "rewriting")
             for p in passages:
                 rec = done.get(f"rewrite:{p.passage_id}")
                 if rec and rec["status"] == "ok":
@@ -130,8 +130,8 @@ def generate(config: GenerateConfig) -> dict:
             jobs = _qa_jobs(passages, cfg, task_prompt)
         else:
             jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
-        _run_jobs(client, jobs, done, records, cfg, "questions" if cfg.task == "qa" else "judging")
-        model_name = client.model if client else None
+        _run_jobs(llm, jobs, done, records, cfg, "questions" if cfg.task == "qa" else "judging")
+        model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
     rows, row_stats = (_qa_rows if cfg.task == "qa" else _pairs_rows)(jobs, done, passages, split_of)
@@ -184,8 +184,9 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
         sims = sub @ sub.T  # (m, m)
         np.fill_diagonal(sims, -np.inf)
         anchors = _sample([by_id[i] for i in ids], cfg.max_items, cfg.seed)
+        position = {pid: i for i, pid in enumerate(ids)}
         for a in anchors:
-            ai = ids.index(a.passage_id)
+            ai = position[a.passage_id]
             partners = [ids[j] for j in np.argsort(-sims[ai])[: cfg.neighbours]]
             partners += rng.sample([i for i in ids if i != a.passage_id], min(cfg.random_pairs, len(ids) - 1))
             for b in partners:
@@ -239,14 +240,11 @@ def _check_rewrite(value: Rewrite) -> Rewrite:
     return Rewrite(text=value.text.strip())
 
 
-def _run_jobs(client, jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
+def _run_jobs(llm: "_LLM", jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
     """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
     pending = [j for j in jobs if j.key not in done]
-    if not pending:
-        return
-    if client is None:
-        raise ProjectorError("internal: work pending but no LLM client")
-    asyncio.run(_run_async(client, pending, done, records, cfg, label))
+    if pending:
+        asyncio.run(_run_async(llm.get(), pending, done, records, cfg, label))
 
 
 async def _run_async(client, pending, done, records, cfg, label):
@@ -502,26 +500,43 @@ def _token_counter(encoder: str | None):
     return corpus_mod.approx_token_count
 
 
-@contextlib.contextmanager
-def _llm(cfg):
-    """(client, public endpoint) for the configured endpoint, starting the embedded server if needed."""
-    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-    fmt = cfg.response_format
-    common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
-                  temperature=cfg.temperature, max_tokens=cfg.max_tokens, backoff_base=cfg.backoff)
-    if base_url:
-        if not cfg.model:
-            raise ProjectorError("--model is required with --base-url (the model name at that endpoint).")
-        client = ChatClient(base_url, cfg.model, os.environ.get("OPENAI_API_KEY"),
-                            response_format="json_object" if fmt == "auto" else fmt, **common)
-        yield client, public_url(base_url)
-        return
-    from projector.local_llm import LocalServer
+class _LLM:
+    """The configured endpoint, connected on first use: a finished run never starts the embedded server."""
 
-    with LocalServer(cfg.local_model) as server:
-        client = ChatClient(server.base_url, server.model_name, None,
-                            response_format="json_object+schema" if fmt == "auto" else fmt, **common)
-        yield client, f"embedded llama.cpp server ({server.model_name})"
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.client, self.endpoint, self._server = None, None, None
+
+    def get(self) -> ChatClient:
+        if self.client is not None:
+            return self.client
+        cfg = self.cfg
+        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+        fmt = cfg.response_format
+        common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
+                      temperature=cfg.temperature, max_tokens=cfg.max_tokens, backoff_base=cfg.backoff)
+        if base_url:
+            if not cfg.model:
+                raise ProjectorError("--model is required with --base-url (the model name at that endpoint).")
+            self.client = ChatClient(base_url, cfg.model, os.environ.get("OPENAI_API_KEY"),
+                                     response_format="json_object" if fmt == "auto" else fmt, **common)
+            self.endpoint = public_url(base_url)
+        else:
+            from projector.local_llm import LocalServer
+
+            self._server = LocalServer(cfg.local_model)
+            self._server.__enter__()
+            self.client = ChatClient(self._server.base_url, self._server.model_name, None,
+                                     response_format="json_object+schema" if fmt == "auto" else fmt, **common)
+            self.endpoint = f"embedded llama.cpp server ({self._server.model_name})"
+        return self.client
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._server is not None:
+            self._server.__exit__(*exc)  # stops the server by its PID, also on errors and Ctrl-C
 
 
 def _read_json(path: Path):
