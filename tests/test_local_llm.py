@@ -153,8 +153,8 @@ def test_server_that_dies_at_startup_reports_its_log(tmp_path):
 
 @pytest.mark.llm
 @pytest.mark.parametrize("raised", [None, RuntimeError, KeyboardInterrupt])
-def test_server_process_is_gone_after_with_block(raised):
-    server = LocalServer(SMALL_MODEL, n_threads=2, n_ctx=512)
+def test_server_process_is_gone_after_with_block(raised, tmp_path):
+    server = LocalServer(SMALL_MODEL, n_threads=2, n_ctx=512, log_path=tmp_path / "server.log")
     try:
         with server:
             assert server.base_url.startswith("http://127.0.0.1:") and server.model_name == SMALL_MODEL
@@ -167,6 +167,7 @@ def test_server_process_is_gone_after_with_block(raised):
         assert raised and isinstance(e, raised)
     assert server.process is None
     assert not _pid_alive(server.pid)
+    assert "Uvicorn running" in (tmp_path / "server.log").read_text()
 
 
 @pytest.mark.llm
