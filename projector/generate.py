@@ -154,14 +154,18 @@ class Job:
     prompt: str
     schema: type
     validate: object  # callable(value) -> value, raising InvalidReply
+    json_schema: dict | None = None  # a tighter schema for the server to enforce (default: the pydantic one)
 
 
 def _qa_jobs(passages, cfg, prompt) -> list[Job]:
     chosen = _sample(passages, cfg.max_passages, cfg.seed)
     n = cfg.questions_per_passage
+    # Servers that enforce a schema (llama.cpp's grammar) then cannot return a wrong count or blank strings.
+    schema = {"type": "object", "required": ["questions"], "properties": {"questions": {
+        "type": "array", "minItems": n, "maxItems": n, "items": {"type": "string", "minLength": 8}}}}
     return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
                 prompt.render(n=n, passage=p.text, title=p.title or "(none)"), Questions,
-                _question_checker(p.text, n)) for p in chosen]
+                _question_checker(p.text, n), schema) for p in chosen]
 
 
 def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
@@ -203,6 +207,8 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
 
 
 _PREAMBLE = re.compile(r"^(here (are|is)|sure|certainly|of course|okay|ok,|the following|below are|questions?:)", re.I)
+# Small models sometimes ask about the passage itself instead of its content.
+_META = re.compile(r"\b(th(is|e) (passage|text|paragraph|document|excerpt|above)|who has not seen)\b", re.I)
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
 
 
@@ -218,6 +224,8 @@ def _question_checker(passage: str, n: int):
                 reasons.append("an empty question")
             elif q.endswith(":") or _PREAMBLE.match(q):
                 reasons.append(f"{q[:40]!r} is a preamble, not a question")
+            elif _META.search(q):
+                reasons.append(f"{q[:50]!r} refers to the passage; ask about its content instead")
             elif len(q.split()) < 2:
                 reasons.append(f"{q!r} is too short")
             elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
@@ -255,7 +263,7 @@ async def _run_async(client, pending, done, records, cfg, label):
 
     async def one(job):
         async with sem:
-            return job, await client.ask(job.prompt, job.schema, job.validate)
+            return job, await client.ask(job.prompt, job.schema, job.validate, job.json_schema)
 
     tasks = [asyncio.create_task(one(j)) for j in pending]
     bar = tqdm(total=len(pending), desc=label, unit="req", dynamic_ncols=True)
@@ -469,7 +477,7 @@ def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_v
         if diff:
             raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
                                  "re-run with the same settings to resume, or give a new --out.")
-    _write_json(path, {**identity, "corpus": str(cfg.corpus), "local_model": cfg.local_model})
+    _write_json(path, {**identity, "corpus": str(cfg.corpus)})
 
 
 def _split(unit_id: str, cfg) -> str:
@@ -524,6 +532,9 @@ class _LLM:
         else:
             from projector.local_llm import LocalServer
 
+            # Requests to our own server must not go through a proxy set for the outside world.
+            no_proxy = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
+            os.environ["NO_PROXY"] = ",".join(no_proxy + ["127.0.0.1", "localhost"])
             self._server = LocalServer(cfg.local_model)
             self._server.__enter__()
             self.client = ChatClient(self._server.base_url, self._server.model_name, None,

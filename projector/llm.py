@@ -161,21 +161,22 @@ class ChatClient:
             await self._client.close()
             self._client = None
 
-    def _format(self, schema: type[BaseModel]):
+    def _format(self, schema: type[BaseModel], json_schema: dict | None):
+        json_schema = json_schema or schema.model_json_schema()
         if self.response_format == "none":
             return None
         if self.response_format == "json_object":
             return {"type": "json_object"}
         if self.response_format == "json_object+schema":  # llama.cpp: grammar-constrained to the schema
-            return {"type": "json_object", "schema": schema.model_json_schema()}
-        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()}}
+            return {"type": "json_object", "schema": json_schema}
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema}}
 
-    async def _send(self, messages, schema, result: CallResult) -> str:
+    async def _send(self, messages, schema, result: CallResult, json_schema: dict | None = None) -> str:
         """One reply text, retrying transient faults with backoff; raises LLMError when they persist."""
         import openai
 
         kwargs = dict(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
-        fmt = self._format(schema)
+        fmt = self._format(schema, json_schema)
         if fmt is not None:
             kwargs["response_format"] = fmt
         for attempt in range(self.max_retries + 1):
@@ -210,13 +211,14 @@ class ChatClient:
                        f"({', '.join(f'{k}×{v}' for k, v in result.faults.items())}).")
 
     async def ask(self, prompt: str, schema: type[BaseModel],
-                  validate: Callable[[BaseModel], BaseModel] | None = None) -> CallResult:
+                  validate: Callable[[BaseModel], BaseModel] | None = None,
+                  json_schema: dict | None = None) -> CallResult:
         """Ask until a reply passes schema + ``validate`` (re-asking with the error), or give up and say why."""
         result = CallResult(ok=False)
         messages = [{"role": "user", "content": prompt}]
         for _ in range(self.max_invalid):
             try:
-                raw = await self._send(messages, schema, result)
+                raw = await self._send(messages, schema, result, json_schema)
             except LLMError as e:
                 result.error = str(e)
                 return result

@@ -7,7 +7,7 @@ the tests can check which passage each pair came from.
 Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500", "503", "timeout"
 (sleeps past the client's time-out), "reset" (closes the socket), "malformed" (not JSON), "offschema"
 (JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
-"copy" (the passage copied verbatim). Run standalone (for subprocess tests):
+"copy" (the passage copied verbatim), "meta" (a question about "this passage"). Run standalone (for subprocess tests):
 
     python tests/openai_server.py --port-file PATH [--delay 0.05] [--faults 429,500,...]
 """
@@ -86,6 +86,8 @@ class FakeOpenAI:
             qs = ["Here are two questions:"] + qs
         elif fault == "empty":
             qs = [""] * n
+        elif fault == "meta":
+            qs = [f"What does this passage say about {passage.split()[0]}?"] + qs[1:]
         elif fault == "copy":
             qs = [" ".join(passage.split()[:12])] * n
         return json.dumps({"questions": qs})

@@ -73,7 +73,7 @@ def test_normal_run_writes_dataset_parquet_manifest(tmp_path):
 
 def test_transient_faults_are_retried_and_output_stays_clean(tmp_path):
     faults = ["429"] * 3 + ["500"] * 3 + ["503", "timeout", "reset", "malformed", "offschema", "preamble", "empty",
-                                          "copy"]
+                                          "copy", "meta"]
     with FakeOpenAI(faults=faults, hang_seconds=4) as srv:
         cfg = config(tmp_path, srv, concurrency=2, timeout=1.0)
         import projector.llm as llm
@@ -82,7 +82,7 @@ def test_transient_faults_are_retried_and_output_stays_clean(tmp_path):
     c = m["counts"]
     assert c["failed"] == 0
     assert c["transient_faults"] == 9  # 429×3, 5xx×4, time-out, reset: each cost one request
-    assert c["invalid_replies"] == 4  # malformed, off-schema, empty strings, verbatim copy: re-asked
+    assert c["invalid_replies"] == 5  # malformed, off-schema, empty strings, verbatim copy, meta: re-asked
     rows = [r for s in datasets.load_from_disk(str(tmp_path / "out" / "dataset")).values() for r in s]
     assert not any(q["query"].startswith("Here are") for q in rows)
 
