@@ -75,7 +75,7 @@ def test_transient_faults_are_retried_and_output_stays_clean(tmp_path):
     faults = ["429"] * 3 + ["500"] * 3 + ["503", "timeout", "reset", "malformed", "offschema", "preamble", "empty",
                                           "copy", "meta"]
     with FakeOpenAI(faults=faults, hang_seconds=4) as srv:
-        cfg = config(tmp_path, srv, concurrency=2, timeout=1.0)
+        cfg = config(tmp_path, srv, concurrency=2, timeout=1.0, max_invalid=6)
         import projector.llm as llm
         m = generate(cfg)
     check_output(tmp_path / "out", N_PASSAGES, 2)
