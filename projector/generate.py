@@ -207,8 +207,13 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
 
 
 _PREAMBLE = re.compile(r"^(here (are|is)|sure|certainly|of course|okay|ok,|the following|below are|questions?:)", re.I)
-# Small models sometimes ask about the passage itself instead of its content.
+# Small models sometimes ask about the passage itself instead of its content. A trailing reference
+# ("..., according to the passage?") is cut off; one left inside the question makes it unusable.
+_META_SUFFIX = re.compile(r"[\s,]*\b((as )?(mentioned|described|stated|given|discussed|explained)|according to|based on|from|in)"
+                          r" (the|this) (passage|text|paragraph|document|excerpt)\s*(?=\?*$)", re.I)
 _META = re.compile(r"\b(th(is|e) (passage|text|paragraph|document|excerpt|above)|who has not seen)\b", re.I)
+# A question that ends on one of these was cut off mid-sentence.
+_DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
 
 
@@ -219,6 +224,7 @@ def _question_checker(passage: str, n: int):
         usable, reasons = [], []
         for q in value.questions:
             q = _NUMBERING.sub("", " ".join(str(q).split())).strip().strip('"').strip()
+            q = _META_SUFFIX.sub("", q).strip()
             flat = corpus_mod.normalise_for_dedup(q)
             if not q:
                 reasons.append("an empty question")
@@ -228,6 +234,8 @@ def _question_checker(passage: str, n: int):
                 reasons.append(f"{q[:50]!r} refers to the passage; ask about its content instead")
             elif len(q.split()) < 2:
                 reasons.append(f"{q!r} is too short")
+            elif not q.endswith("?") and q.split()[-1].lower() in _DANGLING:
+                reasons.append(f"{q[:50]!r} is cut off")
             elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
                 reasons.append(f"{q[:40]!r} copies the passage word for word")
             elif flat in {corpus_mod.normalise_for_dedup(u) for u in usable}:
@@ -236,7 +244,8 @@ def _question_checker(passage: str, n: int):
                 usable.append(q)
         if len(usable) < n:
             detail = f" ({'; '.join(reasons[:3])})" if reasons else ""
-            raise InvalidReply(f"expected {n} distinct questions, got {len(usable)} usable{detail}")
+            raise InvalidReply(f"expected {n} distinct questions, got {len(usable)} usable{detail}",
+                               partial=Questions(questions=usable) if usable else None)
         return Questions(questions=usable[:n])
 
     return check
@@ -274,7 +283,8 @@ async def _run_async(client, pending, done, records, cfg, label):
                    "result": res.value.model_dump() if res.ok else None, "raw": res.raw,
                    "attempts": res.attempts, "invalid": res.invalid, "faults": res.faults,
                    "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens},
-                   "error": res.error, "model": client.model, "time": round(time.time(), 3)}
+                   "partial": res.partial, "error": res.error, "model": client.model,
+                   "time": round(time.time(), 3)}
             records.append(rec)  # flushed + fsynced: a kill after this line loses nothing
             done[job.key] = rec
             tokens += res.prompt_tokens + res.completion_tokens
@@ -407,7 +417,8 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows
         "documents": pstats.documents, "passages": len(passages), "empty_dropped": pstats.empty_dropped,
         "duplicates_dropped": pstats.duplicates_dropped, "requests": len(jobs),
         "requested": requested, "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
-        "failed": row_stats["failed"], "invalid_replies": sum(r["invalid"] for r in recs),
+        "failed": row_stats["failed"], "partial": sum(bool(r.get("partial")) for r in recs),
+        "invalid_replies": sum(r["invalid"] for r in recs),
         "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
     }
     if cfg.task == "pairs":
@@ -432,7 +443,8 @@ def _print_summary(m: dict, rows, task: str) -> None:
         f"  model      {m['model']} at {m['endpoint']}  prompt {m['prompt_version']}",
         f"  passages   {c['passages']} from {c['documents']} documents "
         f"({c['empty_dropped']} empty, {c['duplicates_dropped']} duplicates dropped)",
-        f"  requests   {c['requests']}  failed {c['failed']}  invalid replies re-asked {c['invalid_replies']}  "
+        f"  requests   {c['requests']}  failed {c['failed']}  partial {c['partial']}  "
+        f"invalid replies re-asked {c['invalid_replies']}  "
         f"transient faults retried {c['transient_faults']}  still pending {c['pending']}",
         f"  pairs      {c['generated']} of {c['requested']} requested  "
         f"(train {c['splits']['train']}, validation {c['splits']['validation']}, test {c['splits']['test']})",

@@ -81,7 +81,14 @@ class Rewrite(BaseModel):
 
 
 class InvalidReply(ValueError):
-    """The reply parsed but fails the task's own checks (preamble, copy of the passage, wrong count)."""
+    """The reply parsed but fails the task's own checks (preamble, copy of the passage, wrong count).
+
+    ``partial``: the usable part of the reply, kept if no later attempt does better.
+    """
+
+    def __init__(self, message: str, partial: BaseModel | None = None):
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -95,6 +102,7 @@ class CallResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    partial: bool = False  # ok, but with less than asked (the usable part of the best reply)
 
 
 def public_url(url: str | None) -> str | None:
@@ -215,6 +223,7 @@ class ChatClient:
                   json_schema: dict | None = None) -> CallResult:
         """Ask until a reply passes schema + ``validate`` (re-asking with the error), or give up and say why."""
         result = CallResult(ok=False)
+        best_partial = None
         messages = [{"role": "user", "content": prompt}]
         for _ in range(self.max_invalid):
             try:
@@ -234,6 +243,8 @@ class ChatClient:
             except (InvalidReply, ValidationError) as e:
                 result.invalid += 1
                 result.error = _describe(e)
+                if getattr(e, "partial", None) is not None:
+                    best_partial = e.partial  # later attempts are at least as good: they saw the error
                 # Re-ask with the mistake named (instructor-style), keeping the conversation short.
                 messages = [messages[0], {"role": "assistant", "content": raw[:2000]},
                             {"role": "user", "content": f"That answer was rejected: {result.error}. "
@@ -241,6 +252,8 @@ class ChatClient:
                 continue
             result.ok, result.value, result.error = True, value, None
             return result
+        if best_partial is not None:
+            result.ok, result.value, result.partial = True, best_partial, True
         return result
 
 

@@ -209,3 +209,24 @@ def test_sigkill_at_a_random_point_then_rerun_loses_and_duplicates_nothing(tmp_p
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_question_checks_clean_trailing_references_and_keep_the_usable_part():
+    from projector.generate import _question_checker
+    from projector.llm import InvalidReply, Questions
+
+    check = _question_checker("Dictionaries preserve insertion order since Python 3.7.", 2)
+    ok = check(Questions(questions=["What does split() split on, according to the passage?", "1. Are dicts ordered?"]))
+    assert ok.questions == ["What does split() split on?", "Are dicts ordered?"]
+    with pytest.raises(InvalidReply) as e:
+        check(Questions(questions=["What is the current implementation of", "What does this passage describe?",
+                                   "Do dictionaries keep order?"]))
+    assert e.value.partial.questions == ["Do dictionaries keep order?"]
+    assert "cut off" in str(e.value) and "refers to the passage" in str(e.value)
+
+
+def test_partial_answers_are_kept_when_re_asking_does_not_help(tmp_path):
+    with FakeOpenAI(faults=["meta"] * 3) as srv:
+        m = generate(config(tmp_path, srv, concurrency=1, max_passages=3))
+    c = m["counts"]
+    assert (c["failed"], c["partial"], c["generated"]) == (0, 1, 5)
