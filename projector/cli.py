@@ -8,7 +8,7 @@ from projector.errors import ProjectorError
 def run(main_fn, stage: str, argv=None) -> int:
     """Call ``main_fn(argv)``; turn ProjectorError into one line + exit 2, Ctrl-C into exit 130."""
     logging.basicConfig(level=logging.INFO, format=f"projector.{stage}: %(message)s")
-    for noisy in ("httpx", "httpcore", "openai", "sentence_transformers", "datasets"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "sentence_transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request would bury the progress bar
     try:
         main_fn(argv)
