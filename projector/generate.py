@@ -81,6 +81,10 @@ class GenerateConfig:
     split_by: str = "passage"  # "passage" or "document": the unit no two splits share
     seed: int = 0
     retry_failed: bool = False  # on resume, ask again for requests recorded as failed
+    batch: bool = False  # send requests through the OpenAI Batch API (files + batches) instead of live
+    batch_poll: float = 30.0  # seconds between batch status checks
+    batch_file_only: bool = False  # with --batch: only write the request JSONL (for vLLM's offline run_batch)
+    batch_results: str | None = None  # with --batch: collect results from this JSONL (an offline runner's output)
 
     def settings(self) -> dict:
         """What must match for a re-run to resume the same run (not the endpoint or speed settings)."""
@@ -260,7 +264,11 @@ def _check_rewrite(value: Rewrite) -> Rewrite:
 def _run_jobs(llm: "_LLM", jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
     """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
     pending = [j for j in jobs if j.key not in done]
-    if pending:
+    if pending and cfg.batch:
+        from projector.batch import run_batch
+
+        run_batch(llm.get(), jobs, done, records, cfg, Path(cfg.out), label)
+    elif pending:
         asyncio.run(_run_async(llm.get(), pending, done, records, cfg, label))
 
 
@@ -532,6 +540,11 @@ class _LLM:
             return self.client
         cfg = self.cfg
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+        if cfg.batch and not base_url:
+            if not (cfg.batch_file_only or cfg.batch_results):
+                raise ProjectorError("--batch needs an endpoint with the Batch API (--base-url); the embedded server "
+                                     "has none. For an offline runner use --batch --batch-file-only.")
+            base_url = "http://127.0.0.1/v1"  # not contacted: the files are written / read locally
         fmt = cfg.response_format
         common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
                       temperature=cfg.temperature, max_tokens=cfg.max_tokens, backoff_base=cfg.backoff)

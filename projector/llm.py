@@ -164,6 +164,13 @@ class ChatClient:
                                               timeout=self._timeout, max_retries=0)
         return self._client
 
+    def sync_client(self):
+        """A blocking client for the same endpoint (the Batch API's files and batches routes)."""
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self._timeout,
+                             max_retries=self.max_retries)
+
     async def close(self):
         if self._client is not None:
             await self._client.close()
@@ -179,14 +186,19 @@ class ChatClient:
             return {"type": "json_object", "schema": json_schema}
         return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema}}
 
+    def request_body(self, messages, schema, json_schema: dict | None = None) -> dict:
+        """The chat-completions request body: used live, and written as is into Batch API files."""
+        body = dict(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        fmt = self._format(schema, json_schema)
+        if fmt is not None:
+            body["response_format"] = fmt
+        return body
+
     async def _send(self, messages, schema, result: CallResult, json_schema: dict | None = None) -> str:
         """One reply text, retrying transient faults with backoff; raises LLMError when they persist."""
         import openai
 
-        kwargs = dict(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
-        fmt = self._format(schema, json_schema)
-        if fmt is not None:
-            kwargs["response_format"] = fmt
+        kwargs = self.request_body(messages, schema, json_schema)
         for attempt in range(self.max_retries + 1):
             result.attempts += 1
             retry_after = None
@@ -237,12 +249,10 @@ class ChatClient:
                 continue
             result.raw = raw
             try:
-                value = schema.model_validate(extract_json(raw))
-                if validate is not None:
-                    value = validate(value)
-            except (InvalidReply, ValidationError) as e:
+                value = parse_reply(raw, schema, validate)
+            except InvalidReply as e:
                 result.invalid += 1
-                result.error = _describe(e)
+                result.error = str(e)
                 if getattr(e, "partial", None) is not None:
                     best_partial = e.partial  # later attempts are at least as good: they saw the error
                 # Re-ask with the mistake named (instructor-style), keeping the conversation short.
@@ -255,6 +265,15 @@ class ChatClient:
         if best_partial is not None:
             result.ok, result.value, result.partial = True, best_partial, True
         return result
+
+
+def parse_reply(raw: str, schema: type[BaseModel], validate=None) -> BaseModel:
+    """Reply text -> validated value; every way it can be wrong is an InvalidReply that says how."""
+    try:
+        value = schema.model_validate(extract_json(raw))
+    except ValidationError as e:
+        raise InvalidReply(_describe(e)) from None
+    return validate(value) if validate is not None else value
 
 
 def _retry_after(e) -> float | None:

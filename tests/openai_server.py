@@ -7,7 +7,9 @@ the tests can check which passage each pair came from.
 Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500", "503", "timeout"
 (sleeps past the client's time-out), "reset" (closes the socket), "malformed" (not JSON), "offschema"
 (JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
-"copy" (the passage copied verbatim), "meta" (a question about "this passage"). Run standalone (for subprocess tests):
+"copy" (the passage copied verbatim), "meta" (a question about "this passage"), and
+in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
+routes (a batch completes on its second status check). Run standalone (for subprocess tests):
 
     python tests/openai_server.py --port-file PATH [--delay 0.05] [--faults 429,500,...]
 """
@@ -50,6 +52,9 @@ class FakeOpenAI:
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_polls_to_finish = 2  # a batch completes on its 2nd status check
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -92,6 +97,79 @@ class FakeOpenAI:
             qs = [" ".join(passage.split()[:12])] * n
         return json.dumps({"questions": qs})
 
+    def content_for(self, body: dict, fault: str | None) -> str:
+        if fault == "malformed":
+            return '{"questions": ["unterminated'
+        if fault == "offschema":
+            return json.dumps({"answer": "no questions here"})
+        return self.answer(body, fault)
+
+    def completion(self, body: dict, content: str) -> dict:
+        return {"id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake-model"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(content) // 4,
+                          "total_tokens": len(json.dumps(body)) // 4 + len(content) // 4}}
+
+    # ------------------------------------------------------------------ Batch API: files + batches routes
+    def upload(self, content_type: str, data: bytes) -> dict:
+        from email.parser import BytesParser
+
+        msg = BytesParser().parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + data)
+        content, name = b"", "upload.jsonl"
+        for part in msg.get_payload():
+            if part.get_param("name", header="content-disposition") == "file":
+                content, name = part.get_payload(decode=True), part.get_filename() or name
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = content
+        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                "filename": name, "purpose": "batch", "status": "processed"}
+
+    def batch_object(self, b: dict) -> dict:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    def create_batch(self, body: dict) -> dict:
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            n = len(self.files[body["input_file_id"]].splitlines())
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                "status": "validating", "created_at": int(time.time()), "output_file_id": None,
+                "error_file_id": None, "request_counts": {"total": n, "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"), "_polls": 0}
+        return self.batch_object(self.batches[batch_id])
+
+    def poll_batch(self, batch_id: str) -> dict:
+        b = self.batches[batch_id]
+        b["_polls"] += 1
+        if b["status"] != "completed" and b["_polls"] >= self.batch_polls_to_finish:
+            out, failed = [], 0
+            for line in self.files[b["input_file_id"]].decode().splitlines():
+                req = json.loads(line)
+                fault = self.next_fault()
+                with self._lock:
+                    self.served[fault or "ok"] += 1
+                if fault == "drop":  # the batch lost this request: no line at all
+                    continue
+                if fault and fault.isdigit():
+                    failed += 1
+                    out.append({"id": f"r-{len(out)}", "custom_id": req["custom_id"], "error": None,
+                                "response": {"status_code": int(fault), "body": {"error": {"message": "injected"}}}})
+                    continue
+                content = self.content_for(req["body"], fault)
+                out.append({"id": f"r-{len(out)}", "custom_id": req["custom_id"], "error": None,
+                            "response": {"status_code": 200, "body": self.completion(req["body"], content)}})
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = "".join(json.dumps(o) + "\n" for o in out).encode()
+            b.update(status="completed", output_file_id=file_id,
+                     request_counts={"total": b["request_counts"]["total"], "completed": len(out) - failed,
+                                     "failed": failed})
+        elif b["status"] == "validating":
+            b["status"] = "in_progress"
+        return self.batch_object(b)
+
     def _handler(self):
         server = self
 
@@ -112,6 +190,14 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
             def do_GET(self):
+                m = re.search(r"/batches/([^/]+)$", self.path)
+                if m and m.group(1) in server.batches:
+                    self._send(200, server.poll_batch(m.group(1)))
+                    return
+                m = re.search(r"/files/([^/]+)/content$", self.path)
+                if m and m.group(1) in server.files:
+                    self._send(200, server.files[m.group(1)])
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
                 else:
@@ -119,7 +205,14 @@ class FakeOpenAI:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                data = self.rfile.read(length)
+                if self.path.rstrip("/").endswith("/files"):
+                    self._send(200, server.upload(self.headers.get("Content-Type", ""), data))
+                    return
+                body = json.loads(data or b"{}")
+                if self.path.rstrip("/").endswith("/batches"):
+                    self._send(200, server.create_batch(body))
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
@@ -141,20 +234,7 @@ class FakeOpenAI:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     self.connection.close()
                     return
-                if fault == "malformed":
-                    content = '{"questions": ["unterminated'
-                elif fault == "offschema":
-                    content = json.dumps({"answer": "no questions here"})
-                else:
-                    content = server.answer(body, fault)
-                self._send(200, {
-                    "id": f"chatcmpl-{server.requests}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "fake-model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(content) // 4,
-                              "total_tokens": len(json.dumps(body)) // 4 + len(content) // 4},
-                })
+                self._send(200, server.completion(body, server.content_for(body, fault)))
 
         return Handler
 

@@ -230,3 +230,59 @@ def test_partial_answers_are_kept_when_re_asking_does_not_help(tmp_path):
         m = generate(config(tmp_path, srv, concurrency=1, max_passages=3))
     c = m["counts"]
     assert (c["failed"], c["partial"], c["generated"]) == (0, 1, 5)
+
+
+def test_batch_api_path_collects_the_same_dataset_and_retries_bad_lines(tmp_path):
+    faults = ["500", "malformed", "drop", "meta"]  # consumed by the first batch's lines
+    with FakeOpenAI(faults=faults) as srv:
+        m = generate(config(tmp_path, srv, batch=True, batch_poll=0.01, max_passages=12))
+        assert len(srv.batches) == 2  # one round, then one for the 4 lines that came back unusable
+        assert srv.requests == 12 + 4
+    check_output(tmp_path / "out", 12, 2)
+    assert m["counts"]["failed"] == 0 and m["counts"]["generated"] == 24
+    recs = RecordLog(tmp_path / "out" / "records.jsonl").load()
+    assert all(r["via"] == "batch" for r in recs.values())
+    first = (tmp_path / "out" / "batch" / "round-0.jsonl").read_text().splitlines()
+    assert len(first) == 12 and json.loads(first[0])["url"] == "/v1/chat/completions"
+
+
+def test_batch_in_flight_is_resumed_not_resubmitted(tmp_path, repo):
+    with FakeOpenAI() as srv:
+        srv.batch_polls_to_finish = 10**9  # never finishes while the first run waits
+        cfg = config(tmp_path, srv, batch=True, batch_poll=0.01, max_passages=6)
+        victim = subprocess.Popen(
+            [sys.executable, "-m", "projector.generate", "--corpus", cfg.corpus, "--id-field", "id", "--out", cfg.out,
+             "--base-url", srv.base_url, "--model", "fake-model", "--chunk-tokens", "60", "--chunk-overlap", "0",
+             "--max-passages", "6", "--batch", "--batch-poll", "0.01"],
+            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = tmp_path / "out" / "batch" / "state.json"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (state.exists() and json.loads(state.read_text()).get("batch_id")):
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)  # dies while its batch is in flight
+        victim.wait()
+        assert json.loads(state.read_text())["batch_id"] == "batch_1"
+        srv.batch_polls_to_finish = 0
+        m = generate(cfg)
+        assert len(srv.batches) == 1 and m["counts"]["generated"] == 12  # collected, not paid for twice
+    check_output(tmp_path / "out", 6, 2)
+    keys = [json.loads(line)["key"] for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_batch_file_only_then_results_from_an_offline_runner(tmp_path):
+    cfg = dict(corpus=str(make_corpus(tmp_path)), id_field="id", out=str(tmp_path / "out"), model="some-model",
+               chunk_tokens=60, chunk_overlap=0, max_passages=5, batch=True)
+    generate(GenerateConfig(**cfg, batch_file_only=True))
+    requests = [json.loads(line) for line in (tmp_path / "out" / "batch" / "round-0.jsonl").read_text().splitlines()]
+    assert len(requests) == 5 and requests[0]["body"]["model"] == "some-model"
+    # what vLLM's run_batch would write: one response line per request
+    fake = FakeOpenAI()
+    results = [{"custom_id": r["custom_id"], "error": None,
+                "response": {"status_code": 200, "body": fake.completion(r["body"], fake.content_for(r["body"], None))}}
+               for r in requests]
+    fake.httpd.server_close()
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    m = generate(GenerateConfig(**cfg, batch_results=str(tmp_path / "results.jsonl")))
+    assert m["counts"]["generated"] == 10 and m["counts"]["pending"] == 0
+    check_output(tmp_path / "out", 5, 2)
