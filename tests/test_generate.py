@@ -173,7 +173,7 @@ def test_cli_prints_one_line_errors(tmp_path, repo):
     assert parse_args(["--corpus", "c", "--out", "o", "--all", "--max-passages", "3"]).max_passages is None
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3] + [pytest.param(s, marks=pytest.mark.stress) for s in range(100, 120)])
 def test_sigkill_at_a_random_point_then_rerun_loses_and_duplicates_nothing(tmp_path, repo, seed):
     rng = random.Random(seed)
     port_file = tmp_path / "port"
