@@ -87,9 +87,13 @@ class GenerateConfig:
     batch_results: str | None = None  # with --batch: collect results from this JSONL (an offline runner's output)
 
     def settings(self) -> dict:
-        """What must match for a re-run to resume the same run (not the endpoint or speed settings)."""
+        """What must match for a re-run to resume the same run (not the endpoint or speed settings).
+
+        The sample sizes (--max-passages, --max-items) may change: the seeded sample only grows, so a run of
+        60 passages extends to 200 or --all, keeping what was made.
+        """
         keep = ("task", "text_field", "id_field", "title_field", "chunk_tokens", "chunk_overlap", "encoder",
-                "questions_per_passage", "max_passages", "criterion", "neighbours", "random_pairs", "max_items",
+                "questions_per_passage", "criterion", "neighbours", "random_pairs",
                 "rewrite", "seed", "split_by", "validation_fraction", "test_fraction")
         return {k: getattr(self, k) for k in keep}
 

@@ -123,11 +123,14 @@ def test_api_key_is_sent_but_never_written(tmp_path, monkeypatch):
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_resume_refuses_other_settings(tmp_path):
+def test_resume_refuses_other_settings_but_a_sample_may_grow(tmp_path):
     with FakeOpenAI() as srv:
         generate(config(tmp_path, srv, max_passages=3))
         with pytest.raises(ProjectorError, match="questions_per_passage differ"):
             generate(config(tmp_path, srv, max_passages=3, questions_per_passage=5))
+        generate(config(tmp_path, srv, max_passages=8))
+        assert srv.requests == 8  # the first 3 were kept
+    check_output(tmp_path / "out", 8, 2)
 
 
 def test_torn_last_record_is_dropped_and_redone(tmp_path):
