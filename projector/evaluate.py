@@ -1,0 +1,564 @@
+"""Stage 3: compare trained projections with cosine and the training-free baselines on held-out data.
+
+    python -m projector.evaluate --model runs/proj --pairs runs/pairs                 # the pairs' test split
+    python -m projector.evaluate --model runs/a --model runs/b --pairs runs/pairs --split validation
+    python -m projector.evaluate --model runs/proj --beir ../shared/benchmarks/faq-perl-debian --pairs runs/pairs
+    python -m projector.evaluate --beir ../shared/benchmarks/faq-perl-debian         # baselines only
+
+Inputs: trained projection folders (``--model``, repeatable: one row each), and either a pairs dataset
+(``--pairs``, from ``projector.generate``) or a BEIR folder (``--beir``: corpus.jsonl, queries.jsonl,
+qrels/test.tsv, real human queries). With both, the BEIR set is evaluated and the pairs' *train* split only
+fits the closed-form baseline. ``--corpus`` replaces the pairs' retrieval corpus by a BEIR corpus.jsonl.
+
+Work, every row through the same evaluator, on the same embeddings of the same encoder:
+  qa / BEIR   retrieval of each query against the *whole* corpus (trec_eval via pytrec_eval: NDCG@10,
+              MRR@10, MAP@100, Recall@1/5/10/100, Accuracy@1) and calibration of ``probability()`` on
+              sampled (query, passage) pairs: every positive plus ``hard_negatives`` top-ranked non-relevant
+              passages under frozen cosine and ``random_negatives`` uniform ones per query (default 5 + 5,
+              so about 1 positive : 10 negatives); log-loss, Brier, ECE (15 equal-width bins).
+  pairs       ROC-AUC, average precision, accuracy at the threshold that is best on the validation split,
+              and the same calibration metrics over the labelled test pairs.
+Paired bootstrap (over queries or pairs) 95% CIs of each row's difference to cosine on the headline metrics.
+
+Outputs in ``--out`` (default ``MODEL/eval-SPLIT`` of the first model, or ``runs/eval-NAME``): report.md,
+report.json, config.json and PNG plots; the table is also printed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from projector import baselines as B
+from projector.errors import ArtifactError, DataError
+
+log = logging.getLogger("projector.evaluate")
+
+
+@dataclass
+class EvalConfig:
+    models: list[str] = field(default_factory=list)  # trained projection folders, one row each
+    pairs: str | None = None        # pairs dataset folder (projector.generate output)
+    split: str = "test"             # split of --pairs to evaluate: test | validation | train
+    corpus: str | None = None       # BEIR corpus.jsonl replacing the pairs' passages.jsonl as retrieval corpus
+    beir: str | None = None         # BEIR folder to evaluate instead of the pairs split
+    encoder: str | None = None      # encoder when no --model is given (None: the default encoder)
+    out: str | None = None          # output folder (see module docstring for the default)
+    hard_negatives: int = 5         # calibration: top-cosine non-relevant passages per query
+    random_negatives: int = 5       # calibration: uniformly drawn non-relevant passages per query
+    bootstrap: int = 1000           # paired bootstrap resamples for the CIs
+    seed: int = 0                   # negative sampling and bootstrap
+    batch_size: int = 64            # encoder batch size
+
+
+RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
+PAIR_HEADLINE = ["roc_auc", "average_precision", "accuracy"]
+# Our names -> trec_eval measures (run truncated to the top 100; MRR@10 is recip_rank on the top 10).
+TREC_MEASURES = {"ndcg@10": "ndcg_cut_10", "map@100": "map_cut_100", "recall@1": "recall_1",
+                 "recall@5": "recall_5", "recall@10": "recall_10", "recall@100": "recall_100",
+                 "accuracy@1": "success_1"}
+
+
+def has_probability(scorer) -> bool:
+    return callable(getattr(scorer, "probability", None))
+
+
+# ----------------------------------------------------------------------------------------- evaluators
+@dataclass
+class RetrievalEvaluator:
+    """Rank the whole corpus for each query; trec_eval metrics per query (``per_query``) or averaged."""
+
+    query_emb: np.ndarray            # (nq, d)
+    corpus_emb: np.ndarray           # (nd, d)
+    qrels: list[set[int]]            # per query: row indices of its relevant passages
+    top_k: int = 100
+    chunk: int = 256                 # queries scored at once: (chunk, nd) floats in memory
+    primary_metric: str = "ndcg@10"
+
+    def rank(self, scorer) -> np.ndarray:
+        """(nq, top_k) corpus row indices, best first."""
+        k = min(self.top_k, len(self.corpus_emb))
+        out = np.empty((len(self.query_emb), k), dtype=np.int64)
+        for i in range(0, len(self.query_emb), self.chunk):
+            s = np.asarray(scorer.score(self.query_emb[i:i + self.chunk], self.corpus_emb))  # (c, nd)
+            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+            out[i:i + len(s)] = np.take_along_axis(top, order, axis=1)
+        return out
+
+    def per_query(self, scorer) -> dict[str, np.ndarray]:
+        import pytrec_eval
+
+        top = self.rank(scorer)
+        k = top.shape[1]
+        qrels = {str(q): {str(d): 1 for d in rel} for q, rel in enumerate(self.qrels)}
+        # Scores by rank (k, k-1, ...) so trec_eval's own sort reproduces our order exactly.
+        run = {str(q): {str(d): float(k - r) for r, d in enumerate(row)} for q, row in enumerate(top)}
+        run10 = {q: {d: s for d, s in docs.items() if s > k - 10} for q, docs in run.items()}
+        res = pytrec_eval.RelevanceEvaluator(qrels, set(TREC_MEASURES.values())).evaluate(run)
+        res10 = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run10)
+        ids = [str(q) for q in range(len(self.qrels))]
+        out = {"mrr@10": np.array([res10[q]["recip_rank"] for q in ids])}
+        out |= {name: np.array([res[q][m] for q in ids]) for name, m in TREC_MEASURES.items()}
+        return {name: out[name] for name in ["ndcg@10", "mrr@10", "map@100", "recall@1", "recall@5",
+                                             "recall@10", "recall@100", "accuracy@1"]}
+
+    def __call__(self, scorer) -> dict[str, float]:
+        return {k: float(v.mean()) for k, v in self.per_query(scorer).items()}
+
+    def with_embeddings(self, query_emb, corpus_emb) -> "RetrievalEvaluator":
+        return dataclasses.replace(self, query_emb=query_emb, corpus_emb=corpus_emb)
+
+
+@dataclass
+class PairEvaluator:
+    """Score aligned pairs (a_i, b_i) with labels: ROC-AUC, AP, thresholded accuracy, calibration.
+
+    ``val`` (a, b, labels) picks the accuracy threshold; without it no accuracy is reported. Calibration
+    metrics appear only for scorers with ``probability()``: cosine has none, and none is invented.
+    """
+
+    a_emb: np.ndarray                # (n, d)
+    b_emb: np.ndarray                # (n, d)
+    labels: np.ndarray               # (n,) 0/1
+    val: tuple | None = None         # (a_emb, b_emb, labels) of the validation split
+    bins: int = 15
+    chunk: int = 256
+    primary_metric: str = "roc_auc"
+
+    def scores(self, scorer, a=None, b=None, fn: str = "score") -> np.ndarray:
+        a, b = (self.a_emb, self.b_emb) if a is None else (a, b)
+        f = getattr(scorer, fn)
+        out = np.empty(len(a), dtype=np.float64)
+        for i in range(0, len(a), self.chunk):   # diagonal of (c, c) blocks: pairwise scores of aligned rows
+            out[i:i + self.chunk] = np.diagonal(np.asarray(f(a[i:i + self.chunk], b[i:i + self.chunk])))
+        return out
+
+    def __call__(self, scorer) -> dict[str, float]:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        y = np.asarray(self.labels)
+        s = self.scores(scorer)
+        out = {"roc_auc": float(roc_auc_score(y, s)), "average_precision": float(average_precision_score(y, s))}
+        if self.val is not None:
+            t = best_threshold(self.scores(scorer, self.val[0], self.val[1]), np.asarray(self.val[2]))
+            out |= {"accuracy": float(((s >= t) == y).mean()), "threshold": float(t)}
+        if has_probability(scorer):
+            out |= calibration(self.scores(scorer, fn="probability"), y, self.bins)
+        return out
+
+
+def best_threshold(s: np.ndarray, y: np.ndarray) -> float:
+    """Threshold t maximising accuracy of ``s >= t`` on (s, y); midpoint between neighbouring scores."""
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)                                  # positives among the top i+1
+    n_neg = len(y) - y.sum()
+    correct = tp + n_neg - (np.arange(1, len(y) + 1) - tp)  # predict top i+1 positive
+    valid = np.append(s[:-1] > s[1:], True)           # cut only between distinct scores
+    correct = np.where(valid, correct, -1)
+    i = int(np.argmax(correct))
+    if n_neg >= correct[i]:                            # predicting all negative is at least as good
+        return float(s[0] + 1.0)
+    return float(s[i] - 1e-9) if i == len(s) - 1 else float((s[i] + s[i + 1]) / 2)
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 15) -> dict[str, list]:
+    """Per equal-width bin of predicted probability: mean prediction, observed positive rate, count."""
+    idx = np.clip((np.asarray(p) * bins).astype(int), 0, bins - 1)
+    counts = np.bincount(idx, minlength=bins)
+    conf = np.bincount(idx, weights=p, minlength=bins) / np.maximum(counts, 1)
+    acc = np.bincount(idx, weights=y, minlength=bins) / np.maximum(counts, 1)
+    return {"confidence": conf.tolist(), "positive_rate": acc.tolist(), "count": counts.tolist()}
+
+
+def calibration(p: np.ndarray, y: np.ndarray, bins: int = 15) -> dict[str, float]:
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    r = reliability(p, y, bins)
+    counts = np.array(r["count"])
+    ece = float((counts / counts.sum() * np.abs(np.array(r["positive_rate"]) - np.array(r["confidence"]))).sum())
+    return {"logloss": float(log_loss(y, p, labels=[0, 1])), "brier": float(brier_score_loss(y, p)),
+            f"ece@{bins}": ece}
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+def bootstrap_ci(values: np.ndarray, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[float]:
+    """Percentile CI of the mean of per-item ``values`` (differences, for a paired bootstrap)."""
+    rng = np.random.default_rng(seed)
+    means = np.asarray(values)[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+
+
+def bootstrap_stat_ci(stat, n_items: int, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[float]:
+    """Percentile CI of ``stat(idx)`` over resampled item indices (for non-decomposable metrics: AUC, AP)."""
+    rng = np.random.default_rng(seed)
+    vals = [stat(rng.integers(0, n_items, n_items)) for _ in range(n)]
+    return [float(np.nanquantile(vals, alpha / 2)), float(np.nanquantile(vals, 1 - alpha / 2))]
+
+
+def pair_stat(name: str, s: np.ndarray, y: np.ndarray, idx: np.ndarray, threshold: float | None = None):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    ys, ss = y[idx], s[idx]
+    if name == "accuracy":
+        return float(((ss >= threshold) == ys).mean())
+    if ys.min() == ys.max():
+        return float("nan")
+    return float((roc_auc_score if name == "roc_auc" else average_precision_score)(ys, ss))
+
+
+# ------------------------------------------------------------------------------------------- data
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path} line {i}: not JSON ({e.msg}); fix or remove the line") from e
+    return rows
+
+
+def doc_text(title: str, text: str) -> str:
+    return f"{title}\n{text}" if title else text
+
+
+@dataclass
+class RetrievalData:
+    name: str
+    queries: list[str]               # unique query texts
+    corpus_ids: list[str]
+    corpus: list[str]                # passage texts, as embedded
+    qrels: list[set[int]]            # per query: row indices into corpus
+
+
+def read_beir_corpus(path: Path) -> tuple[list[str], list[str]]:
+    rows = read_jsonl(path)
+    if rows and "_id" not in rows[0]:
+        raise DataError(f"{path}: BEIR corpus rows need '_id', 'title', 'text'; got fields {sorted(rows[0])}")
+    return [str(r["_id"]) for r in rows], [doc_text(r.get("title", ""), r["text"]) for r in rows]
+
+
+def load_beir(folder: str) -> RetrievalData:
+    d = Path(folder)
+    ids, texts = read_beir_corpus(d / "corpus.jsonl")
+    queries = {str(r["_id"]): r["text"] for r in read_jsonl(d / "queries.jsonl")}
+    row = {cid: i for i, cid in enumerate(ids)}
+    rel: dict[str, set[int]] = {}
+    qrels_path = d / "qrels" / "test.tsv"
+    if not qrels_path.is_file():
+        raise DataError(f"{qrels_path} not found; a BEIR folder needs qrels/test.tsv (query-id, corpus-id, score)")
+    with open(qrels_path, encoding="utf-8") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            if int(r["score"]) > 0 and r["corpus-id"] in row and r["query-id"] in queries:
+                rel.setdefault(r["query-id"], set()).add(row[r["corpus-id"]])
+    if not rel:
+        raise DataError(f"{qrels_path}: no judged query matches queries.jsonl and corpus.jsonl ids")
+    qids = [q for q in queries if q in rel]
+    return RetrievalData(d.name, [queries[q] for q in qids], ids, texts, [rel[q] for q in qids])
+
+
+def read_manifest(pairs: str) -> dict:
+    path = Path(pairs) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found; --pairs must be a folder written by projector.generate")
+    return json.loads(path.read_text())
+
+
+def load_split(pairs: str, split: str):
+    import datasets
+
+    path = Path(pairs) / "dataset"
+    try:
+        dd = datasets.load_from_disk(str(path))
+    except FileNotFoundError as e:
+        raise DataError(f"{path} not found; run projector.generate to completion first") from e
+    if split not in dd:
+        raise DataError(f"split {split!r} not in {path}; choose one of {sorted(dd)}")
+    if len(dd[split]) == 0:
+        raise DataError(f"split {split!r} of {path} is empty; generate more pairs or choose another split")
+    return dd[split]
+
+
+def load_qa(pairs: str, split: str, corpus: str | None) -> RetrievalData:
+    if corpus:
+        ids, texts = read_beir_corpus(Path(corpus))
+    else:
+        rows = read_jsonl(Path(pairs) / "passages.jsonl")
+        ids, texts = [r["passage_id"] for r in rows], [r["text"] for r in rows]   # as train embeds them
+    row = {pid: i for i, pid in enumerate(ids)}
+    ds = load_split(pairs, split)
+    rel: dict[str, set[int]] = {}
+    missing = 0
+    for q, pid in zip(ds["query"], ds["passage_id"]):
+        if pid not in row:
+            missing += 1
+            continue
+        rel.setdefault(q, set()).add(row[pid])
+    if missing:
+        log.warning("%d %s rows point to passages not in the corpus; they are skipped", missing, split)
+    if not rel:
+        raise DataError(f"no {split} query of {pairs} has its passage in the corpus; "
+                        "--corpus must contain the pairs' passage_id values as '_id'")
+    return RetrievalData(f"{Path(pairs).name}-{split}", list(rel), ids, texts, list(rel.values()))
+
+
+def sample_calibration_pairs(cos_top: np.ndarray, qrels: list[set[int]], n_corpus: int, hard: int,
+                             rand: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query row, corpus row, label): all positives, ``hard`` top-cosine and ``rand`` random negatives."""
+    rng = np.random.default_rng(seed)
+    qi, di, y = [], [], []
+    for q, rel in enumerate(qrels):
+        negs = [d for d in cos_top[q] if d not in rel][:hard]
+        pool = min(rand, n_corpus - len(rel) - len(negs))
+        chosen: set[int] = set()
+        while len(chosen) < pool:
+            d = int(rng.integers(n_corpus))
+            if d not in rel and d not in negs:
+                chosen.add(d)
+        for d, label in [(d, 1) for d in sorted(rel)] + [(int(d), 0) for d in negs] + [(d, 0) for d in chosen]:
+            qi.append(q)
+            di.append(d)
+            y.append(label)
+    return np.array(qi), np.array(di), np.array(y)
+
+
+# ------------------------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    name: str
+    scorer: object
+    kind: str                         # "baseline" | "model"
+    templates: tuple = (None, None)   # (query template, document template) the scorer's embeddings need
+    log_path: str | None = None       # the model's train_log.jsonl, for the training curves
+
+
+def load_models(paths: list[str]) -> list[Row]:
+    import projector
+
+    rows, names = [], set()
+    for p in paths:
+        if not Path(p).is_dir():
+            raise ArtifactError(f"--model {p}: not a folder; give a folder written by projector.train")
+        proj = projector.load(p)
+        t = getattr(proj, "templates", None) or {}
+        name = Path(p).resolve().name
+        while name in names:
+            name += "'"
+        names.add(name)
+        log_file = Path(p) / "train_log.jsonl"
+        rows.append(Row(name, proj, "model", (t.get("query"), t.get("document")),
+                        str(log_file) if log_file.is_file() else None))
+    encoders = {getattr(r.scorer, "encoder", None) for r in rows}
+    if len(encoders) > 1:
+        raise ArtifactError(f"the --model folders were trained on different encoders {sorted(map(str, encoders))}; "
+                            "evaluate models of one encoder together")
+    return rows
+
+
+class Embedder:
+    """Embeds (and caches in memory, by template) the texts of one evaluation with one encoder."""
+
+    def __init__(self, encoder: str | None, batch_size: int):
+        self.encoder, self.batch_size, self._memo = encoder, batch_size, {}
+
+    def __call__(self, texts: list[str], template: str | None) -> np.ndarray:
+        from projector.embed import embed
+
+        key = (id(texts), template)
+        if key not in self._memo:
+            self._memo[key] = embed(texts, self.encoder, template=template, batch_size=self.batch_size)
+        return self._memo[key]
+
+
+def _delta_ci(cfg, per_row: dict, headline: list[str], stat=None) -> dict:
+    """Paired bootstrap of each row minus cosine on the headline metrics."""
+    out = {}
+    for m in headline:
+        if m not in per_row["cosine"] or m not in per_row["row"]:
+            continue
+        if stat is None:
+            diff = per_row["row"][m] - per_row["cosine"][m]
+            out[m] = {"delta": float(diff.mean()), "ci95": bootstrap_ci(diff, cfg.bootstrap, cfg.seed)}
+        else:
+            d = stat(m)
+            out[m] = {"delta": d["delta"], "ci95": d["ci95"]}
+    return out
+
+
+def evaluate_retrieval(cfg: EvalConfig, data: RetrievalData, rows: list[Row], emb: Embedder) -> dict:
+    q0, d0 = emb(data.queries, None), emb(data.corpus, None)
+    ev = RetrievalEvaluator(q0, d0, data.qrels)
+    cos_top = ev.rank(B.Cosine().fit(d0))
+    qi, di, y = sample_calibration_pairs(cos_top, data.qrels, len(data.corpus), cfg.hard_negatives,
+                                         cfg.random_negatives, cfg.seed)
+    results, per_query, hist = [], {}, {}
+    for r in rows:
+        q, d = emb(data.queries, r.templates[0]), emb(data.corpus, r.templates[1])
+        pq = ev.with_embeddings(q, d).per_query(r.scorer)
+        pe = PairEvaluator(q[qi], d[di], y)
+        cal = pe(r.scorer)
+        per_query[r.name] = pq
+        hist[r.name] = {"scores": pe.scores(r.scorer), "labels": y}
+        res = {"name": r.name, "kind": r.kind, "metrics": {k: float(v.mean()) for k, v in pq.items()},
+               "ci95": {m: bootstrap_ci(pq[m], cfg.bootstrap, cfg.seed) for m in RETRIEVAL_HEADLINE},
+               "calibration": {k: v for k, v in cal.items() if k not in ("roc_auc", "average_precision")},
+               "pair_auc": cal["roc_auc"]}
+        if has_probability(r.scorer):
+            p = pe.scores(r.scorer, fn="probability")
+            res["reliability"] = reliability(np.clip(p, 0, 1), y)
+            hist[r.name]["probability"] = p
+        else:
+            res["calibration_note"] = "no probability: a cosine/baseline score is not a probability"
+        results.append(res)
+    for res in results:
+        diffs = {m: per_query[res["name"]][m] - per_query["cosine"][m] for m in RETRIEVAL_HEADLINE}
+        res["delta_vs_cosine"] = {m: {"delta": float(v.mean()), "ci95": bootstrap_ci(v, cfg.bootstrap, cfg.seed)}
+                                  for m, v in diffs.items()}
+    data_info = {"name": data.name, "queries": len(data.queries), "corpus": len(data.corpus),
+                 "calibration_pairs": int(len(y)), "calibration_positives": int(y.sum()),
+                 "calibration_sampling": f"per query: all positives + {cfg.hard_negatives} top-cosine "
+                                         f"non-relevant + {cfg.random_negatives} uniform non-relevant passages "
+                                         f"(seed {cfg.seed}); positives:negatives = 1:{(len(y) - y.sum()) / max(y.sum(), 1):.1f}"}
+    return {"task": "retrieval", "data": data_info, "primary_metric": "ndcg@10", "headline": RETRIEVAL_HEADLINE,
+            "rows": results, "_hist": hist}
+
+
+def evaluate_pairs(cfg: EvalConfig, pairs: str, split: str, rows: list[Row], emb: Embedder) -> dict:
+    test, val = load_split(pairs, split), load_split(pairs, "validation")
+    ya, yv = np.array(test["label"]), np.array(val["label"])
+    for name, yy in [(split, ya), ("validation", yv)]:
+        if yy.min() == yy.max():
+            raise DataError(f"the {name} split of {pairs} has only label {yy[0]}; ROC-AUC needs both classes")
+    texts = {k: list(test[k]) for k in ("text_a", "text_b")} | {"v" + k: list(val[k]) for k in ("text_a", "text_b")}
+    results, scores, hist = [], {}, {}
+    for r in rows:
+        t = r.templates[0]   # symmetric task: both sides use the query template
+        ev = PairEvaluator(emb(texts["text_a"], t), emb(texts["text_b"], t), ya,
+                           val=(emb(texts["vtext_a"], t), emb(texts["vtext_b"], t), yv))
+        m = ev(r.scorer)
+        scores[r.name] = (ev.scores(r.scorer), m["threshold"])
+        hist[r.name] = {"scores": scores[r.name][0], "labels": ya}
+        res = {"name": r.name, "kind": r.kind, "metrics": {k: m[k] for k in PAIR_HEADLINE + ["threshold"]},
+               "calibration": {k: v for k, v in m.items() if k not in PAIR_HEADLINE + ["threshold"]}}
+        if has_probability(r.scorer):
+            p = ev.scores(r.scorer, fn="probability")
+            res["reliability"] = reliability(np.clip(p, 0, 1), ya)
+            hist[r.name]["probability"] = p
+        else:
+            res["calibration_note"] = "no probability: a cosine/baseline score is not a probability"
+        results.append(res)
+    n = len(ya)
+    for res in results:
+        s, t = scores[res["name"]]
+        s0, t0 = scores["cosine"]
+        res["ci95"], res["delta_vs_cosine"] = {}, {}
+        for m in PAIR_HEADLINE:
+            res["ci95"][m] = bootstrap_stat_ci(lambda i: pair_stat(m, s, ya, i, t), n, cfg.bootstrap, cfg.seed)
+            diff = bootstrap_stat_ci(lambda i: pair_stat(m, s, ya, i, t) - pair_stat(m, s0, ya, i, t0),
+                                     n, cfg.bootstrap, cfg.seed)
+            res["delta_vs_cosine"][m] = {"delta": res["metrics"][m] - next(
+                x["metrics"][m] for x in results if x["name"] == "cosine"), "ci95": diff}
+    data_info = {"name": f"{Path(pairs).name}-{split}", "pairs": n, "positives": int(ya.sum()),
+                 "validation_pairs": len(yv), "calibration_sampling": "the labelled pairs themselves"}
+    return {"task": "pairs", "data": data_info, "primary_metric": "roc_auc", "headline": PAIR_HEADLINE,
+            "rows": results, "_hist": hist}
+
+
+def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedder, pairs_task: str | None,
+                  corpus_texts: list[str]) -> list[Row]:
+    """The baselines fitted on the (untemplated) corpus embeddings; the closed form on the pairs' train split."""
+    train_q = train_p = None
+    if cfg.pairs and pairs_task == "qa":
+        tr = load_split(cfg.pairs, "train")
+        train_q, train_p = emb(list(tr["query"]), None), emb(list(tr["passage"]), None)
+    elif cfg.pairs and pairs_task == "pairs":
+        tr = load_split(cfg.pairs, "train").filter(lambda r: r["label"] == 1)
+        if len(tr):   # symmetric: map each side onto the other
+            a, b = emb(list(tr["text_a"]), None), emb(list(tr["text_b"]), None)
+            train_q, train_p = np.concatenate([a, b]), np.concatenate([b, a])
+    rows = []
+    for b in B.default_baselines(dim, with_closed_form=train_q is not None):
+        rows.append(Row(b.name, b.fit(corpus_emb, train_q, train_p), "baseline"))
+    return rows
+
+
+def run(cfg: EvalConfig) -> dict:
+    """Evaluate every baseline and model; write the report; return report.json's content."""
+    from projector import report
+
+    if not cfg.pairs and not cfg.beir:
+        raise DataError("give --pairs DIR (a projector.generate output) or --beir DIR (a BEIR folder)")
+    models = load_models(cfg.models)
+    encoder = getattr(models[0].scorer, "encoder", None) if models else cfg.encoder
+    emb = Embedder(encoder, cfg.batch_size)
+    task = read_manifest(cfg.pairs)["task"] if cfg.pairs else "qa"
+    if cfg.beir or task == "qa":
+        data = load_beir(cfg.beir) if cfg.beir else load_qa(cfg.pairs, cfg.split, cfg.corpus)
+        fit_texts = data.corpus
+    else:
+        ds = load_split(cfg.pairs, "train")
+        fit_texts = sorted(set(ds["text_a"]) | set(ds["text_b"]))   # the symmetric task's "corpus"
+    corpus_emb = emb(fit_texts, None)
+    rows = baseline_rows(cfg, corpus_emb.shape[1], corpus_emb, emb, task if cfg.pairs else None, fit_texts) + models
+    if cfg.beir or task == "qa":
+        result = evaluate_retrieval(cfg, data, rows, emb)
+    else:
+        result = evaluate_pairs(cfg, cfg.pairs, cfg.split, rows, emb)
+    result["encoder"] = str(encoder)
+    result["config"] = dataclasses.asdict(cfg)
+    result["training_logs"] = {r.name: r.log_path for r in rows if r.log_path}
+    out = Path(cfg.out) if cfg.out else default_out(cfg, result["data"]["name"])
+    report.write(result, out)
+    return result
+
+
+def default_out(cfg: EvalConfig, name: str) -> Path:
+    return Path(cfg.models[0]) / f"eval-{name}" if cfg.models else Path("runs") / f"eval-{name}"
+
+
+def parse_args(argv=None) -> EvalConfig:
+    p = argparse.ArgumentParser(prog="python -m projector.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", default=[], dest="models", help="trained projection folder (repeatable)")
+    p.add_argument("--pairs", help="pairs dataset folder from projector.generate")
+    p.add_argument("--split", default="test", choices=["test", "validation", "train"])
+    p.add_argument("--corpus", help="BEIR corpus.jsonl to use as retrieval corpus instead of passages.jsonl")
+    p.add_argument("--beir", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) to evaluate")
+    p.add_argument("--encoder", help="encoder when no --model is given (default: the default encoder)")
+    p.add_argument("--out", help="output folder (default: MODEL/eval-NAME or runs/eval-NAME)")
+    d = EvalConfig()
+    p.add_argument("--hard-negatives", type=int, default=d.hard_negatives)
+    p.add_argument("--random-negatives", type=int, default=d.random_negatives)
+    p.add_argument("--bootstrap", type=int, default=d.bootstrap)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    a = p.parse_args(argv)
+    for flag in ("hard_negatives", "random_negatives"):
+        if getattr(a, flag) < 0:
+            raise DataError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(a, flag)}")
+    if a.bootstrap < 10:
+        raise DataError(f"--bootstrap must be >= 10 resamples, got {a.bootstrap}")
+    return EvalConfig(**vars(a))
+
+
+def main(argv=None) -> int:
+    """Entry point: a user-fixable error is one line on stderr and exit code 2 (projector.cli)."""
+    from projector.cli import run as cli_run
+
+    return cli_run(lambda a: run(parse_args(a)), "evaluate", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
