@@ -161,40 +161,47 @@ class AllButTheTop(Baseline):
 
 
 class ClosedForm(Baseline):
-    """Least-squares map from query embeddings to their positive passages (ridge toward the identity).
+    """Ridge least-squares map fitted on training pairs (``projector.projection.closed_form``).
 
-    Fitted on training pairs only: ``fit(corpus, queries, positives)`` with ``queries[i]`` answered by
-    ``positives[i]``. Scores ``cos(q W, d)``: only the query side moves, so the corpus index is unchanged.
-    ``W = argmin ||Q W - P||² + ridge ||W - I||²`` = ``(QᵀQ + ridge I)⁻¹ (QᵀP + ridge I)``.
+    ``fit(corpus, queries, positives)`` with ``queries[i]`` answered by ``positives[i]``; the corpus is not used.
+    Asymmetric (qa): ``A = argmin ||Q A - P||² + ridge ||A - I||²`` and ``score = cos(q A, d)`` -- only the query
+    side moves, so a document index is unchanged. Symmetric (labelled pairs): ``symmetric_closed_form``'s W
+    (fitted both ways, PSD part) on both sides, ``score = cos(W a, W b)``.
     """
 
     name = "closed-form"
 
-    def __init__(self, ridge: float = 30.0):
+    def __init__(self, ridge: float = 30.0, symmetric: bool = False):
         if ridge < 0:
             raise DataError(f"closed-form ridge must be >= 0, got {ridge}")
-        self.ridge = ridge
+        self.ridge, self.symmetric = ridge, symmetric
 
     def _fit(self, corpus, queries, positives) -> None:
+        from projector.projection import closed_form, symmetric_closed_form
+
         if queries is None or positives is None:
             raise DataError("the closed form needs training pairs (queries, positives); pass --pairs")
-        q = _normalise(_check_2d(queries, "training queries")).astype(np.float64)
-        p = _normalise(_check_2d(positives, "training positives")).astype(np.float64)
-        if q.shape != p.shape:
-            raise DataError(f"training queries {q.shape} and positives {p.shape} must have the same shape")
-        d = q.shape[1]
-        eye = np.eye(d)
-        self.mean_ = np.zeros(d, dtype=np.float32)
-        self.components_ = np.linalg.solve(q.T @ q + self.ridge * eye, q.T @ p + self.ridge * eye).astype(np.float32)
+        q = _normalise(_check_2d(queries, "training queries"))
+        p = _normalise(_check_2d(positives, "training positives"))
+        self.mean_ = np.zeros(q.shape[1], dtype=np.float32)
+        if self.symmetric:
+            self.components_ = symmetric_closed_form(q, p, self.ridge).T        # (d, k)
+        else:
+            self.components_ = closed_form(q, p, self.ridge)                    # (d, d)
 
     def project_documents(self, emb: np.ndarray) -> np.ndarray:
+        if self.symmetric:
+            return self.project_queries(emb)
         return _normalise(self._check_fitted(emb))
 
 
-def default_baselines(dim: int, with_closed_form: bool) -> list[Baseline]:
-    """The rows every report shows, in order (cosine first: every delta is taken against it)."""
+def default_baselines(dim: int, closed_form: str | None = None) -> list[Baseline]:
+    """The rows every report shows, in order (cosine first: every delta is taken against it).
+
+    ``closed_form``: None (no training pairs), "qa" (asymmetric) or "pairs" (symmetric).
+    """
     rows = [Cosine(), DotProduct(), MeanCentred(), Whitening("zca"),
             Whitening("pca", n_components=max(1, dim // 2)), AllButTheTop()]
-    if with_closed_form:
-        rows.append(ClosedForm())
+    if closed_form:
+        rows.append(ClosedForm(symmetric=closed_form == "pairs"))
     return rows
