@@ -485,11 +485,10 @@ def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedd
         train_q, train_p = emb(list(tr["query"]), None), emb(list(tr["passage"]), None)
     elif cfg.pairs and pairs_task == "pairs":
         tr = load_split(cfg.pairs, "train").filter(lambda r: r["label"] == 1)
-        if len(tr):   # symmetric: map each side onto the other
-            a, b = emb(list(tr["text_a"]), None), emb(list(tr["text_b"]), None)
-            train_q, train_p = np.concatenate([a, b]), np.concatenate([b, a])
+        if len(tr):   # symmetric_closed_form fits both directions itself
+            train_q, train_p = emb(list(tr["text_a"]), None), emb(list(tr["text_b"]), None)
     rows = []
-    for b in B.default_baselines(dim, with_closed_form=train_q is not None):
+    for b in B.default_baselines(dim, closed_form=pairs_task if train_q is not None else None):
         rows.append(Row(b.name, b.fit(corpus_emb, train_q, train_p), "baseline"))
     return rows
 
