@@ -344,15 +344,22 @@ class Row:
     log_path: str | None = None       # the model's train_log.jsonl, for the training curves
 
 
-def load_models(paths: list[str]) -> list[Row]:
-    import projector
+def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str | None]:
+    """Load each projection folder; return the rows and the encoder to embed with (all must share it).
 
-    rows, names = [], set()
+    The encoder is ``encoder`` (``--encoder``) when given, else what the first model was trained with
+    (projector.json ``encoder_source``); its identity must match every model's recorded ``encoder``.
+    """
+    import projector
+    from projector.embed import encoder_identity
+
+    rows, names, meta = [], set(), []
     for p in paths:
-        if not Path(p).is_dir():
-            raise ArtifactError(f"--model {p}: not a folder; give a folder written by projector.train")
+        if not (Path(p) / "projector.json").is_file():
+            raise ArtifactError(f"--model {p}: no projector.json; give a folder written by projector.train")
+        meta.append(json.loads((Path(p) / "projector.json").read_text()))
         proj = projector.load(p)
-        t = getattr(proj, "templates", None) or {}
+        t = getattr(proj, "templates", None) or meta[-1].get("templates") or {}
         name = Path(p).resolve().name
         while name in names:
             name += "'"
@@ -360,11 +367,17 @@ def load_models(paths: list[str]) -> list[Row]:
         log_file = Path(p) / "train_log.jsonl"
         rows.append(Row(name, proj, "model", (t.get("query"), t.get("document")),
                         str(log_file) if log_file.is_file() else None))
-    encoders = {getattr(r.scorer, "encoder", None) for r in rows}
-    if len(encoders) > 1:
-        raise ArtifactError(f"the --model folders were trained on different encoders {sorted(map(str, encoders))}; "
-                            "evaluate models of one encoder together")
-    return rows
+    if not rows:
+        return rows, encoder
+    if encoder is None:
+        encoder = meta[0].get("encoder_source")
+    ident = encoder_identity(encoder)
+    for p, m in zip(paths, meta):
+        if m.get("encoder") and m["encoder"] != ident:
+            raise ArtifactError(f"--model {p} was trained on encoder {m['encoder']!r}, but evaluation embeds with "
+                                f"{ident!r}; pass --encoder with that model's encoder, or evaluate models of "
+                                "one encoder together")
+    return rows, encoder
 
 
 class Embedder:
@@ -376,7 +389,7 @@ class Embedder:
     def __call__(self, texts: list[str], template: str | None) -> np.ndarray:
         from projector.embed import embed
 
-        key = (id(texts), template)
+        key = (hash(tuple(texts)), len(texts), template)
         if key not in self._memo:
             self._memo[key] = embed(texts, self.encoder, template=template, batch_size=self.batch_size)
         return self._memo[key]
@@ -444,9 +457,9 @@ def evaluate_pairs(cfg: EvalConfig, pairs: str, split: str, rows: list[Row], emb
     texts = {k: list(test[k]) for k in ("text_a", "text_b")} | {"v" + k: list(val[k]) for k in ("text_a", "text_b")}
     results, scores, hist = [], {}, {}
     for r in rows:
-        t = r.templates[0]   # symmetric task: both sides use the query template
-        ev = PairEvaluator(emb(texts["text_a"], t), emb(texts["text_b"], t), ya,
-                           val=(emb(texts["vtext_a"], t), emb(texts["vtext_b"], t), yv))
+        ta, tb = r.templates   # as train embeds them: text_a with the query template, text_b the document one
+        ev = PairEvaluator(emb(texts["text_a"], ta), emb(texts["text_b"], tb), ya,
+                           val=(emb(texts["vtext_a"], ta), emb(texts["vtext_b"], tb), yv))
         m = ev(r.scorer)
         scores[r.name] = (ev.scores(r.scorer), m["threshold"])
         hist[r.name] = {"scores": scores[r.name][0], "labels": ya}
@@ -476,8 +489,8 @@ def evaluate_pairs(cfg: EvalConfig, pairs: str, split: str, rows: list[Row], emb
             "rows": results, "_hist": hist}
 
 
-def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedder, pairs_task: str | None,
-                  corpus_texts: list[str]) -> list[Row]:
+def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedder,
+                  pairs_task: str | None) -> list[Row]:
     """The baselines fitted on the (untemplated) corpus embeddings; the closed form on the pairs' train split."""
     train_q = train_p = None
     if cfg.pairs and pairs_task == "qa":
@@ -499,23 +512,23 @@ def run(cfg: EvalConfig) -> dict:
 
     if not cfg.pairs and not cfg.beir:
         raise DataError("give --pairs DIR (a projector.generate output) or --beir DIR (a BEIR folder)")
-    models = load_models(cfg.models)
-    encoder = getattr(models[0].scorer, "encoder", None) if models else cfg.encoder
+    models, encoder = load_models(cfg.models, cfg.encoder)
     emb = Embedder(encoder, cfg.batch_size)
     task = read_manifest(cfg.pairs)["task"] if cfg.pairs else "qa"
     if cfg.beir or task == "qa":
         data = load_beir(cfg.beir) if cfg.beir else load_qa(cfg.pairs, cfg.split, cfg.corpus)
         fit_texts = data.corpus
     else:
-        ds = load_split(cfg.pairs, "train")
-        fit_texts = sorted(set(ds["text_a"]) | set(ds["text_b"]))   # the symmetric task's "corpus"
+        fit_texts = [r["text"] for r in read_jsonl(Path(cfg.pairs) / "passages.jsonl")]   # the judged texts' corpus
     corpus_emb = emb(fit_texts, None)
-    rows = baseline_rows(cfg, corpus_emb.shape[1], corpus_emb, emb, task if cfg.pairs else None, fit_texts) + models
+    rows = baseline_rows(cfg, corpus_emb.shape[1], corpus_emb, emb, task if cfg.pairs else None) + models
     if cfg.beir or task == "qa":
         result = evaluate_retrieval(cfg, data, rows, emb)
     else:
         result = evaluate_pairs(cfg, cfg.pairs, cfg.split, rows, emb)
-    result["encoder"] = str(encoder)
+    from projector.embed import encoder_identity
+
+    result["encoder"] = encoder_identity(encoder)
     result["config"] = dataclasses.asdict(cfg)
     result["training_logs"] = {r.name: r.log_path for r in rows if r.log_path}
     out = Path(cfg.out) if cfg.out else default_out(cfg, result["data"]["name"])
