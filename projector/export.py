@@ -1,0 +1,195 @@
+"""Write a trained projection as an artifact folder: projector's own format plus a sentence-transformers model.
+
+    OUT/model.safetensors      W (symmetric) or W_q, W_a (asymmetric), each (k, d); scale (1,), bias (1,);
+                               M (d, d) = W_aᵀ W_q, the query-side folding (below). float32, no pickle.
+    OUT/projector.json         format version, encoder identity + dim, mode, rank, normalisation, templates,
+                               rewrite prompt, training config, pairs fingerprint, validation metrics,
+                               the selected candidate (and a warning if training lost to cosine),
+                               sha256 of model.safetensors (a torn or edited file is detected on load).
+    OUT/sentence-transformers/ the same similarity as a SentenceTransformer: encoder + Dense (symmetric) or
+                               encoder + Router{query: Dense(W_q), document: Dense(W_a)} (asymmetric), with
+                               the templates as its "query"/"document" prompts.
+
+Every file is written to a temporary name and renamed into place; projector.json is written last, so a
+folder with a projector.json is complete.
+
+Using the sentence-transformers folder::
+
+    from sentence_transformers import SentenceTransformer
+    st = SentenceTransformer("OUT/sentence-transformers")
+    q = st.encode_query(["how do I read a file line by line?"])          # (1, k), unit length
+    d = st.encode_document(["Use open() and iterate over the file object."])
+    logit = scale * (q @ d.T) + bias                                     # scale, bias from projector.json
+
+Query-side folding: keep the vector index you already have. ``M = W_aᵀ W_q`` (d×d) satisfies
+``(M q)·d = (W_q q)·(W_a d)``, so scoring your existing document vectors d (the encoder's unit vectors) with
+the transformed query ``M q`` equals the projection's dot product without re-embedding or re-projecting
+any document::
+
+    import numpy as np
+    from safetensors.numpy import load_file
+    M = load_file("OUT/model.safetensors")["M"]                          # (d, d)
+    q = projector.embed.embed(["how do I read a file?"])                 # (1, d) or your own query vectors
+    q_folded = q @ M.T                                                   # (1, d): search your index with it
+    top = np.argsort(-(q_folded @ index_vectors.T), axis=1)[:, :10]
+
+This is exact for ranking when the document side is not re-normalised after projection
+(``--normalize query`` or ``none``; the query's norm is one number per query and does not change its
+ranking). With the default ``--normalize both`` each document's projected length ‖W_a d‖ also divides its
+score, which folding cannot reproduce: projector.json ``folding`` records ``exact_for_ranking: false`` and the
+validation NDCG@10 the folded ranking actually reaches next to the full model's, so you can decide.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "projector.projection"
+FORMAT_VERSION = 1
+ST_FOLDER = "sentence-transformers"
+
+log = logging.getLogger("projector.export")
+
+
+def folded_matrix(tensors: dict[str, np.ndarray]) -> np.ndarray:
+    """M = W_aᵀ W_q (d, d): (M q)·d = (W_q q)·(W_a d)."""
+    W_q = tensors["W_q"] if "W_q" in tensors else tensors["W"]
+    W_a = tensors["W_a"] if "W_a" in tensors else tensors["W"]
+    return (W_a.T.astype(np.float64) @ W_q.astype(np.float64)).astype(np.float32)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_identity: str) -> Path:
+    """Write model.safetensors, projector.json and (unless disabled) the sentence-transformers folder."""
+    from safetensors.numpy import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = model.tensors()
+    tensors["M"] = folded_matrix(tensors)
+    tmp = out / f".model.{uuid.uuid4().hex}.tmp"
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, out / "model.safetensors")
+
+    st = None
+    if cfg.sentence_transformers:
+        st = write_sentence_transformers(out / ST_FOLDER, model, cfg.encoder, cfg.query_template,
+                                         cfg.document_template)
+    from dataclasses import asdict
+
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder_identity,
+        "encoder_source": cfg.encoder,  # what was passed to --encoder (None: the bundled model)
+        "dim": model.dim,
+        "rank": model.rank,
+        "mode": mode,
+        "input_normalisation": "l2",  # encoder vectors are L2-normalised before projection
+        "normalize": model.normalize,  # which projected sides are L2-normalised
+        "scale": float(tensors["scale"][0]),
+        "bias": float(tensors["bias"][0]),
+        "templates": {"query": cfg.query_template, "document": cfg.document_template},
+        "rewrite": pairs.manifest.get("rewrite"),
+        "task": pairs.task,
+        "selected": summary["selected"],
+        "warning": summary["warning"],
+        "metrics": {"validation": summary["validation"], "baseline": summary["baseline"],
+                    "test": summary.get("test")},
+        "folding": {
+            "tensor": "M",
+            "exact_for_ranking": model.normalize != "both",
+            "note": ("(M q)·d equals (W_q q)·(W_a d); ranking by it equals the model's ranking only when documents "
+                     "are not re-normalised after projection (normalize 'query' or 'none')"),
+            "val_ndcg@10_folded": summary.get("val_ndcg@10_folded"),
+        },
+        "training": {"config": asdict(cfg), "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+                     "train_pairs": summary["train_pairs"], "train_seconds": summary["train_seconds"],
+                     "pairs_per_second": summary["pairs_per_second"], "device": summary["device"]},
+        "pairs": {"path": str(pairs.path), "fingerprint": pairs.fingerprint,
+                  "corpus_fingerprint": pairs.manifest.get("corpus_fingerprint"),
+                  "prompt_version": pairs.manifest.get("prompt_version")},
+        "sentence_transformers": st,
+        "files": {"model.safetensors": _sha256(out / "model.safetensors")},
+    }
+    tmp = out / f".projector.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "projector.json")
+    return out
+
+
+def _prefix(template: str | None) -> str | None:
+    """A template usable as a sentence-transformers prompt (text appended after it), else raise."""
+    if not template:
+        return None
+    if not template.endswith("{text}") or template.count("{text}") != 1:
+        raise ValueError(f"template {template!r} does not end in '{{text}}'")
+    return template[: -len("{text}")]
+
+
+def write_sentence_transformers(path: Path, model, encoder: str | None, query_template: str | None,
+                                document_template: str | None) -> dict | None:
+    """Save the projection as a SentenceTransformer folder; returns its description for projector.json."""
+    import torch
+    from torch import nn
+
+    from projector.embed import load_encoder
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router
+    except ImportError:  # sentence-transformers < 5.x layout
+        from sentence_transformers.models import Dense, Normalize
+        Router = getattr(__import__("sentence_transformers.models", fromlist=["Router"]), "Router", None)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        prompts = {k: v for k, v in (("query", _prefix(query_template)), ("document", _prefix(document_template)))
+                   if v is not None}
+    except ValueError as e:
+        log.warning("not writing %s: %s (sentence-transformers prompts are prefixes)", path, e)
+        return {"path": None, "skipped": str(e)}
+    enc = load_encoder(encoder, device="cpu")
+    base = list(enc.children())
+    if not isinstance(base[-1], Normalize):
+        base.append(Normalize())  # projector projects L2-normalised encoder vectors
+    t = model.tensors()
+    dense = lambda W: Dense(model.dim, model.rank, bias=False, activation_function=nn.Identity(),
+                            init_weight=torch.tensor(W))
+    q_norm = model.normalize in ("both", "query")
+    d_norm = model.normalize == "both"
+    if "W" in t and q_norm == d_norm:
+        modules = base + [dense(t["W"])] + ([Normalize()] if q_norm else [])
+        layout = "encoder + Dense" + (" + Normalize" if q_norm else "")
+    else:
+        if Router is None:
+            log.warning("sentence-transformers here has no Router (needs >= 5.0); not writing %s", path)
+            return {"path": None, "skipped": "sentence-transformers < 5.0 has no Router"}
+        W_q, W_a = (t["W"], t["W"]) if "W" in t else (t["W_q"], t["W_a"])
+        router = Router.for_query_document(query_modules=[dense(W_q)] + ([Normalize()] if q_norm else []),
+                                           document_modules=[dense(W_a)] + ([Normalize()] if d_norm else []))
+        modules = base + [router]
+        layout = "encoder + Router{query: Dense(W_q), document: Dense(W_a)}"
+    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts or None)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    st.save(str(tmp))
+    old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+    if path.exists():
+        os.replace(path, old)  # swap: the folder is never half-written under its real name
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return {"path": path.name, "layout": layout, "prompts": prompts,
+            "score": "scale * (encode_query(q) @ encode_document(d).T) + bias"}

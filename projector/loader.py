@@ -1,0 +1,168 @@
+"""Production loader for a trained projection folder: numpy + safetensors only.
+
+    import projector
+    p = projector.load("runs/quickstart/model")
+    zq = p.project_queries(query_vectors)         # (nq, k) from your own (nq, d) encoder vectors: no torch
+    zd = p.project_documents(doc_vectors)          # (nd, k)
+    p.score(query_vectors, doc_vectors)            # (nq, nd) logits;  p.probability(...) = sigmoid(logits)
+    p.encode_queries(["how do I ...?"])            # loads the recorded encoder (torch) and applies the template
+
+Projecting precomputed embeddings imports neither torch nor sentence-transformers. Loading checks the
+format version, the file checksum, every tensor's shape, and the encoder: ``load(path, encoder=...)``
+with another encoder than the one recorded is an ArtifactError, not silently wrong scores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from projector.errors import ArtifactError, DataError
+
+FORMAT = "projector.projection"
+SUPPORTED_VERSIONS = (1,)
+
+log = logging.getLogger("projector.loader")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Projection:
+    """A loaded projection. Attributes: mode, encoder (identity), dim (d), rank (k), scale, bias,
+    normalize, templates, W_q_ (k, d), W_a_ (k, d) (the same array for a symmetric model), M_ (d, d)."""
+
+    def __init__(self, path: Path, meta: dict, tensors: dict[str, np.ndarray], encoder_source):
+        self.path, self.meta = path, meta
+        self.mode, self.encoder, self.dim, self.rank = meta["mode"], meta["encoder"], meta["dim"], meta["rank"]
+        self.normalize = meta.get("normalize", "both")
+        self.templates = meta.get("templates") or {}
+        self.scale, self.bias = float(tensors["scale"][0]), float(tensors["bias"][0])
+        self.W_q_ = tensors["W_q"] if self.mode == "asymmetric" else tensors["W"]
+        self.W_a_ = tensors["W_a"] if self.mode == "asymmetric" else tensors["W"]
+        self.M_ = tensors.get("M")
+        self._encoder_source = encoder_source
+
+    def __repr__(self) -> str:
+        return (f"Projection(mode={self.mode!r}, encoder={self.encoder!r}, dim={self.dim}, rank={self.rank}, "
+                f"path={str(self.path)!r})")
+
+    def _check(self, emb, what: str) -> np.ndarray:
+        x = np.asarray(emb, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(f"{what} must have shape (n, {self.dim}) for encoder {self.encoder}, got {x.shape}; "
+                            "embed with the encoder recorded in projector.json")
+        return _unit(x)  # the projection was trained on L2-normalised encoder vectors
+
+    def project_queries(self, emb) -> np.ndarray:
+        """(n, d) query embeddings -> (n, k)."""
+        z = self._check(emb, "query embeddings") @ self.W_q_.T
+        return _unit(z) if self.normalize in ("both", "query") else z
+
+    def project_documents(self, emb) -> np.ndarray:
+        """(n, d) document embeddings -> (n, k)."""
+        z = self._check(emb, "document embeddings") @ self.W_a_.T
+        return _unit(z) if self.normalize == "both" else z
+
+    def score(self, q_emb, d_emb) -> np.ndarray:
+        """Logits s · P_q(q) · P_d(d) + b: (nq, d), (nd, d) -> (nq, nd)."""
+        return self.scale * (self.project_queries(q_emb) @ self.project_documents(d_emb).T) + self.bias
+
+    def probability(self, q_emb, d_emb) -> np.ndarray:
+        """P(relevant) = sigmoid(score): (nq, nd)."""
+        return 1.0 / (1.0 + np.exp(-self.score(q_emb, d_emb)))
+
+    def _embed(self, texts, template):
+        from projector.embed import embed, encoder_dim, encoder_identity, load_encoder
+
+        source = self._encoder_source
+        if encoder_identity(source) != self.encoder:
+            raise ArtifactError(f"encoder {source!r} is {encoder_identity(source)}, but {self.path} was trained on "
+                                f"{self.encoder}; pass load(..., encoder=) the encoder it was trained on")
+        if encoder_dim(load_encoder(source)) != self.dim:
+            raise ArtifactError(f"encoder {self.encoder} gives {encoder_dim(load_encoder(source))}-d vectors, "
+                                f"{self.path} expects {self.dim}")
+        if self.meta.get("rewrite"):
+            log.warning("%s was trained on LLM-rewritten passages (%s): rewrite documents the same way first",
+                        self.path, self.meta["rewrite"].get("prompt_version"))
+        return embed(list(texts), source, template=template, cache_dir=False, show_progress=False)
+
+    def encode_queries(self, texts) -> np.ndarray:
+        """Texts -> projected query vectors (n, k), with the recorded query template."""
+        return self.project_queries(self._embed(texts, self.templates.get("query")))
+
+    def encode_documents(self, texts) -> np.ndarray:
+        """Texts -> projected document vectors (n, k), with the recorded document template."""
+        return self.project_documents(self._embed(texts, self.templates.get("document")))
+
+
+def _read_meta(path: Path) -> dict:
+    mpath = path / "projector.json"
+    if not mpath.is_file():
+        raise ArtifactError(f"{mpath} not found: pass the folder written by python -m projector.train")
+    try:
+        meta = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{mpath} is corrupt ({e}); re-export it with python -m projector.train") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{mpath} is not a projector projection (format {meta.get('format')!r})"
+                            if isinstance(meta, dict) else f"{mpath} is not a JSON object")
+    if meta.get("format_version") not in SUPPORTED_VERSIONS:
+        raise ArtifactError(f"{mpath} has format_version {meta.get('format_version')!r}; this projector reads "
+                            f"{SUPPORTED_VERSIONS}: upgrade projector or re-train")
+    missing = [k for k in ("encoder", "dim", "rank", "mode") if k not in meta]
+    if missing or meta["mode"] not in ("asymmetric", "symmetric"):
+        raise ArtifactError(f"{mpath}: missing or invalid fields {missing or ['mode']}; re-export it")
+    return meta
+
+
+def _read_tensors(path: Path, meta: dict) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    fpath = path / "model.safetensors"
+    if not fpath.is_file():
+        raise ArtifactError(f"{fpath} not found; the folder is incomplete: re-export it")
+    expected = (meta.get("files") or {}).get("model.safetensors")
+    if expected and hashlib.sha256(fpath.read_bytes()).hexdigest() != expected:
+        raise ArtifactError(f"{fpath} does not match the checksum in projector.json (corrupt or edited); re-export it")
+    try:
+        t = load_file(str(fpath))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{fpath} is not a readable safetensors file ({e}); re-export it") from e
+    d, k = meta["dim"], meta["rank"]
+    names = ("W_q", "W_a") if meta["mode"] == "asymmetric" else ("W",)
+    want = {**{n: (k, d) for n in names}, "scale": (1,), "bias": (1,)}
+    for name, shape in want.items():
+        if name not in t:
+            raise ArtifactError(f"{fpath} lacks tensor {name!r} needed by a {meta['mode']} projection; re-export it")
+        if t[name].shape != shape:
+            raise ArtifactError(f"{fpath}: {name} has shape {t[name].shape}, projector.json says {shape}; re-export it")
+        if not np.isfinite(t[name]).all():
+            raise ArtifactError(f"{fpath}: {name} contains NaN/inf; re-train")
+    return {n: v.astype(np.float32) for n, v in t.items()}
+
+
+def load(path, encoder=None) -> Projection:
+    """Load a projection folder. ``encoder`` (name or folder) overrides where the encoder is loaded from for
+    ``encode_*``; it must be the encoder recorded in projector.json (checked by identity, else ArtifactError)."""
+    path = Path(path)
+    if (path / "projector.json").is_file() is False and (path.parent / "projector.json").is_file():
+        path = path.parent  # accept the sentence-transformers/ sub-folder too
+    meta = _read_meta(path)
+    tensors = _read_tensors(path, meta)
+    if encoder is not None:
+        from projector.embed import encoder_identity
+
+        ident = encoder_identity(encoder)
+        if ident != meta["encoder"]:
+            raise ArtifactError(f"{path} was trained on encoder {meta['encoder']}, not {ident}; its projection is "
+                                "meaningless on other vectors: load it with the recorded encoder or re-train")
+    source = encoder if encoder is not None else (meta.get("encoder_source") or meta["encoder"])
+    return Projection(path, meta, tensors, source)

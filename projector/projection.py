@@ -1,0 +1,161 @@
+"""The learned similarity: a linear projection of frozen embeddings, and its pure score/loss math.
+
+    asymmetric:  logit(q, d) = s · n(W_q q) · n(W_a d) + b        W_q, W_a ∈ R^{k×d}
+    symmetric:   logit(a, b) = s · n(W a)   · n(W b)   + b        (one W for both sides)
+    P(relevant) = sigmoid(logit)
+
+``n`` is L2 normalisation (``normalize="both"``, the measured best); ``"query"`` normalises only the query
+side, which makes the folded query map ``M = W_aᵀ W_q`` exact for ranking (see ``projector.export``);
+``"none"`` uses raw dot products. The inputs q, d are the encoder's L2-normalised embeddings.
+
+Initialisation: identity for k = d, so step 0 ranks exactly like frozen cosine; the top-k principal
+directions for k < d. ``closed_form`` is a ridge least-squares map (no gradient steps).
+
+The module is a small ``nn.Module`` whose state is a flat dict of tensors (``W_q``/``W_a`` or ``W``,
+``scale``, ``bias``): that dict is what ``projector.export`` writes to ``model.safetensors``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from projector.errors import DataError
+
+MODES = ("asymmetric", "symmetric")
+NORMALIZE = ("both", "query", "none")
+
+
+class Projection(nn.Module):
+    """Learnable W_q (and W_a), log-scale and bias. Parameters only; the math is in the functions below."""
+
+    def __init__(self, dim: int, rank: int | None = None, mode: str = "asymmetric", normalize: str = "both",
+                 scale_init: float = 20.0, bias_init: float = -10.0):
+        super().__init__()
+        rank = dim if rank is None else rank
+        if mode not in MODES:
+            raise DataError(f"mode must be one of {MODES}, got {mode!r}")
+        if normalize not in NORMALIZE:
+            raise DataError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+        if not 1 <= rank <= dim:
+            raise DataError(f"rank must be in [1, {dim}] (the embedding dimension), got {rank}")
+        if scale_init <= 0:
+            raise DataError(f"scale_init must be > 0, got {scale_init}")
+        self.dim, self.rank, self.mode, self.normalize = dim, rank, mode, normalize
+        self.W_q = nn.Parameter(torch.eye(rank, dim))                     # (k, d)
+        self.W_a = nn.Parameter(torch.eye(rank, dim)) if mode == "asymmetric" else None  # (k, d)
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale_init))))  # s = exp(.) stays > 0
+        self.bias = nn.Parameter(torch.tensor(float(bias_init)))
+
+    @property
+    def doc_weight(self) -> torch.Tensor:
+        return self.W_q if self.W_a is None else self.W_a
+
+    def project_queries(self, x: torch.Tensor) -> torch.Tensor:
+        z = x @ self.W_q.T                                                 # (B, d) @ (d, k) -> (B, k)
+        return F.normalize(z, dim=-1) if self.normalize in ("both", "query") else z
+
+    def project_documents(self, x: torch.Tensor) -> torch.Tensor:
+        z = x @ self.doc_weight.T                                          # (N, k)
+        return F.normalize(z, dim=-1) if self.normalize == "both" else z
+
+    def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """All-pairs logits (B, N) for queries q (B, d) and documents d (N, d)."""
+        return pairwise_logits(self.project_queries(q), self.project_documents(d), self.log_scale.exp(), self.bias)
+
+    @torch.no_grad()
+    def set_weights(self, W_q: np.ndarray, W_a: np.ndarray | None = None) -> "Projection":
+        self.W_q.copy_(torch.as_tensor(W_q, dtype=torch.float32))
+        if self.W_a is not None:
+            self.W_a.copy_(torch.as_tensor(W_q if W_a is None else W_a, dtype=torch.float32))
+        return self
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The flat state written to model.safetensors (float32 numpy)."""
+        out = {"W": self.W_q} if self.mode == "symmetric" else {"W_q": self.W_q, "W_a": self.W_a}
+        out = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
+        out["scale"] = self.log_scale.detach().exp().float().cpu().numpy().reshape(1)
+        out["bias"] = self.bias.detach().float().cpu().numpy().reshape(1)
+        return out
+
+
+# ------------------------------------------------------------------------------------------ pure math
+
+
+def pairwise_logits(zq: torch.Tensor, zd: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """s · zq zdᵀ + b: (B, k), (N, k) -> (B, N)."""
+    return scale * (zq @ zd.T) + bias
+
+
+def sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """SigLIP loss: binary log-loss summed over all (query, document) cells, averaged over queries.
+
+    logits, labels (B, N) with labels 1 for relevant cells, 0 otherwise; weight (B, N) 0 masks a cell out.
+    Summing over N (not averaging) keeps the many negatives from drowning the one positive per row.
+    """
+    cell = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")  # (B, N)
+    if weight is not None:
+        cell = cell * weight
+    return cell.sum() / logits.shape[0]
+
+
+def labelled_pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean binary log-loss of labelled pairs: logits, labels (B,)."""
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def pair_logits(model: Projection, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise logits of aligned pairs: a, b (B, d) -> (B,)."""
+    za, zb = model.project_queries(a), model.project_documents(b)     # (B, k) each
+    return model.log_scale.exp() * (za * zb).sum(-1) + model.bias
+
+
+# ------------------------------------------------------------------------------ initialisation, closed form
+
+
+def principal_directions(x: np.ndarray, k: int) -> np.ndarray:
+    """Top-k principal directions of x (n, d) as rows: (k, d). For k = d returns the identity."""
+    d = x.shape[1]
+    if k == d:
+        return np.eye(d, dtype=np.float32)
+    xc = x.astype(np.float64) - x.mean(axis=0)
+    _, vecs = np.linalg.eigh(xc.T @ xc)                                # ascending eigenvalues
+    return vecs[:, ::-1][:, :k].T.astype(np.float32)                   # (k, d)
+
+
+def closed_form(queries: np.ndarray, passages: np.ndarray, ridge: float = 30.0) -> np.ndarray:
+    """Ridge least-squares map from queries to their positive passages, shrunk toward the identity.
+
+    queries, passages (n, d), row i of one answered by row i of the other (L2-normalised embeddings).
+    Returns A (d, d) minimising ``||Q A - P||² + ridge ||A - I||²``, i.e. ``(QᵀQ + λI)⁻¹ (QᵀP + λI)``.
+    Use it as ``score(q, d) = cos(q A, d)``: only the query side moves (``W_q = Aᵀ``, ``W_a = I``), so an
+    existing document index stays valid. Same map as ``projector.baselines.ClosedForm``.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    p = np.asarray(passages, dtype=np.float64)
+    if q.ndim != 2 or q.shape != p.shape or len(q) == 0:
+        raise DataError(f"closed_form needs two non-empty (n, d) arrays of equal shape, got {q.shape} and {p.shape}")
+    if ridge < 0:
+        raise DataError(f"ridge must be >= 0, got {ridge}")
+    eye = np.eye(q.shape[1])
+    return np.linalg.solve(q.T @ q + ridge * eye, q.T @ p + ridge * eye).astype(np.float32)
+
+
+def symmetric_closed_form(a: np.ndarray, b: np.ndarray, ridge: float = 30.0, rank: int | None = None) -> np.ndarray:
+    """Closed form for a symmetric similarity from positive pairs (a_i, b_i): W (k, d) with WᵀW ≈ sym(A).
+
+    A is ``closed_form`` fitted both ways (a -> b and b -> a); its symmetric part S is made positive
+    semi-definite by dropping negative eigenvalues, and W = diag(√λ) Uᵀ keeps the top ``rank`` of them,
+    so that (W a)·(W b) = aᵀ S b.
+    """
+    A = closed_form(np.concatenate([a, b]), np.concatenate([b, a]), ridge).astype(np.float64)
+    lam, u = np.linalg.eigh((A + A.T) / 2)                             # ascending
+    lam, u = lam[::-1].clip(min=0), u[:, ::-1]
+    k = rank or a.shape[1]
+    return (np.sqrt(lam[:k])[:, None] * u[:, :k].T).astype(np.float32)  # (k, d)
+
+
+def init_weights(model: Projection, embeddings: np.ndarray) -> Projection:
+    """Step-0 weights: identity (k = d: ranks exactly like cosine) or top-k principal directions (k < d)."""
+    return model.set_weights(principal_directions(embeddings, model.rank))

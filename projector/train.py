@@ -1,0 +1,610 @@
+"""Stage 2: train a projection on a pairs dataset, pick the best candidate on validation, export it.
+
+    python -m projector.train --pairs runs/quickstart/pairs --out runs/quickstart/model
+    python -m projector.train --pairs runs/nat --mode symmetric --rank 128 --out runs/nat-model
+
+Inputs: a pairs folder from ``projector.generate`` (manifest.json, passages.jsonl, dataset/ with
+train/validation/test). Task ``qa`` trains the asymmetric model on (query, passage) rows with in-batch
+negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
+against false negatives) and random negatives; task ``pairs`` trains the symmetric model on the labels.
+
+Recipe (RESEARCH.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
+learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. Three candidates go
+through the same validation: the frozen-cosine start ("identity"), the ridge closed form, and the trained
+model; the best by NDCG@10 is exported. If training does not beat cosine the log and projector.json say so.
+
+Outputs in --out: model.safetensors + projector.json (see ``projector.export``), sentence-transformers/
+(the same model as a SentenceTransformer), train_log.jsonl (one line per epoch), config.json, and
+checkpoint/ (re-running the same command after an interruption resumes from the last finished epoch).
+Embeddings are cached on disk (``projector.embed``): training twice embeds nothing again.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from projector.cli import run as run_cli
+from projector.embed import embed, encoder_identity
+from projector.errors import DataError, ProjectorError
+from projector.projection import (Projection, closed_form, init_weights, labelled_pair_loss, pair_logits,
+                                  principal_directions, sigmoid_loss, symmetric_closed_form)
+
+log = logging.getLogger("projector.train")
+
+
+@dataclass
+class TrainConfig:
+    pairs: str  # pairs folder written by projector.generate
+    out: str  # output folder (created; re-running the same command resumes)
+    mode: str | None = None  # "asymmetric" | "symmetric"; None: asymmetric for task qa, symmetric for pairs
+    rank: int | None = None  # k <= d output dimensions; None: d (full rank)
+    encoder: str | None = None  # sentence-transformers name or folder; None: bundled all-MiniLM-L6-v2
+    query_template: str | None = None  # e.g. "query: {text}", applied to queries / text_a before embedding
+    document_template: str | None = None  # applied to passages / text_b
+    init: str = "identity"  # "identity" (= cosine at step 0) or "closed-form" (start from the ridge map)
+    ridge: float = 30.0  # closed-form ridge strength (toward the identity); 30-100 measured best
+    normalize: str = "both"  # L2-normalise projected vectors: "both" | "query" (folding exact) | "none"
+    epochs: int = 100  # upper bound: early stopping normally ends far sooner
+    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    batch_size: int = 256  # pairs per step; every in-batch (query, other passage) cell is a negative
+    lr: float = 1e-4  # AdamW learning rate (1e-3 overfits within a few epochs)
+    weight_decay: float = 0.0  # AdamW decoupled decay toward zero
+    identity_decay: float = 0.0  # decoupled decay toward the initial weights (identity), per step * lr
+    scale_init: float = 20.0  # initial logit scale s
+    bias_init: float = -10.0  # initial logit bias b
+    hard_negatives: int = 0  # qa: per query, nearest non-positive passages under the frozen encoder
+    hard_negative_margin: float = 0.9  # skip candidates whose cosine to the positive passage exceeds this
+    random_negatives: int = 0  # qa: extra random passages per query and step
+    val_max_queries: int = 2000  # validation queries scored against the whole corpus each epoch
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu) | "cuda" | "mps" | "cpu"
+    seed: int = 0  # the same command and seed give the same matrices
+    cache_dir: str | None = None  # embedding cache; None: $PROJECTOR_CACHE_DIR or ~/.cache/projector/embeddings
+    sentence_transformers: bool = True  # also write OUT/sentence-transformers/ (copies the encoder, ~90 MB)
+
+    def fingerprint(self) -> str:
+        """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
+        skip = {"out", "device", "cache_dir", "sentence_transformers", "pairs"}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Pairs:
+    """A pairs folder read into memory: manifest, corpus passages, and the dataset splits as column dicts."""
+
+    path: Path
+    task: str
+    manifest: dict
+    passage_ids: list[str]
+    passage_texts: list[str]
+    splits: dict[str, dict[str, list]]
+    fingerprint: str
+
+
+_COLUMNS = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label")}
+
+
+def load_pairs(path) -> Pairs:
+    """Read and check a pairs folder; every problem is a DataError naming the file and what to fix."""
+    path = Path(path)
+    mpath = path / "manifest.json"
+    if not mpath.is_file():
+        raise DataError(f"{mpath} not found: pass --pairs a folder written by python -m projector.generate")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{mpath} is not valid JSON ({e}); re-run projector.generate") from e
+    task = manifest.get("task")
+    if task not in _COLUMNS:
+        raise DataError(f"{mpath}: 'task' must be 'qa' or 'pairs', got {task!r}")
+    ids, texts = [], []
+    ppath = path / "passages.jsonl"
+    if task == "qa":
+        if not ppath.is_file():
+            raise DataError(f"{ppath} not found: task qa needs the retrieval corpus; re-run projector.generate")
+        for n, line in enumerate(ppath.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                    ids.append(str(row["passage_id"]))
+                    texts.append(str(row["text"]))
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise DataError(f"{ppath} line {n}: need a JSON object with 'passage_id' and 'text' ({e})") from e
+        if len(set(ids)) != len(ids):
+            raise DataError(f"{ppath}: passage_id values must be unique")
+    from datasets import load_from_disk
+
+    dpath = path / "dataset"
+    try:
+        dd = load_from_disk(str(dpath))
+    except Exception as e:
+        raise DataError(f"cannot read {dpath} as a datasets.DatasetDict ({e}); re-run projector.generate") from e
+    splits = {}
+    for split in ("train", "validation", "test"):
+        if split not in dd:
+            if split == "test":
+                continue
+            raise DataError(f"{dpath}: split {split!r} is missing; generate with a validation fraction > 0")
+        missing = [c for c in _COLUMNS[task] if c not in dd[split].column_names]
+        if missing:
+            raise DataError(f"{dpath}/{split}: missing column(s) {missing} for task {task!r} "
+                            f"(has {dd[split].column_names})")
+        splits[split] = {c: list(dd[split][c]) for c in _COLUMNS[task]}
+    for split in ("train", "validation"):
+        if not splits[split][_COLUMNS[task][0]]:
+            raise DataError(f"{dpath}/{split} is empty; generate more pairs (or a larger validation fraction)")
+    _check_rows(task, splits, set(ids), dpath)
+    fp = hashlib.sha256(json.dumps([manifest.get("corpus_fingerprint"), task,
+                                    [getattr(dd[s], "_fingerprint", "") for s in sorted(splits)]]).encode())
+    return Pairs(path, task, manifest, ids, texts, splits, fp.hexdigest()[:16])
+
+
+def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
+    for split, cols in splits.items():
+        if task == "qa":
+            unknown = sorted({str(p) for p in cols["passage_id"]} - ids)
+            if unknown:
+                raise DataError(f"{dpath}/{split}: passage_id {unknown[:3]} not in passages.jsonl; "
+                                "the dataset and passages.jsonl must come from the same generate run")
+        else:
+            labels = set(cols["label"])
+            if not labels <= {0, 1}:
+                raise DataError(f"{dpath}/{split}: column 'label' must hold 0/1, found {sorted(labels)[:5]}")
+            if split == "train" and len(labels) < 2:
+                raise DataError(f"{dpath}/train: column 'label' has a single class {labels}; the model needs both "
+                                "similar (1) and dissimilar (0) pairs: widen the candidate pairs in generate")
+
+
+@dataclass
+class Data:
+    """Embedded inputs as tensors on the training device. qa: queries + index of the positive passage into
+    the corpus; pairs: aligned a/b rows with labels. ``val_*`` are the validation retrieval problem."""
+
+    corpus: torch.Tensor | None  # (n_passages, d)  qa only
+    q: torch.Tensor  # (n, d) train queries / text_a
+    pos: torch.Tensor | None  # (n,) qa: corpus index of each query's positive
+    b: torch.Tensor | None  # (n, d) pairs: text_b
+    y: torch.Tensor | None  # (n,) pairs: labels
+    val: dict  # {"q": (m, d), "docs": (N, d), "relevant": list[set[int]], "pairs": (a, b, y) | None}
+
+
+def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
+    e = lambda texts, tpl: torch.from_numpy(embed(texts, cfg.encoder, template=tpl, cache_dir=cfg.cache_dir))
+    tr = pairs.splits["train"]
+    if pairs.task == "qa":
+        corpus = e(pairs.passage_texts, cfg.document_template)                      # (N, d)
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        data = Data(corpus.to(device), e(tr["query"], cfg.query_template).to(device),
+                    torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None, {})
+    else:
+        data = Data(None, e(tr["text_a"], cfg.query_template).to(device), None,
+                    e(tr["text_b"], cfg.document_template).to(device), torch.tensor(tr["label"], device=device), {})
+    data.val = retrieval_split(pairs, "validation", cfg, data.corpus, device)
+    for name, t in (("train", data.q), ("validation", data.val["q"])):
+        if not torch.isfinite(t).all():
+            raise DataError(f"{name} embeddings contain NaN/inf; check the texts and --encoder")
+    return data
+
+
+def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Tensor | None, device) -> dict:
+    """A split as a ranking problem: {"q": (m, d), "docs": (N, d), "relevant": [set], "pos"/"pairs": ...}.
+
+    qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
+    """
+    e = lambda texts, tpl: torch.from_numpy(embed(texts, cfg.encoder, template=tpl, cache_dir=cfg.cache_dir))
+    cols = pairs.splits[split]
+    if pairs.task == "qa":
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(cols["query"]))[:cfg.val_max_queries])
+        pos = [index[str(cols["passage_id"][i])] for i in keep]
+        return {"q": e([cols["query"][i] for i in keep], cfg.query_template).to(device), "docs": corpus,
+                "relevant": [{p} for p in pos], "pos": torch.tensor(pos, device=device), "pairs": None}
+    a, b = e(cols["text_a"], cfg.query_template), e(cols["text_b"], cfg.document_template)
+    val = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in _pairs_retrieval(cols, a, b).items()}
+    val["pairs"] = (a.to(device), b.to(device), torch.tensor(cols["label"], device=device))
+    return val
+
+
+def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Labelled pairs as a ranking problem: each text_a with a positive ranks every distinct text_b."""
+    docs, doc_index, first_a, relevant = [], {}, {}, {}  # docs: first row of each distinct id_b
+    for i, (ia, ib, y) in enumerate(zip(cols["id_a"], cols["id_b"], cols["label"])):
+        if ib not in doc_index:
+            doc_index[ib] = len(docs)
+            docs.append(i)
+        first_a.setdefault(ia, i)
+        if y == 1:
+            relevant.setdefault(ia, set()).add(doc_index[ib])
+    qs = sorted(relevant, key=lambda x: first_a[x])
+    return {"q": a[[first_a[x] for x in qs]], "docs": b[docs], "relevant": [relevant[x] for x in qs]}
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+@torch.no_grad()
+def ndcg_at_10(model: Projection, q: torch.Tensor, docs: torch.Tensor, relevant: list[set[int]]) -> float:
+    """Mean NDCG@10 (binary relevance) of ranking all ``docs`` for each query."""
+    zd = model.project_documents(docs)                                          # (N, k)
+    discount = 1.0 / np.log2(np.arange(2, 12))                                  # ranks 1..10
+    total = 0.0
+    for start in range(0, len(q), 512):
+        s = model.project_queries(q[start:start + 512]) @ zd.T                  # (c, N); s, b do not change ranks
+        top = s.topk(min(10, s.shape[1]), dim=1).indices.cpu().numpy()          # (c, 10)
+        for row, rel in zip(top, relevant[start:start + 512]):
+            dcg = sum(discount[r] for r, j in enumerate(row) if j in rel)
+            total += dcg / discount[:min(len(rel), 10)].sum()
+    return total / max(len(q), 1)
+
+
+@torch.no_grad()
+def validate(model: Projection, data: Data, batch_size: int, split: dict | None = None) -> dict:
+    """val_logloss (the training objective on validation, same batch size) and val_ndcg@10."""
+    model.eval()
+    v = data.val if split is None else split
+    if v["pairs"] is None:  # qa: in-batch sigmoid loss over validation batches in a fixed order
+        losses = [sigmoid_loss(model(v["q"][i:i + batch_size], v["docs"][p]), p[:, None] == p[None, :]).item()
+                  for i in range(0, len(v["q"]), batch_size) for p in [v["pos"][i:i + batch_size]]]
+        logloss = float(np.mean(losses))
+    else:
+        a, b, y = v["pairs"]
+        logloss = labelled_pair_loss(pair_logits(model, a, b), y).item()
+    model.train()
+    return {"val_logloss": logloss, "val_ndcg@10": ndcg_at_10(model, v["q"], v["docs"], v["relevant"])}
+
+
+# ------------------------------------------------------------------------------------------ negatives
+
+
+@torch.no_grad()
+def mine_hard_negatives(q: torch.Tensor, pos: torch.Tensor, corpus: torch.Tensor, n: int,
+                        margin: float = 0.9) -> torch.Tensor:
+    """For each query, the ``n`` passages nearest under the frozen encoder that are neither its positive nor
+    near-duplicates of it (frozen cosine to the positive > ``margin``: likely false negatives).
+
+    q (B, d), pos (B,) corpus indices, corpus (N, d) -> (B, n) corpus indices, -1 where too few qualify.
+    """
+    out = torch.full((len(q), n), -1, dtype=torch.long, device=q.device)
+    take = min(len(corpus), 4 * n + 8)
+    for start in range(0, len(q), 1024):
+        qs, ps = q[start:start + 1024], pos[start:start + 1024]
+        cand = (qs @ corpus.T).topk(take, dim=1).indices                        # (c, take)
+        dup = (corpus[cand] @ corpus[ps].unsqueeze(-1)).squeeze(-1) > margin    # (c, take) cos to positive
+        ok = (cand != ps[:, None]) & ~dup
+        for r in range(len(qs)):
+            keep = cand[r][ok[r]][:n]
+            out[start + r, :len(keep)] = keep
+    return out
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto": cuda, then mps, then cpu. An explicit device that is not available is an error."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    if name not in ("cuda", "mps", "cpu") and not name.startswith("cuda:"):
+        raise ProjectorError(f"--device must be auto, cuda, mps or cpu, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ProjectorError(f"--device {name}: torch sees no CUDA GPU here; use --device auto or cpu")
+    if name == "mps" and not mps:
+        raise ProjectorError("--device mps: torch sees no Apple GPU here; use --device auto or cpu")
+    return torch.device(name)
+
+
+def _batch_loss(model: Projection, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
+                n_random: int, gen: torch.Generator) -> torch.Tensor:
+    """The loss of one batch of row indices ``idx`` (B,)."""
+    if data.pos is None:  # labelled pairs: the labels themselves
+        return labelled_pair_loss(pair_logits(model, data.q[idx], data.b[idx]), data.y[idx])
+    pos = data.pos[idx]                                                          # (B,)
+    zq = model.project_queries(data.q[idx])                                      # (B, k)
+    zd = model.project_documents(data.corpus[pos])                               # (B, k)
+    s, b = model.log_scale.exp(), model.bias
+    labels = pos[:, None] == pos[None, :]                   # (B, B): two queries of one passage are both positive
+    loss = sigmoid_loss(s * zq @ zd.T + b, labels)
+    extra = [hard[idx]] if hard is not None else []
+    if n_random:
+        extra.append(torch.randint(len(data.corpus), (len(idx), n_random), generator=gen).to(pos.device))
+    if extra:
+        neg = torch.cat(extra, dim=1)                                            # (B, m) corpus indices
+        zn = model.project_documents(data.corpus[neg.clamp(min=0)])              # (B, m, k)
+        weight = ((neg >= 0) & (neg != pos[:, None])).to(zq.dtype)             # never a query's own positive
+        loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight), weight)
+    return loss
+
+
+def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None) -> dict:
+    """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
+    kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop."""
+    device = data.q.device
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("W_")}  # identity decay target
+    state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
+    best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
+        state, best_params = _load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
+        log.info("resuming after epoch %d (best val NDCG@10 %.4f)", state["epoch"], state["best"] or float("nan"))
+    hard = None
+    if cfg.hard_negatives and data.pos is not None:
+        hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    n = len(data.q)
+    while not state["done"] and state["epoch"] < cfg.epochs:
+        epoch, started, total = state["epoch"] + 1, time.time(), 0.0
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch: resume == uninterrupted
+        perm = torch.randperm(n, generator=gen).to(device)
+        steps = max(1, n // cfg.batch_size)  # drop the ragged tail: a batch of 3 is a poor in-batch problem
+        for i in range(steps):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if n >= cfg.batch_size else perm
+            with amp:
+                loss = _batch_loss(model, data, idx, hard, cfg.random_negatives, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.identity_decay:
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        if name in anchor:
+                            p.sub_(cfg.lr * cfg.identity_decay * (p - anchor[name]))
+            total += loss.item()
+        row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
+               "lr": cfg.lr, "seconds": round(time.time() - started, 3)}
+        better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
+        if better:
+            state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
+            best_params = {n_: p.detach().clone() for n_, p in model.named_parameters()}
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append(row)
+        state["epoch"] = epoch
+        state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
+        log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch, row["train_loss"],
+                 row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "", row["seconds"])
+        if ckpt_dir is not None:
+            _save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
+        if on_epoch is not None:
+            on_epoch(state)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(best_params[name])
+    return state
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
+    """One safetensors file (weights, best weights, AdamW moments; loop state as JSON metadata), atomic."""
+    from safetensors.torch import save_file
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    t = {f"model.{n}": p.detach() for n, p in model.named_parameters()}
+    t.update({f"best.{n}": p for n, p in best_params.items()})
+    t.update({f"anchor.{n}": p for n, p in anchor.items()})
+    for i, p in enumerate(model.parameters()):
+        for k, v in opt.state.get(p, {}).items():
+            t[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
+    meta = {"state": json.dumps(state), "config": cfg.fingerprint()}
+    tmp = ckpt_dir / f".state.{os.getpid()}.tmp"
+    save_file({k: v.float().contiguous().cpu() for k, v in t.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, ckpt_dir / "state.safetensors")
+
+
+def _load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):
+    from safetensors import safe_open
+
+    path = ckpt_dir / "state.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        state = json.loads(meta["state"])
+    except Exception as e:
+        raise ProjectorError(f"checkpoint {path} is unreadable ({e}); delete {ckpt_dir} to start over") from e
+    if meta.get("config") != cfg.fingerprint():
+        raise ProjectorError(f"{ckpt_dir} holds a run with other settings; use a new --out, or delete {ckpt_dir} "
+                             "to start over with these settings")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(t[f"model.{n}"])
+        for n in anchor:
+            anchor[n].copy_(t[f"anchor.{n}"])
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.step" in t:
+            opt.state[p] = {"step": t[f"opt.{i}.step"].reshape(()).cpu(),
+                            "exp_avg": t[f"opt.{i}.exp_avg"].to(device), "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(device)}
+    best = {n: t[f"best.{n}"].to(device) for n, _ in model.named_parameters()}
+    return state, best
+
+
+# ------------------------------------------------------------------------------------------ candidates
+
+
+def _calibrate(model: Projection, data: Data, cfg: TrainConfig, steps: int = 150) -> Projection:
+    """Fit only s and b (W frozen) so a training-free candidate also gives calibrated probabilities."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    frozen = [p for n, p in model.named_parameters() if n.startswith("W_")]
+    for p in frozen:
+        p.requires_grad_(False)
+    opt = torch.optim.Adam([model.log_scale, model.bias], lr=0.05)
+    n = len(data.q)
+    for _ in range(steps):
+        idx = torch.randperm(n, generator=gen)[:cfg.batch_size].to(data.q.device)
+        loss = _batch_loss(model, data, idx, None, 0, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for p in frozen:
+        p.requires_grad_(True)
+    return model
+
+
+def _closed_form_weights(data: Data, rank_dirs: np.ndarray, mode: str, ridge: float):
+    """(W_q, W_a) of the closed-form candidate, or None when there is nothing to fit."""
+    if data.pos is not None:
+        A = closed_form(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(), ridge)  # (d, d), q -> q @ A
+        W_q = rank_dirs @ A.T                                                             # (k, d)
+        return (W_q, rank_dirs) if mode == "asymmetric" else (symmetric_closed_form(
+            data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(), ridge, len(rank_dirs)), None)
+    keep = (data.y == 1).cpu().numpy()
+    if keep.sum() < 2:
+        return None
+    a, b = data.q.cpu().numpy()[keep], data.b.cpu().numpy()[keep]
+    if mode == "symmetric":
+        return symmetric_closed_form(a, b, ridge, len(rank_dirs)), None
+    return rank_dirs @ closed_form(a, b, ridge).T, rank_dirs
+
+
+def _select(metrics: dict) -> str:
+    """Best validation NDCG@10; on a tie the simpler candidate (listed first) wins."""
+    best = None
+    for name, m in metrics.items():
+        if best is None or m["val_ndcg@10"] > metrics[best]["val_ndcg@10"] + 1e-9:
+            best = name
+    return best
+
+
+# ------------------------------------------------------------------------------------------ the stage
+
+
+def train(config: TrainConfig | None = None, **overrides) -> dict:
+    """Train on ``config.pairs`` and write the artifact folder ``config.out``; returns the summary dict."""
+    cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = load_pairs(cfg.pairs)
+    mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
+    if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
+        log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    _write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device)})
+
+    started = time.time()
+    data = embed_pairs(pairs, cfg, device)
+    embed_seconds = time.time() - started
+    dim = data.q.shape[1]
+    rank = cfg.rank or dim
+    new = lambda: Projection(dim, rank, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device)
+    fit_on = (data.corpus if data.corpus is not None else torch.cat([data.q, data.b])).cpu().numpy()
+    dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
+    log.info("%s pairs (%d train, %d validation queries), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
+             pairs.task, len(data.q), len(data.val["q"]), dim, rank, mode, device, embed_seconds)
+
+    candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
+    cf = _closed_form_weights(data, dirs, mode, cfg.ridge)
+    if cf is not None:
+        candidates["closed-form"] = new().set_weights(*cf)
+    model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
+    if cfg.init not in ("identity", "closed-form"):
+        raise ProjectorError(f"--init must be 'identity' or 'closed-form', got {cfg.init!r}")
+
+    started = time.time()
+    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]))
+    train_seconds = time.time() - started
+    history = state["history"]
+    _write_log(out, history)
+    candidates["trained"] = model
+    for name, m in candidates.items():
+        if name != "trained":
+            _calibrate(m, data, cfg)
+    metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
+    selected = _select(metrics)
+    baseline = next(iter(metrics))
+    warning = None
+    if selected != "trained":
+        warning = (f"training did not beat {selected} on validation (NDCG@10 trained "
+                   f"{metrics['trained']['val_ndcg@10']:.4f} vs {selected} {metrics[selected]['val_ndcg@10']:.4f}); "
+                   f"the exported projection is '{selected}'")
+        log.warning("WARNING: %s", warning)
+    folded = copy.deepcopy(candidates[selected])
+    folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
+    folded_ndcg = ndcg_at_10(folded, data.val["q"], data.val["docs"], data.val["relevant"])
+    test = None
+    if "test" in pairs.splits and pairs.splits["test"][_COLUMNS[pairs.task][0]]:
+        split = retrieval_split(pairs, "test", cfg, data.corpus, device)
+        if len(split["q"]):
+            test = {name: validate(candidates[name], data, cfg.batch_size, split) for name in {baseline, selected}}
+            test = {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
+    epochs_run = len(history)
+    summary = {
+        "selected": selected, "warning": warning, "validation": metrics, "baseline": baseline,
+        "best_epoch": state["best_epoch"], "epochs_run": epochs_run, "train_pairs": len(data.q),
+        "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
+        "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
+        "device": str(device), "val_ndcg@10_folded": folded_ndcg, "test": test,
+    }
+    from projector import export
+
+    export.write_artifact(out, candidates[selected], cfg=cfg, mode=mode, pairs=pairs, summary=summary,
+                          encoder_identity=encoder_identity(cfg.encoder))
+    b, a = metrics[baseline]["val_ndcg@10"], metrics[selected]["val_ndcg@10"]
+    log.info("validation NDCG@10: %s %.4f -> %s %.4f (%+.4f); %d epochs, %.1fs training (%.0f pairs/s); wrote %s",
+             baseline, b, selected, a, a - b, epochs_run, train_seconds, summary["pairs_per_second"] or 0, out)
+    return summary
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_log(out: Path, history: list[dict]) -> None:
+    """train_log.jsonl rewritten from the checkpointed history: it always matches what a resume continues."""
+    tmp = out / f".train_log.{os.getpid()}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(tmp, out / "train_log.jsonl")
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m projector.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            continue
+        kind = {"int | None": int, "int": int, "float": float}.get(str(f.type), str)
+        required = f.default is dataclasses.MISSING
+        p.add_argument(flag, type=kind, required=required, default=None if required else f.default,
+                       help=f"(default: {f.default})" if not required else None)
+    return p
+
+
+def _main(argv=None) -> None:
+    args = vars(_parser().parse_args(argv))
+    train(TrainConfig(**args))
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, "train", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
