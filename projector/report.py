@@ -74,7 +74,7 @@ def write(result: dict, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hist = result.pop("_hist", {})
-    plots = [p for p in (plot_metrics(result, out), plot_reliability(result, out), plot_scores(hist, out),
+    plots = [p for p in (plot_metrics(result, out), plot_deltas(result, out), plot_reliability(result, out), plot_scores(hist, out),
                          plot_training(result.get("training_logs", {}), out)) if p]
     (out / "report.json").write_text(json.dumps(result, indent=1, allow_nan=False, default=_json_default))
     (out / "config.json").write_text(json.dumps(result.get("config", {}), indent=1))
@@ -115,6 +115,26 @@ def plot_metrics(result: dict, out: Path) -> str:
     ax.set_title(result["data"]["name"])
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, out, "metrics.png")
+
+
+def plot_deltas(result: dict, out: Path) -> str | None:
+    """Each row minus cosine on the headline metrics, with the paired bootstrap 95% CI."""
+    rows = [r for r in result["rows"] if r["name"] != "cosine"]
+    if not rows:
+        return None
+    plt = _plt()
+    head = result["headline"]
+    fig, axes = plt.subplots(1, len(head), figsize=(3.2 * len(head), 0.35 * len(rows) + 1.5), sharey=True)
+    for ax, m in zip(np.atleast_1d(axes), head):
+        d = np.array([r["delta_vs_cosine"][m]["delta"] for r in rows])
+        ci = np.array([r["delta_vs_cosine"][m]["ci95"] for r in rows])      # (rows, 2)
+        y = np.arange(len(rows))
+        ax.errorbar(d, y, xerr=np.stack([d - ci[:, 0], ci[:, 1] - d]).clip(min=0), fmt="o", capsize=3)
+        ax.axvline(0, color="k", lw=1)
+        ax.set_yticks(y, [r["name"] for r in rows])
+        ax.set_title(f"Δ {m} vs cosine", fontsize=9)
+    fig.suptitle("difference to cosine, paired bootstrap 95% CI", fontsize=9)
+    return _save(fig, out, "deltas.png")
 
 
 def plot_reliability(result: dict, out: Path) -> str | None:

@@ -203,3 +203,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--pairs DIR" in capsys.readouterr().err
     assert E.main(["--beir", str(tmp_path / "nope")]) == 2
     assert "corpus.jsonl not found" in capsys.readouterr().err
+
+
+def test_cli_with_trained_model_through_the_real_loader(qa_pairs, tmp_path):
+    """A model trained by projector.train (with a query template) is a row scored on its own embeddings."""
+    import projector
+    from projector import train
+    from projector.embed import embed
+
+    model = tmp_path / "model"
+    assert train.main(["--pairs", str(qa_pairs), "--out", str(model), "--epochs", "3",
+                       "--query-template", "question: {text}", "--no-sentence-transformers"]) == 0
+    out = tmp_path / "out"
+    assert E.main(["--model", str(model), "--pairs", str(qa_pairs), "--out", str(out), "--bootstrap", "50"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    row = rep["rows"][-1]
+    assert row["name"] == "model" and row["kind"] == "model"
+    assert {"logloss", "brier", "ece@15"} <= set(row["calibration"]) and "calibration_note" not in row
+    assert sum(row["reliability"]["count"]) == rep["data"]["calibration_pairs"]
+    # the same number recomputed by hand: templated query embeddings, untemplated passages
+    data = E.load_qa(str(qa_pairs), "test", None)
+    q = embed(data.queries, template="question: {text}", show_progress=False)
+    d = embed(data.corpus, show_progress=False)
+    want = E.RetrievalEvaluator(q, d, data.qrels)(projector.load(model))
+    assert row["metrics"]["ndcg@10"] == pytest.approx(want["ndcg@10"])
+    for png in ("metrics.png", "deltas.png", "reliability.png", "scores.png", "training.png"):
+        assert (out / png).stat().st_size > 1000, png
+    assert "| model |" in (out / "report.md").read_text()
