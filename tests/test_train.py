@@ -39,3 +39,175 @@ def make_qa_pairs(root: Path, items=ITEMS) -> Path:
     DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()}).save_to_disk(str(root / "dataset"))
     (root / "manifest.json").write_text(json.dumps({"task": "qa", "rewrite": None, "corpus_fingerprint": "test"}))
     return root
+
+
+def make_labelled_pairs(root: Path) -> Path:
+    """Symmetric task: pairs of short texts labelled 1 when both are about the same item."""
+    from datasets import Dataset, DatasetDict
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = {"train": [], "validation": [], "test": []}
+    for i, item in enumerate(ITEMS[:24]):
+        split = "train" if i < 16 else "validation" if i < 20 else "test"
+        other = ITEMS[(i + 1) % 24]
+        a, b, c = f"I love {item}.", f"The {item} was great.", f"The {other} was great."
+        rows[split] += [{"text_a": a, "text_b": b, "id_a": f"a{i}", "id_b": f"b{i}", "label": 1, "reason": ""},
+                        {"text_a": a, "text_b": c, "id_a": f"a{i}", "id_b": f"c{i}", "label": 0, "reason": ""}]
+    DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()}).save_to_disk(str(root / "dataset"))
+    (root / "manifest.json").write_text(json.dumps({"task": "pairs", "rewrite": None, "corpus_fingerprint": "t"}))
+    return root
+
+
+FAST = dict(lr=3e-3, batch_size=8, epochs=15, patience=15, sentence_transformers=False)
+
+
+@pytest.fixture(scope="module")
+def qa_pairs(tmp_path_factory):
+    return make_qa_pairs(tmp_path_factory.mktemp("pairs") / "qa")
+
+
+def test_end_to_end_beats_cosine_on_held_out_queries(qa_pairs, tmp_path):
+    import projector
+    from projector.embed import embed
+    from projector.train import train
+
+    out = tmp_path / "model"
+    summary = train(pairs=str(qa_pairs), out=str(out), **{**FAST, "sentence_transformers": True})
+    assert summary["selected"] == "trained" and summary["warning"] is None
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"epoch", "train_loss", "val_logloss", "val_ndcg@10", "lr", "seconds"} <= set(log[0])
+    assert {"model.safetensors", "projector.json", "sentence-transformers"} <= {p.name for p in out.iterdir()}
+
+    p = projector.load(out)
+    passages = [json.loads(line) for line in (qa_pairs / "passages.jsonl").read_text().splitlines()]
+    d = embed([x["text"] for x in passages], show_progress=False)
+    test_items = ITEMS[25:]
+    q = embed([f"a catchy tune with guitar celebrating the {it}" for it in test_items], show_progress=False)
+    truth = [[x["passage_id"] for x in passages].index(f"r{ITEMS.index(it)}") for it in test_items]
+    hit = lambda s: np.mean([row.argmax() == t for row, t in zip(s, truth)])
+    assert hit(p.score(q, d)) > hit(q @ d.T)                       # held-out items: never seen in training
+    assert hit(p.score(q, d)) >= 0.8
+
+
+def test_same_command_gives_the_same_matrices(qa_pairs, tmp_path):
+    from safetensors.numpy import load_file
+
+    from projector.train import train
+
+    for name in ("a", "b"):
+        train(pairs=str(qa_pairs), out=str(tmp_path / name), **{**FAST, "epochs": 3})
+    a, b = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypatch):
+    from safetensors.numpy import load_file
+
+    import projector.train as tr
+
+    cfg = {**FAST, "epochs": 4, "patience": 10}
+    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "full"), **cfg)
+    real = tr._write_log
+
+    def crash_after_two(out, history):
+        real(out, history)
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_write_log", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)
+    monkeypatch.setattr(tr, "_write_log", real)
+    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)      # the same command again
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("full", "cut"))
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert len((tmp_path / "cut/train_log.jsonl").read_text().splitlines()) == 4
+    with pytest.raises(tr.ProjectorError, match="other settings"):
+        tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **{**cfg, "lr": 1e-3})
+
+
+def test_negatives_never_include_the_positive():
+    import torch
+
+    from projector.train import Data, _batch_loss, mine_hard_negatives
+    from projector.projection import Projection, sigmoid_loss
+
+    g = torch.Generator().manual_seed(0)
+    corpus = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=-1)
+    corpus[1] = corpus[0]                                     # passage 1 duplicates passage 0
+    pos = torch.tensor([0, 2, 3, 0])
+    q = torch.nn.functional.normalize(corpus[pos] + 0.05 * torch.randn(4, 16, generator=g), dim=-1)
+    hard = mine_hard_negatives(q, pos, corpus, n=5, margin=0.9)
+    assert hard.shape == (4, 5)
+    for row, p in zip(hard.tolist(), pos.tolist()):
+        assert p not in row
+        assert all(float(corpus[j] @ corpus[p]) <= 0.9 for j in row if j >= 0)   # the guard
+    assert 1 not in hard[0].tolist()                          # the near-duplicate is not a "negative"
+
+    # In a batch, two queries of the same passage are positives for each other, never negatives.
+    model, data = Projection(16), Data(corpus, q, pos, None, None, {})
+    idx = torch.arange(4)
+    zq, zd = model.project_queries(q), model.project_documents(corpus[pos])
+    labels = pos[:, None] == pos[None, :]
+    assert labels[0, 3] and labels[3, 0]
+    expected = sigmoid_loss(20 * zq @ zd.T - 10, labels)
+    assert torch.allclose(_batch_loss(model, data, idx, None, 0, g), expected)
+
+
+def test_device_selection(monkeypatch):
+    import torch
+
+    from projector.errors import ProjectorError
+    from projector.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
+    with pytest.raises(ProjectorError, match="no CUDA"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_symmetric_labelled_pairs(tmp_path):
+    from projector.train import train
+
+    summary = train(pairs=str(make_labelled_pairs(tmp_path / "pairs")), out=str(tmp_path / "m"), **FAST)
+    meta = json.loads((tmp_path / "m/projector.json").read_text())
+    assert meta["mode"] == "symmetric" and meta["task"] == "pairs"
+    assert set(summary["validation"]) == {"cosine", "closed-form", "trained"}
+
+
+def test_bad_pairs_folders_name_the_problem(tmp_path, qa_pairs):
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    from projector.train import load_pairs
+
+    with pytest.raises(DataError, match="manifest.json not found"):
+        load_pairs(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(qa_pairs, bad)
+    DatasetDict({s: Dataset.from_list([{"question": "q", "passage_id": "r0"}]) for s in ("train", "validation")}
+                ).save_to_disk(str(bad / "dataset"))
+    with pytest.raises(DataError, match=r"missing column\(s\) \['query'\]"):
+        load_pairs(bad)
+    one = make_labelled_pairs(tmp_path / "one")
+    rows = [{"text_a": "a", "text_b": "b", "id_a": "1", "id_b": "2", "label": 1, "reason": ""}]
+    DatasetDict({s: Dataset.from_list(rows) for s in ("train", "validation")}).save_to_disk(str(one / "dataset2"))
+    shutil.rmtree(one / "dataset")
+    (one / "dataset2").rename(one / "dataset")
+    with pytest.raises(DataError, match="single class"):
+        load_pairs(one)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "projector.train", "--pairs", str(tmp_path), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("projector.train: error:")
+    assert "Traceback" not in r.stderr
