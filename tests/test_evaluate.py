@@ -230,3 +230,18 @@ def test_cli_with_trained_model_through_the_real_loader(qa_pairs, tmp_path):
     for png in ("metrics.png", "deltas.png", "reliability.png", "scores.png", "training.png"):
         assert (out / png).stat().st_size > 1000, png
     assert "| model |" in (out / "report.md").read_text()
+
+
+def test_corpus_override_and_unknown_ids(qa_pairs, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    docs = [{"_id": f"p{i}", "title": "", "text": t} for i, t in enumerate([t for _, t in TEXTS] + EXTRA)]
+    docs.append({"_id": "x", "title": "Bonus", "text": "An unrelated passage about gardening tools."})
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    data = E.load_qa(str(qa_pairs), "test", str(corpus))
+    assert len(data.corpus) == 13 and data.corpus[-1] == "Bonus\nAn unrelated passage about gardening tools."
+    assert [data.corpus_ids[next(iter(r))] for r in data.qrels] == ["p5", "p6", "p7"]
+    corpus.write_text(json.dumps({"_id": "zz", "title": "", "text": "nothing"}) + "\n")
+    with pytest.raises(DataError, match="--corpus must contain"):
+        E.load_qa(str(qa_pairs), "test", str(corpus))
+    with pytest.raises(DataError, match="choose one of"):
+        E.load_split(str(qa_pairs), "dev")
