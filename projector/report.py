@@ -43,9 +43,9 @@ def tables(result: dict) -> str:
     for r in rows:
         if r["name"] != "cosine":
             lines.append(f"| {r['name']} | " + " | ".join(_delta(r["delta_vs_cosine"].get(m)) for m in head) + " |")
-    cal_title = "Calibration of probability()" + (
-        f" on {result['data']['calibration_sampling']}" if result["task"] == "retrieval" else
-        " on the labelled pairs")
+    cal_title = "Calibration of probability() on " + (
+        f"(query, passage) pairs, sampled {result['data']['calibration_sampling']}" if result["task"] == "retrieval"
+        else "the labelled pairs")
     lines += ["", cal_title + ":", "", "| row | " + " | ".join(CAL_KEYS) + " |", "|---|" + "---:|" * len(CAL_KEYS)]
     for r in rows:
         if "calibration_note" in r:
