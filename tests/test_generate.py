@@ -289,3 +289,32 @@ def test_batch_file_only_then_results_from_an_offline_runner(tmp_path):
     m = generate(GenerateConfig(**cfg, batch_results=str(tmp_path / "results.jsonl")))
     assert m["counts"]["generated"] == 10 and m["counts"]["pending"] == 0
     check_output(tmp_path / "out", 5, 2)
+
+
+def test_pairs_task_judges_neighbour_and_random_candidates_within_splits(tmp_path):
+    cities = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon"]
+    facts = ["has a large museum", "is known for its bridges", "hosts a big market", "has an old cathedral",
+             "is busy in summer"]
+    rows = [{"id": f"{c}-{i}", "text": f"{c} {fact}."} for c in cities for i, fact in enumerate(facts)]
+    corpus = tmp_path / "items.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with FakeOpenAI() as srv:
+        m = generate(GenerateConfig(corpus=str(corpus), id_field="id", out=str(tmp_path / "out"), task="pairs",
+                                    criterion="same city", base_url=srv.base_url, model="fake-model",
+                                    neighbours=3, random_pairs=2, backoff=0.05, validation_fraction=0.2,
+                                    test_fraction=0.2))
+        assert "same city" in srv.bodies[0]["messages"][0]["content"]
+    dd = datasets.load_from_disk(str(tmp_path / "out" / "dataset"))
+    labels = []
+    for split, d in dd.items():
+        for r in d:
+            assert r["label"] == int(r["text_a"].split()[0] == r["text_b"].split()[0])  # the judge's verdict
+            labels.append(r["label"])
+            assert r["id_a"] != r["id_b"] and r["reason"]
+    assert 0 < sum(labels) < len(labels)  # both labels occur
+    ids = [set(dd[s]["id_a"]) | set(dd[s]["id_b"]) for s in ("train", "validation", "test")]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])  # no item in two splits
+    assert m["counts"]["positives"] == sum(labels) and m["criterion"] == "same city"
+    with pytest.raises(ProjectorError, match="--criterion"):
+        generate(GenerateConfig(corpus=str(corpus), out=str(tmp_path / "o2"), task="pairs", base_url=srv.base_url,
+                                model="m"))
