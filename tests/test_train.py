@@ -58,7 +58,7 @@ def make_labelled_pairs(root: Path) -> Path:
     return root
 
 
-FAST = dict(lr=3e-3, batch_size=8, epochs=15, patience=15, sentence_transformers=False)
+FAST = dict(lr=3e-3, batch_size=8, epochs=15, patience=15, sentence_transformers=False, threads=1)
 
 
 @pytest.fixture(scope="module")
