@@ -536,7 +536,12 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
             _calibrate(m, data, cfg)
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
     selected = _select(metrics)
-    baseline = next(iter(metrics))
+    scorers = dict(candidates)
+    if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
+        scorers = {"cosine": _calibrate(Projection(dim, None, mode, cfg.normalize, cfg.scale_init,
+                                                   cfg.bias_init).to(device), data, cfg), **candidates}
+        metrics = {"cosine": validate(scorers["cosine"], data, cfg.batch_size), **metrics}
+    baseline = "cosine"
     warning = None
     t, c = metrics["trained"]["val_ndcg@10"], metrics[baseline]["val_ndcg@10"]
     if t <= c + 1e-9:  # the case users must hear about: gradient training did not beat frozen cosine
@@ -553,7 +558,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if "test" in pairs.splits and pairs.splits["test"][_COLUMNS[pairs.task][0]]:
         split = retrieval_split(pairs, "test", cfg, data.corpus, device)
         if len(split["q"]):
-            test = {name: validate(candidates[name], data, cfg.batch_size, split) for name in {baseline, selected}}
+            test = {name: validate(scorers[name], data, cfg.batch_size, split) for name in (baseline, selected)}
             test = {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
     epochs_run = len(history)
     summary = {
