@@ -497,9 +497,10 @@ def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedd
         tr = load_split(cfg.pairs, "train")
         train_q, train_p = emb(list(tr["query"]), None), emb(list(tr["passage"]), None)
     elif cfg.pairs and pairs_task == "pairs":
-        tr = load_split(cfg.pairs, "train").filter(lambda r: r["label"] == 1)
-        if len(tr):   # symmetric_closed_form fits both directions itself
-            train_q, train_p = emb(list(tr["text_a"]), None), emb(list(tr["text_b"]), None)
+        tr = load_split(cfg.pairs, "train")   # columns as lists: .filter() would write cache files into --pairs
+        pos = [(a, b) for a, b, y in zip(tr["text_a"], tr["text_b"], tr["label"]) if y == 1]
+        if pos:   # symmetric_closed_form fits both directions itself
+            train_q, train_p = emb([a for a, _ in pos], None), emb([b for _, b in pos], None)
     rows = []
     for b in B.default_baselines(dim, closed_form=pairs_task if train_q is not None else None):
         rows.append(Row(b.name, b.fit(corpus_emb, train_q, train_p), "baseline"))

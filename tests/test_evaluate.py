@@ -190,12 +190,24 @@ def test_cli_qa_pairs_with_closed_form(qa_pairs, tmp_path):
     assert rep["rows"][0]["delta_vs_cosine"]["ndcg@10"]["delta"] == 0
 
 
-def test_cli_labelled_pairs(labelled_pairs, tmp_path):
+def test_cli_labelled_pairs_with_symmetric_model(labelled_pairs, tmp_path):
+    from projector import train
+
+    model = tmp_path / "sym"
+    assert train.main(["--pairs", str(labelled_pairs), "--out", str(model), "--epochs", "2",
+                       "--no-sentence-transformers"]) == 0
     out = tmp_path / "out"
-    assert E.main(["--pairs", str(labelled_pairs), "--out", str(out), "--bootstrap", "50"]) == 0
+    before = sorted(p.name for p in (labelled_pairs / "dataset" / "train").iterdir())
+    assert E.main(["--pairs", str(labelled_pairs), "--model", str(model), "--out", str(out), "--bootstrap", "50"]) == 0
+    assert sorted(p.name for p in (labelled_pairs / "dataset" / "train").iterdir()) == before   # input untouched
     rep = json.loads((out / "report.json").read_text())
-    assert rep["task"] == "pairs" and rep["rows"][0]["metrics"]["roc_auc"] > 0.8
-    assert {"roc_auc", "average_precision", "accuracy", "threshold"} <= set(rep["rows"][0]["metrics"])
+    rows = {r["name"]: r for r in rep["rows"]}
+    assert rep["task"] == "pairs" and rows["cosine"]["metrics"]["roc_auc"] > 0.8
+    assert {"roc_auc", "average_precision", "accuracy", "threshold"} <= set(rows["cosine"]["metrics"])
+    assert "closed-form" in rows and "calibration_note" in rows["closed-form"]
+    assert {"logloss", "brier", "ece@15"} <= set(rows["sym"]["calibration"])
+    lo, hi = rows["sym"]["delta_vs_cosine"]["roc_auc"]["ci95"]
+    assert lo <= rows["sym"]["delta_vs_cosine"]["roc_auc"]["delta"] <= hi
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
