@@ -342,6 +342,7 @@ class Row:
     kind: str                         # "baseline" | "model"
     templates: tuple = (None, None)   # (query template, document template) the scorer's embeddings need
     log_path: str | None = None       # the model's train_log.jsonl, for the training curves
+    info: dict | None = None          # a model's projector.json facts shown in the report
 
 
 def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str | None]:
@@ -365,8 +366,11 @@ def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str |
             name += "'"
         names.add(name)
         log_file = Path(p) / "train_log.jsonl"
+        m = meta[-1]
+        info = {"path": str(p), "mode": m.get("mode"), "rank": m.get("rank"), "selected": m.get("selected"),
+                "warning": m.get("warning"), "trained_on": (m.get("pairs") or {}).get("path")}
         rows.append(Row(name, proj, "model", (t.get("query"), t.get("document")),
-                        str(log_file) if log_file.is_file() else None))
+                        str(log_file) if log_file.is_file() else None, info))
     if not rows:
         return rows, encoder
     if encoder is None:
@@ -424,7 +428,7 @@ def evaluate_retrieval(cfg: EvalConfig, data: RetrievalData, rows: list[Row], em
         cal = pe(r.scorer)
         per_query[r.name] = pq
         hist[r.name] = {"scores": pe.scores(r.scorer), "labels": y}
-        res = {"name": r.name, "kind": r.kind, "metrics": {k: float(v.mean()) for k, v in pq.items()},
+        res = {"name": r.name, "kind": r.kind, **({"model": r.info} if r.info else {}), "metrics": {k: float(v.mean()) for k, v in pq.items()},
                "ci95": {m: bootstrap_ci(pq[m], cfg.bootstrap, cfg.seed) for m in RETRIEVAL_HEADLINE},
                "calibration": {k: v for k, v in cal.items() if k not in ("roc_auc", "average_precision")},
                "pair_auc": cal["roc_auc"]}
@@ -463,7 +467,7 @@ def evaluate_pairs(cfg: EvalConfig, pairs: str, split: str, rows: list[Row], emb
         m = ev(r.scorer)
         scores[r.name] = (ev.scores(r.scorer), m["threshold"])
         hist[r.name] = {"scores": scores[r.name][0], "labels": ya}
-        res = {"name": r.name, "kind": r.kind, "metrics": {k: m[k] for k in PAIR_HEADLINE + ["threshold"]},
+        res = {"name": r.name, "kind": r.kind, **({"model": r.info} if r.info else {}), "metrics": {k: m[k] for k in PAIR_HEADLINE + ["threshold"]},
                "calibration": {k: v for k, v in m.items() if k not in PAIR_HEADLINE + ["threshold"]}}
         if has_probability(r.scorer):
             p = ev.scores(r.scorer, fn="probability")
@@ -514,6 +518,9 @@ def run(cfg: EvalConfig) -> dict:
     if not cfg.pairs and not cfg.beir:
         raise DataError("give --pairs DIR (a projector.generate output) or --beir DIR (a BEIR folder)")
     models, encoder = load_models(cfg.models, cfg.encoder)
+    if cfg.pairs and not cfg.beir and cfg.split == "train":
+        log.warning("evaluating on the train split: the models and the closed form were fitted on it, "
+                    "so their numbers are optimistic; use --split test")
     emb = Embedder(encoder, cfg.batch_size)
     task = read_manifest(cfg.pairs)["task"] if cfg.pairs else "qa"
     if cfg.beir or task == "qa":

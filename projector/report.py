@@ -64,7 +64,14 @@ def markdown(result: dict, plots: list[str]) -> str:
     parts = [f"# Evaluation: {d['name']}", "",
              f"Task: {result['task']}; encoder: {result['encoder']}; {info}.",
              "Every row is scored by the same evaluator on the same embeddings; baselines are fitted on the "
-             "corpus embeddings only (the closed form on the pairs' train split).", "", tables(result), ""]
+             "corpus embeddings only (the closed form on the pairs' train split).", ""]
+    for r in result["rows"]:
+        if "model" in r:
+            m = r["model"]
+            parts.append(f"- model `{r['name']}` ({m['path']}): {m['mode']}, rank {m['rank']}, exported candidate "
+                         f"'{m['selected']}', trained on {m['trained_on']}" + (f". WARNING: {m['warning']}"
+                                                                              if m.get("warning") else ""))
+    parts += ["", tables(result), ""]
     parts += [f"![{p}]({p})" for p in plots]
     return "\n".join(parts) + "\n"
 
