@@ -366,8 +366,9 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
                         if name in anchor:
                             p.sub_(cfg.lr * cfg.identity_decay * (p - anchor[name]))
             total += loss.item()
+        trained = time.time()
         row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
-               "lr": cfg.lr, "seconds": round(time.time() - started, 3)}
+               "lr": cfg.lr, "seconds": round(time.time() - started, 3), "train_seconds": round(trained - started, 3)}
         better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
         if better:
             state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
