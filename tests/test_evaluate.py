@@ -257,3 +257,16 @@ def test_corpus_override_and_unknown_ids(qa_pairs, tmp_path):
         E.load_qa(str(qa_pairs), "test", str(corpus))
     with pytest.raises(DataError, match="choose one of"):
         E.load_split(str(qa_pairs), "dev")
+
+
+def test_fast_auc_ap_equals_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for n in (5, 40, 300):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(size=n) + y, 1)          # rounding makes ties
+        auc, ap = E.auc_ap(s, y)
+        assert auc == pytest.approx(roc_auc_score(y, s)) and ap == pytest.approx(average_precision_score(y, s))
+    assert np.isnan(E.auc_ap(np.ones(3), np.ones(3))[0])
