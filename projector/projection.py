@@ -142,6 +142,32 @@ def closed_form(queries: np.ndarray, passages: np.ndarray, ridge: float = 30.0) 
     return np.linalg.solve(q.T @ q + ridge * eye, q.T @ p + ridge * eye).astype(np.float32)
 
 
+def cca(queries: np.ndarray, passages: np.ndarray, ridge: float = 1.0, rank: int | None = None):
+    """Regularised CCA between the two sides: (W_q, W_a), each (k, d), no gradient steps.
+
+    Each side is whitened with its covariance shrunk toward ``ridge`` × its mean eigenvalue (queries are few
+    next to d, so the raw covariance is singular), the whitened cross-covariance is factored
+    ``U diag(ρ) Vᵀ``, and ``W_q = diag(√ρ) Uᵀ C_qq^{-1/2}``, ``W_a = diag(√ρ) Vᵀ C_pp^{-1/2}``: the dot
+    product of the projections weighs each canonical direction by its correlation ρ.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    p = np.asarray(passages, dtype=np.float64)
+    if q.ndim != 2 or q.shape != p.shape or len(q) < 2:
+        raise DataError(f"cca needs two (n >= 2, d) arrays of equal shape, got {q.shape} and {p.shape}")
+    q, p = q - q.mean(0), p - p.mean(0)
+
+    def inv_sqrt(c):  # (d, d) -> C^{-1/2} after shrinkage
+        c = c + ridge * np.trace(c) / len(c) * np.eye(len(c))
+        lam, u = np.linalg.eigh(c)
+        return (u / np.sqrt(np.maximum(lam, 1e-12))) @ u.T
+
+    wq, wp = inv_sqrt(q.T @ q / len(q)), inv_sqrt(p.T @ p / len(p))          # (d, d) each
+    u, rho, vt = np.linalg.svd(wq @ (q.T @ p / len(q)) @ wp)                 # descending correlations
+    k = rank or q.shape[1]
+    root = np.sqrt(rho[:k])[:, None]
+    return (root * (u[:, :k].T @ wq)).astype(np.float32), (root * (vt[:k] @ wp)).astype(np.float32)
+
+
 def symmetric_closed_form(a: np.ndarray, b: np.ndarray, ridge: float = 30.0, rank: int | None = None) -> np.ndarray:
     """Closed form for a symmetric similarity from positive pairs (a_i, b_i): W (k, d) with WᵀW ≈ sym(A).
 

@@ -9,9 +9,10 @@ negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard
 against false negatives) and random negatives; task ``pairs`` trains the symmetric model on the labels.
 
 Recipe (RESEARCH.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
-learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. Three candidates go
-through the same validation: the frozen-cosine start ("identity"), the ridge closed form, and the trained
-model; the best by NDCG@10 is exported. If training does not beat cosine the log and projector.json say so.
+learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
+through the same validation: the frozen-cosine start ("cosine"), the ridge closed form, regularised CCA
+(asymmetric qa, from 4·d training pairs), and the trained model; the best by NDCG@10 is exported. If
+training does not beat cosine, the log and projector.json say so.
 
 Outputs in --out: model.safetensors + projector.json (see ``projector.export``), sentence-transformers/
 (the same model as a SentenceTransformer), train_log.jsonl (one line per epoch), config.json, and
@@ -37,7 +38,7 @@ import torch
 from projector.cli import run as run_cli
 from projector.embed import embed, encoder_identity
 from projector.errors import DataError, ProjectorError
-from projector.projection import (Projection, closed_form, init_weights, labelled_pair_loss, pair_logits,
+from projector.projection import (Projection, cca, closed_form, init_weights, labelled_pair_loss, pair_logits,
                                   principal_directions, sigmoid_loss, symmetric_closed_form)
 
 log = logging.getLogger("projector.train")
@@ -522,6 +523,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     cf = _closed_form_weights(data, dirs, mode, cfg.ridge)
     if cf is not None:
         candidates["closed-form"] = new().set_weights(*cf)
+    if mode == "asymmetric" and data.pos is not None and len(data.q) >= 4 * dim:  # CCA needs n >> d
+        candidates["cca"] = new().set_weights(*cca(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(),
+                                                   rank=rank))
     model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
     if cfg.init not in ("identity", "closed-form"):
         raise ProjectorError(f"--init must be 'identity' or 'closed-form', got {cfg.init!r}")

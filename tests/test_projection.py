@@ -74,3 +74,16 @@ def test_tensors_are_the_exported_state():
     sym, asym = Projection(8, mode="symmetric").tensors(), Projection(8, rank=4).tensors()
     assert set(sym) == {"W", "scale", "bias"} and set(asym) == {"W_q", "W_a", "scale", "bias"}
     assert asym["W_q"].shape == (4, 8) and np.isclose(asym["scale"][0], 20.0)
+
+
+def test_cca_finds_the_shared_directions():
+    from projector.projection import cca
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(400, 2))                              # two latent factors both sides share
+    q = np.concatenate([z, rng.normal(size=(400, 6))], 1)
+    p = np.concatenate([rng.normal(size=(400, 6)), z], 1)      # ... in other coordinates
+    W_q, W_a = cca(q, p, ridge=0.01, rank=2)
+    assert W_q.shape == W_a.shape == (2, 8)
+    corr = [abs(np.corrcoef(q @ a, p @ b)[0, 1]) for a, b in zip(W_q, W_a)]
+    assert min(corr) > 0.95
