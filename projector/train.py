@@ -496,6 +496,7 @@ def _select(metrics: dict) -> str:
 def train(config: TrainConfig | None = None, **overrides) -> dict:
     """Train on ``config.pairs`` and write the artifact folder ``config.out``; returns the summary dict."""
     cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    _check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(cfg.pairs)
@@ -527,8 +528,6 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         candidates["cca"] = new().set_weights(*cca(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(),
                                                    rank=rank))
     model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
-    if cfg.init not in ("identity", "closed-form"):
-        raise ProjectorError(f"--init must be 'identity' or 'closed-form', got {cfg.init!r}")
 
     started = time.time()
     state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]))
@@ -581,6 +580,23 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     log.info("validation NDCG@10: %s %.4f -> %s %.4f (%+.4f); %d epochs, %.1fs training (%.0f pairs/s); wrote %s",
              baseline, b, selected, a, a - b, epochs_run, train_seconds, summary["pairs_per_second"] or 0, out)
     return summary
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    """Fail before any embedding work, naming the bad value and the allowed ones."""
+    from projector.projection import MODES, NORMALIZE
+
+    for name, value, allowed in (("--mode", cfg.mode, (None, *MODES)), ("--normalize", cfg.normalize, NORMALIZE),
+                                 ("--init", cfg.init, ("identity", "closed-form"))):
+        if value not in allowed:
+            raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
+    for name, value, low in (("--batch-size", cfg.batch_size, 2), ("--epochs", cfg.epochs, 1),
+                             ("--patience", cfg.patience, 1), ("--hard-negatives", cfg.hard_negatives, 0),
+                             ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1)):
+        if value < low:
+            raise ProjectorError(f"{name} must be >= {low}, got {value}")
+    if cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
+        raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
 
 def _write_json(path: Path, obj) -> None:
