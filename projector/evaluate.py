@@ -416,21 +416,6 @@ class Embedder:
         return self._memo[key]
 
 
-def _delta_ci(cfg, per_row: dict, headline: list[str], stat=None) -> dict:
-    """Paired bootstrap of each row minus cosine on the headline metrics."""
-    out = {}
-    for m in headline:
-        if m not in per_row["cosine"] or m not in per_row["row"]:
-            continue
-        if stat is None:
-            diff = per_row["row"][m] - per_row["cosine"][m]
-            out[m] = {"delta": float(diff.mean()), "ci95": bootstrap_ci(diff, cfg.bootstrap, cfg.seed)}
-        else:
-            d = stat(m)
-            out[m] = {"delta": d["delta"], "ci95": d["ci95"]}
-    return out
-
-
 def evaluate_retrieval(cfg: EvalConfig, data: RetrievalData, rows: list[Row], emb: Embedder) -> dict:
     q0, d0 = emb(data.queries, None), emb(data.corpus, None)
     ev = RetrievalEvaluator(q0, d0, data.qrels)
