@@ -147,7 +147,15 @@ class _Cache:
             _atomic_write_bytes(info, (identity + "\n").encode())
         self.index: dict[bytes, tuple[int, int]] = {}
         self.arrays: list[np.ndarray] = []
+        self.loaded: set[str] = set()
+        self.refresh()
+
+    def refresh(self) -> "_Cache":
+        """Read shards written since the last look (by this or another process)."""
         for shard in sorted(self.dir.glob("shard-*.npz")):
+            if shard.name in self.loaded:
+                continue
+            self.loaded.add(shard.name)
             try:
                 with np.load(shard, allow_pickle=False) as z:
                     keys, vecs = z["keys"], z["vectors"]
@@ -155,6 +163,7 @@ class _Cache:
                 log.warning("ignoring unreadable cache shard %s", shard)
                 continue
             self._add(keys, vecs)
+        return self
 
     def _add(self, keys: np.ndarray, vecs: np.ndarray) -> None:
         a = len(self.arrays)
@@ -168,7 +177,9 @@ class _Cache:
 
     def put(self, keys: list[bytes], vecs: np.ndarray) -> None:
         k = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
-        _atomic_save_npz(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys=k, vectors=vecs)
+        name = f"shard-{uuid.uuid4().hex}.npz"
+        _atomic_save_npz(self.dir / name, keys=k, vectors=vecs)
+        self.loaded.add(name)
         self._add(k, vecs)
         shards = sorted(self.dir.glob("shard-*.npz"))
         if len(shards) > _MAX_SHARDS:
@@ -177,9 +188,21 @@ class _Cache:
     def _compact(self, shards: list[Path]) -> None:
         keys = np.frombuffer(b"".join(self.index), dtype=np.uint8).reshape(len(self.index), 16)
         vecs = np.stack([self.arrays[a][i] for a, i in self.index.values()])
-        _atomic_save_npz(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys=keys, vectors=vecs)
+        name = f"shard-{uuid.uuid4().hex}.npz"
+        _atomic_save_npz(self.dir / name, keys=keys, vectors=vecs)
+        self.loaded.add(name)
         for s in shards:
             s.unlink(missing_ok=True)
+
+
+_caches: dict = {}  # (root, identity) -> _Cache: a process reads each shard once, not once per embed() call
+
+
+def _open_cache(root: Path, identity: str) -> _Cache:
+    key = (str(root.resolve()), identity)
+    if key not in _caches or not _caches[key].dir.is_dir():
+        _caches[key] = _Cache(root, identity)
+    return _caches[key].refresh()
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -208,7 +231,7 @@ def embed(texts: list[str], encoder: str | None = None, *, template: str | None 
     """
     texts = [str(t) for t in texts]
     identity = encoder_identity(encoder)
-    cache = None if cache_dir is False else _Cache(Path(cache_dir or default_cache_dir()), identity)
+    cache = None if cache_dir is False else _open_cache(Path(cache_dir or default_cache_dir()), identity)
     keys = [_key(identity, template, t) for t in texts]
     missing = list(dict.fromkeys(k for k in keys if cache is None or cache.get(k) is None))  # unique, ordered
     fresh: dict[bytes, np.ndarray] = {}
