@@ -1,5 +1,6 @@
 """Shared CLI plumbing: a user-fixable error is one line on stderr and a non-zero exit, never a traceback."""
 import logging
+import signal
 import sys
 
 from projector.errors import ProjectorError
@@ -10,6 +11,13 @@ def run(main_fn, stage: str, argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"projector.{stage}: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "sentence_transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request would bury the progress bar
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's stop) cleans up like Ctrl-C: servers stopped, log kept
+
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (embedded use): leave signals to the host
+        pass
     try:
         main_fn(argv)
     except ProjectorError as e:

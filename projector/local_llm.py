@@ -256,7 +256,9 @@ def _parent_death_hook():
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    # SIGKILL, not SIGTERM: uvicorn answers SIGTERM with a graceful shutdown that waits for the request in
+    # flight, which for a dead parent can take minutes of CPU; the server has nothing to save.
+    return lambda: prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 class LocalServer:

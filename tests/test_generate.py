@@ -318,3 +318,22 @@ def test_pairs_task_judges_neighbour_and_random_candidates_within_splits(tmp_pat
     with pytest.raises(ProjectorError, match="--criterion"):
         generate(GenerateConfig(corpus=str(corpus), out=str(tmp_path / "o2"), task="pairs", base_url=srv.base_url,
                                 model="m"))
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_completes(tmp_path, repo):
+    with FakeOpenAI(delay=0.2) as srv:
+        cfg = config(tmp_path, srv, max_passages=10)
+        cmd = [sys.executable, "-m", "projector.generate", "--corpus", cfg.corpus, "--id-field", "id", "--out", cfg.out,
+               "--base-url", srv.base_url, "--model", "fake-model", "--chunk-tokens", "60", "--chunk-overlap", "0",
+               "--max-passages", "10", "--concurrency", "1"]
+        proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = tmp_path / "out" / "records.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (log.exists() and log.read_bytes().count(b"\n") >= 2):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and "interrupted; re-run the same command to resume" in err
+        m = generate(cfg)
+    assert m["counts"]["generated"] == 20
+    check_output(tmp_path / "out", 10, 2)
