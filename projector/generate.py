@@ -438,7 +438,9 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows
     return {
         "format": "projector.pairs", "format_version": FORMAT_VERSION, "task": cfg.task,
         "corpus": str(cfg.corpus), "corpus_fingerprint": corpus_fp,
-        "model": model_name or prev.get("model"), "endpoint": endpoint or prev.get("endpoint"),
+        # A re-run that had nothing left to ask never connects: name what the records were made with.
+        "model": model_name or prev.get("model") or next((r["model"] for r in recs), None),
+        "endpoint": endpoint or prev.get("endpoint") or ("(not contacted by the last run)" if recs else None),
         "prompt_version": task_prompt.version, "criterion": cfg.criterion,
         "rewrite": ({"prompt": rewrite_prompt.template.template, "prompt_version": rewrite_prompt.version}
                     if rewrite_prompt else None),
