@@ -127,7 +127,7 @@ def generate(config: GenerateConfig) -> dict:
         # Optional rewrite of every passage: the main task then sees the rewritten text.
         if rewrite_prompt is not None:
             jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
-                        rewrite_prompt.render(text=p.text), Rewrite, _check_rewrite) for p in passages]
+                        rewrite_prompt.render(text=p.text), Rewrite, _rewrite_checker(p.text)) for p in passages]
             _run_jobs(llm, jobs, done, records, cfg, "rewriting")
             for p in passages:
                 rec = done.get(f"rewrite:{p.passage_id}")
@@ -259,10 +259,19 @@ def _question_checker(passage: str, n: int):
     return check
 
 
-def _check_rewrite(value: Rewrite) -> Rewrite:
-    if not value.text.strip():
-        raise InvalidReply("the rewritten text is empty")
-    return Rewrite(text=value.text.strip())
+def _rewrite_checker(original: str, min_kept: float = 0.3):
+    """A rewrite keeps the content: one much shorter than the original has dropped facts (small models do)."""
+
+    def check(value: Rewrite) -> Rewrite:
+        text = value.text.strip()
+        if not text:
+            raise InvalidReply("the rewritten text is empty")
+        if len(text) < min_kept * len(original.strip()):
+            raise InvalidReply(f"the rewrite kept {len(text)} of {len(original.strip())} characters: "
+                               "keep every fact, only change the style")
+        return Rewrite(text=text)
+
+    return check
 
 
 def _run_jobs(llm: "_LLM", jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
@@ -273,7 +282,16 @@ def _run_jobs(llm: "_LLM", jobs: list[Job], done: dict, records: "RecordLog", cf
 
         run_batch(llm.get(), jobs, done, records, cfg, Path(cfg.out), label)
     elif pending:
-        asyncio.run(_run_async(llm.get(), pending, done, records, cfg, label))
+        client = llm.get()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: no event loop in this thread
+            asyncio.run(_run_async(client, pending, done, records, cfg, label))
+        else:  # called from a running loop (Jupyter): run ours in a worker thread of its own
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, _run_async(client, pending, done, records, cfg, label)).result()
 
 
 async def _run_async(client, pending, done, records, cfg, label):

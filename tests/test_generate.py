@@ -337,3 +337,24 @@ def test_sigterm_stops_cleanly_and_the_rerun_completes(tmp_path, repo):
         m = generate(cfg)
     assert m["counts"]["generated"] == 20
     check_output(tmp_path / "out", 10, 2)
+
+
+def test_rewrite_that_drops_most_of_the_text_is_re_asked():
+    from projector.generate import _rewrite_checker
+    from projector.llm import InvalidReply, Rewrite
+
+    check = _rewrite_checker("The break statement ends the nearest enclosing loop, skipping its else clause. " * 3)
+    with pytest.raises(InvalidReply, match="kept"):
+        check(Rewrite(text="break_stmt ::= 'break'"))
+    assert check(Rewrite(text=" Break ends the innermost loop and skips the loop's else clause. " * 3)).text
+
+
+def test_generate_works_from_inside_a_running_event_loop(tmp_path):
+    import asyncio
+
+    async def notebook_cell():  # Jupyter runs cells inside an event loop
+        with FakeOpenAI() as srv:
+            return generate(config(tmp_path, srv, max_passages=3))
+
+    m = asyncio.run(notebook_cell())
+    assert m["counts"]["generated"] == 6
