@@ -16,7 +16,7 @@ folder with a projector.json is complete.
 Using the sentence-transformers folder::
 
     from sentence_transformers import SentenceTransformer
-    st = SentenceTransformer("OUT/sentence-transformers")
+    st = SentenceTransformer(f"{OUT}/sentence-transformers")                 # OUT: the artifact folder
     q = st.encode_query(["how do I read a file line by line?"])          # (1, k), unit length
     d = st.encode_document(["Use open() and iterate over the file object."])
     logit = scale * (q @ d.T) + bias                                     # scale, bias from projector.json

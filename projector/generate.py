@@ -142,10 +142,10 @@ def generate(config: GenerateConfig) -> dict:
         model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
-    rows, row_stats = (_qa_rows if cfg.task == "qa" else _pairs_rows)(jobs, done, passages, split_of)
+    rows, failed = _rows(cfg.task, jobs, done, passages, split_of)
     corpus_mod.write_passages(passages, out / "passages.jsonl")
     _write_dataset(rows, out, cfg.task)
-    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows, task_prompt,
+    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
     _write_json(out / "manifest.json", manifest)
     _print_summary(manifest, rows, cfg.task)
@@ -379,34 +379,27 @@ class RecordLog:
 # ---------------------------------------------------------------------------------------------- outputs
 
 
-def _qa_rows(jobs, done, passages, split_of):
+def _rows(task: str, jobs, done, passages, split_of):
+    """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth)."""
     by_id = {p.passage_id: p for p in passages}
-    rows, stats = [], {"requested_passages": len(jobs), "failed": 0}
+    rows, failed = [], 0
     for job in jobs:
         rec = done.get(job.key)
         if rec is None or rec["status"] != "ok":
-            stats["failed"] += rec is not None
+            failed += rec is not None
             continue
-        p = by_id[rec["passage_id"]]
-        for i, q in enumerate(rec["result"]["questions"]):
-            rows.append({"query": q, "passage": p.text, "passage_id": p.passage_id, "doc_id": p.doc_id,
-                         "title": p.title, "question_index": i, "split": split_of[p.passage_id]})
-    return rows, stats
-
-
-def _pairs_rows(jobs, done, passages, split_of):
-    by_id = {p.passage_id: p for p in passages}
-    rows, stats = [], {"requested_pairs": len(jobs), "failed": 0}
-    for job in jobs:
-        rec = done.get(job.key)
-        if rec is None or rec["status"] != "ok":
-            stats["failed"] += rec is not None
-            continue
-        a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
-        rows.append({"text_a": a.text, "text_b": b.text, "id_a": a.passage_id, "id_b": b.passage_id,
-                     "label": int(rec["result"]["similar"]), "reason": rec["result"].get("reason", ""),
-                     "split": split_of[a.passage_id]})
-    return rows, stats
+        result = rec["result"]
+        if task == "qa":
+            p = by_id[rec["passage_id"]]
+            rows += [{"query": q, "passage": p.text, "passage_id": p.passage_id, "doc_id": p.doc_id,
+                      "title": p.title, "question_index": i, "split": split_of[p.passage_id]}
+                     for i, q in enumerate(result["questions"])]
+        else:
+            a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
+            rows.append({"text_a": a.text, "text_b": b.text, "id_a": a.passage_id, "id_b": b.passage_id,
+                         "label": int(result["similar"]), "reason": result.get("reason", ""),
+                         "split": split_of[a.passage_id]})
+    return rows, failed
 
 
 def _write_dataset(rows, out: Path, task: str) -> None:
@@ -435,19 +428,18 @@ def _write_dataset(rows, out: Path, task: str) -> None:
         os.replace(out / "parquet" / f"{split}.parquet.tmp", out / "parquet" / f"{split}.parquet")
 
 
-def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, row_stats, rows, task_prompt, rewrite_prompt,
+def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
               model_name, endpoint, seconds) -> dict:
     recs = [done[j.key] for j in jobs if j.key in done]
     prev = _read_json(out / "manifest.json") or {}
     usage = {k: sum(r["usage"][k] for r in done.values()) for k in ("prompt_tokens", "completion_tokens")}
-    requested = row_stats.get("requested_passages", 0) * cfg.questions_per_passage if cfg.task == "qa" \
-        else row_stats["requested_pairs"]
+    requested = len(jobs) * cfg.questions_per_passage if cfg.task == "qa" else len(jobs)
     split_counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "validation", "test")}
     counts = {
         "documents": pstats.documents, "passages": len(passages), "empty_dropped": pstats.empty_dropped,
         "duplicates_dropped": pstats.duplicates_dropped, "requests": len(jobs),
         "requested": requested, "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
-        "failed": row_stats["failed"], "partial": sum(bool(r.get("partial")) for r in recs),
+        "failed": failed, "partial": sum(bool(r.get("partial")) for r in recs),
         "invalid_replies": sum(r["invalid"] for r in recs),
         "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
     }
