@@ -21,7 +21,7 @@ Rows, every one through ``projector.evaluate``'s own evaluators on the same enco
               ``pip install -e ".[bench]"`` (torch pinned first). A missing anchor becomes a row saying why.
 
 Costs: every trained method runs in its own child process (``--child``) and reports its wall time and peak
-memory as ``getrusage(RUSAGE_SELF).ru_maxrss`` of that process (so Python + torch imports are included:
+memory as that process's peak RSS (``VmHWM``; so Python + torch imports are included:
 the ``import floor`` row gives that floor); baselines run in this process and report ``tracemalloc``'s peak
 (numpy allocations) of their fit. projector's embeddings come from the on-disk cache (the encoder runs once
 per text for all projector rows and baselines); the cold cost of that one encoder pass is measured
@@ -96,13 +96,25 @@ def _child_main(kind: str, spec_path: str) -> None:
     started = time.time()
     out = CHILDREN[kind](spec)
     out.setdefault("wall_s", round(time.time() - started, 2))
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    out["peak_rss_mb"] = peak_rss_mb()
     Path(spec["result"]).write_text(json.dumps(out, default=str))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: on Linux a forked child's ru_maxrss starts
+    at the parent's RSS at fork time (kept across exec), so every child would report at least the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux: KiB (macOS: bytes)
+
+
 def child_floor(spec: dict) -> dict:
-    """Imports only: the RSS every torch child pays before doing anything."""
-    import sentence_transformers  # noqa: F401
+    """Imports only: the RSS a child pays for Python + numpy + torch + projector before doing anything."""
+    import torch  # noqa: F401
 
     return {}
 
@@ -272,6 +284,11 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
 
     anchors = [] if cfg.anchors == "none" else [a.strip() for a in cfg.anchors.split(",") if a.strip()]
     rows = train_pairs(pairs, cfg.anchor_max_pairs, cfg.seed)
+    # Like for like with LlamaIndex, which embeds only its pairs' texts: those texts, cold, once.
+    anchor_texts = list(dict.fromkeys([q for q, _ in rows] + [pairs.passage_texts[index[p]] for _, p in rows]))
+    started = time.time()
+    embed(anchor_texts, None, cache_dir=False, show_progress=False)
+    embed_anchor = time.time() - started
     sub = subset_pairs(pairs_dir, work / name / "anchor-pairs", rows) if len(rows) < n_train else pairs_dir
     label = f"projector asym k=d, {cfg.anchor_epochs} epochs fixed"
     out = work / name / "projector_timed"
@@ -287,6 +304,7 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
         results.append(_st_row(name, cfg, work, pairs, passage_text, beir, encoder_source(None)))
     return _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
                          {"embed_once_s": round(embed_once, 2), "embed_once_texts": len(texts),
+                          "embed_anchor_texts_s": round(embed_anchor, 2), "embed_anchor_texts": len(anchor_texts),
                           "import_floor_rss_mb": floor.get("peak_rss_mb"), "train_pairs": n_train,
                           "anchor_pairs": len(rows), "timed_projector": label})
 
@@ -414,11 +432,14 @@ def targets(res: dict) -> list[dict]:
     li = next((r for n, r in all_rows.items() if n.startswith("LlamaIndex") and "cost" in r and r["cost"]), None)
     if timed and li and timed.get("cost"):
         t, l = timed["cost"]["wall_s"], li["cost"]["wall_s"]
+        pair_cold = t + res["info"].get("embed_anchor_texts_s", 0.0)
         cold = t + res["info"]["embed_once_s"]
         out.append({"target": "projector trains >= 10x faster than LlamaIndex (same epochs, data)",
                     "value": round(l / t, 1), "met": l / t >= 10,
-                    "detail": f"LlamaIndex {l:.1f}s vs projector {t:.1f}s warm cache ({l / t:.1f}x); "
-                              f"with projector's cold embedding pass {cold:.1f}s ({l / cold:.1f}x)"})
+                    "detail": f"LlamaIndex {l:.1f}s vs projector {t:.1f}s on cached embeddings ({l / t:.1f}x); "
+                              f"+ embedding the same pairs' texts once, cold: {pair_cold:.1f}s ({l / pair_cold:.1f}x); "
+                              f"+ projector's whole cold encoder pass (all passages + validation queries): "
+                              f"{cold:.1f}s ({l / cold:.1f}x)"})
     return out
 
 
@@ -455,7 +476,9 @@ def markdown(res: dict) -> str:
               f"Costs: `train wall s` of a trained row is its child process's wall time (projector: `train()` on "
               f"cached embeddings, incl. loading and candidate selection; anchors: including the embedding they do "
               f"themselves). The shared encoder pass, cold: {info['embed_once_s']}s for {info['embed_once_texts']} "
-              f"texts (`embed once`). Peak MB: child max RSS (Python + torch imports alone: "
+              f"texts (`embed once`); the anchors' pairs' texts alone: {info.get('embed_anchor_texts_s')}s for "
+              f"{info.get('embed_anchor_texts')} texts. Peak MB: the child process's peak RSS (VmHWM; its imports alone "
+              f"(Python, numpy, torch, projector): "
               f"{info['import_floor_rss_mb']} MB); (tm) = tracemalloc peak of an in-process baseline fit. "
               "ECE: 15 bins, on every positive + 5 hard + 5 random negatives per real query; only for rows with "
               "probability(). `× projector`: wall time over `projector asym k=d`'s.",
