@@ -318,7 +318,7 @@ def _projector_row(label: str, out: Path, r: dict, note: str = "") -> dict:
     note = (note + "; " if note else "") + (f"exported '{s['selected']}', {s['epochs_run']} epochs, "
                                             f"{s['pairs_per_second']} pairs/s")
     return {"name": label, "kind": "projector", "scorer": projector.load(out), "note": note,
-            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child max RSS",
+            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child peak RSS (VmHWM)",
                      "train_only_s": s["train_seconds"], "epochs": s["epochs_run"]}}
 
 
@@ -339,7 +339,7 @@ def _llamaindex_row(name, cfg, work, rows, passage_text, encoder_path) -> dict:
     print(f"[{name}] {label}: {r['wall_s']}s", flush=True)
     return {"name": label, "kind": "anchor", "scorer": AdapterScorer(r["adapter"]),
             "note": f"{len(rows)} pairs; wall time includes its own unbatched embedding of every pair each epoch",
-            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child max RSS"}}
+            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child peak RSS (VmHWM)"}}
 
 
 def _st_row(name, cfg, work, pairs, passage_text, beir, encoder_path) -> dict:
@@ -356,7 +356,7 @@ def _st_row(name, cfg, work, pairs, passage_text, beir, encoder_path) -> dict:
     return {"name": label, "kind": "anchor", "embeddings": (np.load(out / "queries.npy"), np.load(out / "corpus.npy")),
             "note": f"{len(rows)} pairs, all encoder weights; every stored vector must be re-embedded "
                     f"({r['reembed_s']}s for this test's queries + corpus)",
-            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child max RSS"}}
+            "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child peak RSS (VmHWM)"}}
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
