@@ -15,7 +15,8 @@ from projector import local_llm
 from projector.errors import LLMError
 from projector.local_llm import KNOWN_MODELS, LocalServer, ModelSpec, resolve_model
 
-SMALL_MODEL = "qwen2.5-coder-0.5b-instruct"
+# The model `projector[local]` installs (the 0.5B one is an extra, absent on a fresh machine).
+SERVED_MODEL = local_llm.DEFAULT_MODEL
 
 
 def _fake_parts(tmp_path, prefix, chunks):
@@ -136,7 +137,7 @@ def test_gguf_path_is_used_as_is(tmp_path):
 def test_server_missing_llama_cpp_names_pip_command(monkeypatch):
     monkeypatch.setattr(local_llm, "_SERVER_MODULES", ("nosuchmodule_llama_xyz",))
     with pytest.raises(LLMError, match=r'pip install "llama-cpp-python\[server\]"'):
-        LocalServer(SMALL_MODEL).__enter__()
+        LocalServer(SERVED_MODEL).__enter__()
 
 
 def test_server_that_dies_at_startup_reports_its_log(tmp_path):
@@ -154,12 +155,12 @@ def test_server_that_dies_at_startup_reports_its_log(tmp_path):
 @pytest.mark.llm
 @pytest.mark.parametrize("raised", [None, RuntimeError, KeyboardInterrupt])
 def test_server_process_is_gone_after_with_block(raised, tmp_path):
-    server = LocalServer(SMALL_MODEL, n_threads=2, n_ctx=512, log_path=tmp_path / "server.log")
+    server = LocalServer(SERVED_MODEL, n_threads=2, n_ctx=512, log_path=tmp_path / "server.log")
     try:
         with server:
-            assert server.base_url.startswith("http://127.0.0.1:") and server.model_name == SMALL_MODEL
+            assert server.base_url.startswith("http://127.0.0.1:") and server.model_name == SERVED_MODEL
             with urllib.request.urlopen(f"{server.base_url}/models", timeout=5) as r:
-                assert SMALL_MODEL in r.read().decode()
+                assert SERVED_MODEL in r.read().decode()
             assert _pid_alive(server.pid)
             if raised:
                 raise raised("inside the block")
