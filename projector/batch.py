@@ -19,11 +19,11 @@ results.jsonl --model NAME`` and ``generate --batch --batch-results results.json
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from projector.errors import LLMError, ProjectorError  # noqa: F401
+from projector.errors import LLMError, ProjectorError
+from projector.files import write_json, write_text
 from projector.llm import ChatClient, InvalidReply, parse_reply
 
 
@@ -39,7 +39,7 @@ def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Pat
     if cfg.batch_results:  # results of an offline runner (vLLM run_batch) over a file we wrote
         _collect_lines(Path(cfg.batch_results).read_text(encoding="utf-8").splitlines(), by_key, done, records,
                        client, state)
-        _write_state(state_path, {**state, "batch_id": None})
+        write_json(state_path, {**state, "batch_id": None})
         return
 
     while True:
@@ -51,7 +51,7 @@ def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Pat
                     lines += api.files.content(file_id).text.splitlines()
             _collect_lines(lines, by_key, done, records, client, state)
             state["batch_id"] = None
-            _write_state(state_path, state)
+            write_json(state_path, state)
         # What is still to do: never answered, answered invalid, or answered with an error.
         pending = []
         for job in jobs:
@@ -69,13 +69,11 @@ def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Pat
             return
         round_no = state["round"]
         path = folder / f"round-{round_no}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for job in pending:
-                body = client.request_body([{"role": "user", "content": job.prompt}], job.schema, job.json_schema)
-                f.write(json.dumps({"custom_id": job.key, "method": "POST", "url": "/v1/chat/completions",
-                                    "body": body}, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        lines = [json.dumps({"custom_id": job.key, "method": "POST", "url": "/v1/chat/completions",
+                             "body": client.request_body([{"role": "user", "content": job.prompt}], job.schema,
+                                                         job.json_schema)}, ensure_ascii=False) + "\n"
+                 for job in pending]
+        write_text(path, "".join(lines))
         if cfg.batch_file_only:
             print(f"projector.generate: wrote {len(pending)} requests to {path}; run them with your batch runner, "
                   "then collect with --batch --batch-results RESULTS.jsonl")
@@ -87,7 +85,7 @@ def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Pat
         for job in pending:
             state["tries"][job.key] = state["tries"].get(job.key, 0) + 1
         state.update(batch_id=batch.id, round=round_no + 1)
-        _write_state(state_path, state)  # from here on, a re-run resumes this batch instead of paying again
+        write_json(state_path, state)  # from here on, a re-run resumes this batch instead of paying again
 
 
 def _wait(api, batch_id: str, poll: float, label: str):
@@ -162,9 +160,3 @@ def _read_state(path: Path) -> dict:
         except json.JSONDecodeError:
             raise ProjectorError(f"{path}: corrupt batch state; delete it to resubmit what is not yet recorded.") from None
     return state
-
-
-def _write_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
-    os.replace(tmp, path)

@@ -21,13 +21,13 @@ import csv
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from projector.errors import CorpusError
+from projector.files import write_text
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 
@@ -329,17 +329,13 @@ def fingerprint(passages: list[Passage]) -> str:
 
 def write_passages(passages: list[Passage], path) -> None:
     """Write passages.jsonl atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in passages:
-            row = {"passage_id": p.passage_id, "doc_id": p.doc_id, "title": p.title, "text": p.text}
-            if p.original_text is not None:
-                row["original_text"] = p.original_text
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    lines = []
+    for p in passages:
+        row = {"passage_id": p.passage_id, "doc_id": p.doc_id, "title": p.title, "text": p.text}
+        if p.original_text is not None:
+            row["original_text"] = p.original_text
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text(path, "".join(lines))
 
 
 def read_passages(path) -> list[Passage]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from projector.errors import DataError, ProjectorError
+from projector.files import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class _Cache:
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "encoder.txt"  # human-readable: which encoder this folder belongs to
         if not info.exists():
-            _atomic_write_bytes(info, (identity + "\n").encode())
+            write_bytes(info, (identity + "\n").encode())
         self.index: dict[bytes, tuple[int, int]] = {}
         self.arrays: list[np.ndarray] = []
         self.loaded: set[str] = set()
@@ -203,12 +204,6 @@ def _open_cache(root: Path, identity: str) -> _Cache:
     if key not in _caches or not _caches[key].dir.is_dir():
         _caches[key] = _Cache(root, identity)
     return _caches[key].refresh()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _atomic_save_npz(path: Path, **arrays) -> None:

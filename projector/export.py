@@ -42,7 +42,6 @@ validation NDCG@10 the folded ranking actually reaches next to the full model's,
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -50,6 +49,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from projector.files import write_json
 
 FORMAT = "projector.projection"
 FORMAT_VERSION = 1
@@ -126,9 +127,7 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
         "sentence_transformers": st,
         "files": {"model.safetensors": _sha256(out / "model.safetensors")},
     }
-    tmp = out / f".projector.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(tmp, out / "projector.json")
+    write_json(out / "projector.json", meta)
     return out
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from projector import corpus as corpus_mod
 from projector.cli import run as run_cli
 from projector.errors import DataError, ProjectorError
+from projector.files import read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
 
 FORMAT_VERSION = 1
@@ -147,7 +148,7 @@ def generate(config: GenerateConfig) -> dict:
     _write_dataset(rows, out, cfg.task)
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
-    _write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
     _print_summary(manifest, rows, cfg.task)
     return manifest
 
@@ -431,7 +432,7 @@ def _write_dataset(rows, out: Path, task: str) -> None:
 def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
               model_name, endpoint, seconds) -> dict:
     recs = [done[j.key] for j in jobs if j.key in done]
-    prev = _read_json(out / "manifest.json") or {}
+    prev = read_json(out / "manifest.json") or {}
     usage = {k: sum(r["usage"][k] for r in done.values()) for k in ("prompt_tokens", "completion_tokens")}
     requested = len(jobs) * cfg.questions_per_passage if cfg.task == "qa" else len(jobs)
     split_counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "validation", "test")}
@@ -507,13 +508,13 @@ def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_v
     identity = {"corpus_fingerprint": corpus_fp, "prompt_version": prompt_version,
                 "rewrite_prompt_version": rewrite_version, **cfg.settings()}
     path = out / "config.json"
-    previous = _read_json(path)
+    previous = read_json(path)
     if previous is not None and (out / "records.jsonl").exists():
         diff = sorted(k for k in identity if previous.get(k) != identity[k])
         if diff:
             raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
                                  "re-run with the same settings to resume, or give a new --out.")
-    _write_json(path, {**identity, "corpus": str(cfg.corpus)})
+    write_json(path, {**identity, "corpus": str(cfg.corpus)})
 
 
 def _split(unit_id: str, cfg) -> str:
@@ -591,19 +592,6 @@ class _LLM:
             self._server.__exit__(*exc)  # stops the server by its PID, also on errors and Ctrl-C
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
@@ -619,7 +607,7 @@ def parse_args(argv=None) -> GenerateConfig:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help=f"(default: off)")
+            p.add_argument(flag, action="store_true", help="(default: off)")
         else:
             typ = {int: int, float: float}.get(type(default), str)
             if f.name in ("max_passages", "max_items"):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from projector.files import write_json, write_text
+
 CAL_KEYS = ["logloss", "brier", "ece@15"]
 
 
@@ -83,9 +85,9 @@ def write(result: dict, out) -> Path:
     hist = result.pop("_hist", {})
     plots = [p for p in (plot_metrics(result, out), plot_deltas(result, out), plot_reliability(result, out), plot_scores(hist, out),
                          plot_training(result.get("training_logs", {}), out)) if p]
-    (out / "report.json").write_text(json.dumps(result, indent=1, allow_nan=False, default=_json_default))
-    (out / "config.json").write_text(json.dumps(result.get("config", {}), indent=1))
-    (out / "report.md").write_text(markdown(result, plots), encoding="utf-8")
+    write_json(out / "report.json", result, indent=1, allow_nan=False, default=_json_default)
+    write_json(out / "config.json", result.get("config", {}), indent=1)
+    write_text(out / "report.md", markdown(result, plots))
     print(f"\n{result['data']['name']}: {result['task']}  (encoder {result['encoder']})\n")
     print(tables(result))
     print(f"\nreport: {out / 'report.md'}")

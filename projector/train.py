@@ -38,7 +38,8 @@ import torch
 from projector.cli import run as run_cli
 from projector.embed import embed, encoder_identity
 from projector.errors import DataError, ProjectorError
-from projector.projection import (Projection, cca, closed_form, init_weights, labelled_pair_loss, pair_logits,
+from projector.files import write_json, write_text
+from projector.projection import (Projection, cca, closed_form, labelled_pair_loss, pair_logits,
                                   principal_directions, sigmoid_loss, symmetric_closed_form)
 
 log = logging.getLogger("projector.train")
@@ -507,7 +508,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    _write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device)})
+    write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device)})
 
     started = time.time()
     data = embed_pairs(pairs, cfg, device)
@@ -599,17 +600,9 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_log(out: Path, history: list[dict]) -> None:
     """train_log.jsonl rewritten from the checkpointed history: it always matches what a resume continues."""
-    tmp = out / f".train_log.{os.getpid()}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    os.replace(tmp, out / "train_log.jsonl")
+    write_text(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -1,6 +1,5 @@
 """generate against a real HTTP server on 127.0.0.1 (tests/openai_server.py), faults injected."""
 import json
-import os
 import random
 import signal
 import subprocess
@@ -76,7 +75,6 @@ def test_transient_faults_are_retried_and_output_stays_clean(tmp_path):
                                           "copy", "meta"]
     with FakeOpenAI(faults=faults, hang_seconds=4) as srv:
         cfg = config(tmp_path, srv, concurrency=2, timeout=1.0, max_invalid=6)
-        import projector.llm as llm
         m = generate(cfg)
     check_output(tmp_path / "out", N_PASSAGES, 2)
     c = m["counts"]

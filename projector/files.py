@@ -1,0 +1,41 @@
+"""Atomic writes: every file projector writes appears whole or not at all.
+
+The data goes to a temporary file in the same folder (same file system, so the rename is atomic), is flushed
+to disk, and is renamed over the target. A crash leaves the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+
+def write_bytes(path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj, indent: int | None = 2, **dumps_kwargs) -> None:
+    dumps_kwargs.setdefault("default", str)
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, **dumps_kwargs) + "\n")
+
+
+def read_json(path):
+    """The parsed file, or None if it is missing or not valid JSON (a state file to rebuild, not an error)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
