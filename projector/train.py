@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from projector.cli import run as run_cli
 from projector.embed import embed, encoder_identity
@@ -295,6 +297,98 @@ def mine_hard_negatives(q: torch.Tensor, pos: torch.Tensor, corpus: torch.Tensor
     return out
 
 
+# ------------------------------------------------------------------------------------------ distributed
+
+
+@dataclass
+class Distributed:
+    """This process's place under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK from the environment).
+
+    Every rank holds the same embeddings and draws the same shuffled batches (same seeds); each computes
+    the loss of its contiguous share of a batch's rows against the projected passages gathered from all
+    ranks, DDP averages the gradients, and every rank takes the same optimiser step. Rank 0 alone
+    validates (and broadcasts the result, so all ranks stop together), checkpoints and exports.
+    """
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of a batch (sizes differ by at most one)."""
+        return rows.tensor_split(self.world)[self.rank]
+
+    def gather(self, z: torch.Tensor, batch: int) -> torch.Tensor:
+        """(b, k) on each rank -> (B, k) in batch order, with gradient flowing back to the rank that made it."""
+        sizes = [len(c) for c in torch.arange(batch).tensor_split(self.world)]
+        pad = max(sizes) - len(z)  # all_gather needs equal shapes: pad, then cut each piece back
+        parts = _GatherWithGradient.apply(F.pad(z, (0, 0, 0, pad)) if pad else z, self.rank, self.world)
+        return torch.cat([part[:n] for part, n in zip(parts.chunk(self.world), sizes)])
+
+    def broadcast(self, obj):
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather whose backward hands each rank the gradient of its own rows summed over all ranks' losses
+    (torch.distributed.nn's version is deprecated in favour of a private module)."""
+
+    @staticmethod
+    def forward(ctx, z, rank, world):                                            # (m, k) -> (world * m, k)
+        import torch.distributed as dist
+
+        ctx.rank, ctx.rows = rank, len(z)
+        parts = [torch.empty_like(z) for _ in range(world)]
+        dist.all_gather(parts, z.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)                                                    # sum over every rank's loss
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
+
+
+def init_distributed(device: str = "auto") -> Distributed | None:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on GPUs, gloo on CPU); None otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    import datetime
+
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device)
+    if dev.type == "mps":
+        raise ProjectorError("torchrun training runs on CUDA GPUs (NCCL) or CPUs (gloo), not mps; pass --device cpu")
+    if dev.type == "cuda":
+        if local >= torch.cuda.device_count():
+            raise ProjectorError(f"LOCAL_RANK {local} but torch sees {torch.cuda.device_count()} GPU(s): "
+                                 "use --nproc_per_node <= the number of GPUs")
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        # Long timeout: rank 0 embeds the corpus while the others wait at a barrier (hours for big corpora).
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
+    return Distributed(dist.get_rank(), dist.get_world_size(), dev)
+
+
 # ------------------------------------------------------------------------------------------ training
 
 
@@ -312,32 +406,65 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _batch_loss(model: Projection, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
-                n_random: int, gen: torch.Generator) -> torch.Tensor:
-    """The loss of one batch of row indices ``idx`` (B,)."""
-    if data.pos is None:  # labelled pairs: the labels themselves
-        return labelled_pair_loss(pair_logits(model, data.q[idx], data.b[idx]), data.y[idx])
-    pos = data.pos[idx]                                                          # (B,)
-    zq = model.project_queries(data.q[idx])                                      # (B, k)
-    zd = model.project_documents(data.corpus[pos])                               # (B, k)
-    s, b = model.log_scale.exp(), model.bias
-    labels = pos[:, None] == pos[None, :]                   # (B, B): two queries of one passage are both positive
-    loss = sigmoid_loss(s * zq @ zd.T + b, labels)
-    extra = [hard[idx]] if hard is not None else []
-    if n_random:
-        extra.append(torch.randint(len(data.corpus), (len(idx), n_random), generator=gen).to(pos.device))
-    if extra:
-        neg = torch.cat(extra, dim=1)                                            # (B, m) corpus indices
-        zn = model.project_documents(data.corpus[neg.clamp(min=0)])              # (B, m, k)
-        weight = ((neg >= 0) & (neg != pos[:, None])).to(zq.dtype)             # never a query's own positive
-        loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight), weight)
-    return loss
+class _Step(nn.Module):
+    """What DistributedDataParallel wraps: one forward projects a batch's query side, document side and extra
+    negatives, and hands back s and b, so every parameter the loss uses went through forward (DDP's rule)."""
+
+    def __init__(self, model: Projection):
+        super().__init__()
+        self.model = model
+
+    def forward(self, q: torch.Tensor, d: torch.Tensor, extra: torch.Tensor | None = None):
+        m = self.model
+        zn = m.project_documents(extra) if extra is not None else None
+        return m.project_queries(q), m.project_documents(d), zn, m.log_scale.exp(), m.bias
 
 
-def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None) -> dict:
+def _batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
+                n_random: int, gen: torch.Generator, ddp: "Distributed | None" = None) -> torch.Tensor:
+    """The loss of one batch of row indices ``idx`` (B,), the same on every rank.
+
+    One process: the loss of the whole batch. Under torchrun (``ddp`` given) this rank computes only its
+    contiguous share of the rows, against the passages of *all* ranks (their projections are gathered with
+    gradient), and returns its share of the batch loss times the world size: DDP averages gradients over
+    ranks, so the step is the one-process step of the same batch.
+    """
+    rows = idx if ddp is None else ddp.share(idx)                                # (b,) this rank's rows
+    extra = None
+    if data.pos is not None:
+        picks = [hard[idx]] if hard is not None else []
+        if n_random:  # drawn for the whole batch on every rank: the generator stays in step with one process
+            picks.append(torch.randint(len(data.corpus), (len(idx), n_random), generator=gen).to(idx.device))
+        extra = torch.cat(picks, dim=1) if picks else None                       # (B, m) corpus indices
+        if extra is not None and ddp is not None:
+            extra = ddp.share(extra)
+    if data.pos is None:  # labelled pairs: the labels themselves, row by row
+        za, zb, _, s, b = step(data.q[rows], data.b[rows])
+        loss = F.binary_cross_entropy_with_logits(s * (za * zb).sum(-1) + b, data.y[rows].to(za.dtype),
+                                                  reduction="sum") / len(idx)
+        return loss if ddp is None else loss * ddp.world
+    pos = data.pos[rows]                                                         # (b,)
+    zq, zd, zn, s, b = step(data.q[rows], data.corpus[pos],
+                            None if extra is None else data.corpus[extra.clamp(min=0)])
+    all_pos = pos
+    if ddp is not None:  # in-batch negatives from every rank
+        zd, all_pos = ddp.gather(zd, len(idx)), data.pos[idx]
+    labels = pos[:, None] == all_pos[None, :]               # (b, B): two queries of one passage are both positive
+    loss = sigmoid_loss(s * zq @ zd.T + b, labels) * len(rows) / len(idx)  # sum over rows / B
+    if extra is not None:
+        weight = ((extra >= 0) & (extra != pos[:, None])).to(zq.dtype)         # never a query's own positive
+        loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight),
+                                   weight) * len(rows) / len(idx)
+    return loss if ddp is None else loss * ddp.world
+
+
+def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None,
+        ddp: Distributed | None = None) -> dict:
     """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
-    kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop."""
+    kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop.
+    Under torchrun (``ddp``) the same loop runs on every rank (see ``Distributed``)."""
     device = data.q.device
+    main = ddp is None or ddp.main
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("W_")}  # identity decay target
     state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
@@ -345,6 +472,11 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
     if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
         state, best_params = _load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
         log.info("resuming after epoch %d (best val NDCG@10 %.4f)", state["epoch"], state["best"] or float("nan"))
+    step = _Step(model)
+    if ddp is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     hard = None
     if cfg.hard_negatives and data.pos is not None:
         hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
@@ -358,7 +490,7 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
         for i in range(steps):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if n >= cfg.batch_size else perm
             with amp:
-                loss = _batch_loss(model, data, idx, hard, cfg.random_negatives, gen)
+                loss = _batch_loss(step, data, idx, hard, cfg.random_negatives, gen, ddp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -367,10 +499,22 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
                     for name, p in model.named_parameters():
                         if name in anchor:
                             p.sub_(cfg.lr * cfg.identity_decay * (p - anchor[name]))
-            total += loss.item()
+            if ddp is not None:  # the logged loss is the whole batch's: the ranks' shares summed
+                import torch.distributed as dist
+
+                shares = loss.detach().clone()
+                dist.all_reduce(shares)
+                total += shares.item() / ddp.world
+            else:
+                total += loss.item()
         trained = time.time()
-        row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
-               "lr": cfg.lr, "seconds": round(time.time() - started, 3), "train_seconds": round(trained - started, 3)}
+        row = None
+        if main:
+            row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
+                   "lr": cfg.lr, "seconds": round(time.time() - started, 3),
+                   "train_seconds": round(trained - started, 3)}
+        if ddp is not None:  # one decision for all ranks: rank 0's validation
+            row = ddp.broadcast(row)
         better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
         if better:
             state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
@@ -380,12 +524,14 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
         state["history"].append(row)
         state["epoch"] = epoch
         state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
-        log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch, row["train_loss"],
-                 row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "", row["seconds"])
-        if ckpt_dir is not None:
-            _save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
-        if on_epoch is not None:
-            on_epoch(state)
+        if main:
+            log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch,
+                     row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
+                     row["seconds"])
+            if ckpt_dir is not None:
+                _save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
+            if on_epoch is not None:
+                on_epoch(state)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(best_params[name])
@@ -457,7 +603,7 @@ def _calibrate(model: Projection, data: Data, cfg: TrainConfig, steps: int = 150
     n = len(data.q)
     for _ in range(steps):
         idx = torch.randperm(n, generator=gen)[:cfg.batch_size].to(data.q.device)
-        loss = _batch_loss(model, data, idx, None, 0, gen)
+        loss = _batch_loss(_Step(model), data, idx, None, 0, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -504,14 +650,24 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
     if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
         log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
-    device = pick_device(cfg.device)
+    ddp = init_distributed(cfg.device)
+    device = ddp.device if ddp else pick_device(cfg.device)
+    main = ddp is None or ddp.main
+    if not main:  # one voice: rank 0 logs, checkpoints and exports
+        log.setLevel(logging.WARNING)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device)})
+    if main:
+        write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device),
+                                         "processes": ddp.world if ddp else 1})
 
     started = time.time()
+    if ddp is not None and not ddp.main:
+        ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     data = embed_pairs(pairs, cfg, device)
+    if ddp is not None and ddp.main:
+        ddp.barrier()
     embed_seconds = time.time() - started
     dim = data.q.shape[1]
     rank = cfg.rank or dim
@@ -531,8 +687,14 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
 
     started = time.time()
-    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]))
+    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]), ddp=ddp)
     train_seconds = time.time() - started
+    if ddp is not None:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        if not ddp.main:
+            return {"rank": ddp.rank, "exported": False}
     history = state["history"]
     _write_log(out, history)
     candidates["trained"] = model
@@ -571,7 +733,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         "best_epoch": state["best_epoch"], "epochs_run": epochs_run, "train_pairs": len(data.q),
         "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
         "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
-        "device": str(device), "val_ndcg@10_folded": folded_ndcg, "test": test,
+        "device": str(device), "processes": ddp.world if ddp else 1, "val_ndcg@10_folded": folded_ndcg, "test": test,
     }
     from projector import export
 

@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypa
 def test_negatives_never_include_the_positive():
     import torch
 
-    from projector.train import Data, _batch_loss, mine_hard_negatives
+    from projector.train import Data, _Step, _batch_loss, mine_hard_negatives
     from projector.projection import Projection, sigmoid_loss
 
     g = torch.Generator().manual_seed(0)
@@ -151,7 +151,7 @@ def test_negatives_never_include_the_positive():
     labels = pos[:, None] == pos[None, :]
     assert labels[0, 3] and labels[3, 0]
     expected = sigmoid_loss(20 * zq @ zd.T - 10, labels)
-    assert torch.allclose(_batch_loss(model, data, idx, None, 0, g), expected)
+    assert torch.allclose(_batch_loss(_Step(model), data, idx, None, 0, g), expected)
 
 
 def test_device_selection(monkeypatch):
