@@ -74,18 +74,27 @@ class CompareConfig:
 # A child runs one method in a fresh process, so its wall time and peak RSS are its own.
 
 
-def run_child(kind: str, spec: dict, threads: int) -> dict:
+def run_child(kind: str, spec: dict, threads: int, processes: int = 1) -> dict:
+    """Run CHILDREN[kind](spec) in a fresh process (``processes`` > 1: under torchrun, gloo on CPU)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = {**spec, "result": str(Path(tmp) / "result.json"), "threads": threads}
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
-               "LLAMA_INDEX_CACHE_DIR": str(Path(tmp) / "llama_index_cache"), "TOKENIZERS_PARALLELISM": "false"}
-        p = subprocess.run([sys.executable, __file__, "--child", kind, str(Path(tmp) / "spec.json")], env=env,
+               "LLAMA_INDEX_CACHE_DIR": str(Path(tmp) / "llama_index_cache"), "TOKENIZERS_PARALLELISM": "false",
+               "GLOO_SOCKET_IFNAME": "lo"}
+        launcher = [sys.executable] if processes == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        p = subprocess.run([*launcher, __file__, "--child", kind, str(Path(tmp) / "spec.json")], env=env,
                            capture_output=True, text=True)
         if p.returncode != 0 or not Path(spec["result"]).is_file():
             tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
             return {"error": f"{kind} child failed (exit {p.returncode}): {' | '.join(tail)[-400:]}"}
-        return json.loads(Path(spec["result"]).read_text())
+        out = json.loads(Path(spec["result"]).read_text())
+        if processes > 1:  # memory of the whole job: every rank's peak RSS, summed
+            ranks = [json.loads(f.read_text()) for f in Path(tmp).glob("rss.*.json")]
+            out["peak_rss_mb"] = round(sum(r["peak_rss_mb"] for r in ranks), 1)
+            out["processes"] = processes
+        return out
 
 
 def _child_main(kind: str, spec_path: str) -> None:
@@ -97,7 +106,11 @@ def _child_main(kind: str, spec_path: str) -> None:
     out = CHILDREN[kind](spec)
     out.setdefault("wall_s", round(time.time() - started, 2))
     out["peak_rss_mb"] = peak_rss_mb()
-    Path(spec["result"]).write_text(json.dumps(out, default=str))
+    rank = int(os.environ.get("RANK", "0"))
+    if "WORLD_SIZE" in os.environ:
+        (Path(spec["result"]).parent / f"rss.{rank}.json").write_text(json.dumps({"peak_rss_mb": out["peak_rss_mb"]}))
+    if rank == 0:
+        Path(spec["result"]).write_text(json.dumps(out, default=str))
 
 
 def peak_rss_mb() -> float:
@@ -501,7 +514,7 @@ def child_scaling(spec: dict) -> dict:
     import torch
 
     from projector.projection import Projection
-    from projector.train import Data, TrainConfig, fit, validate
+    from projector.train import Data, TrainConfig, fit, init_distributed, validate
 
     n, d = spec["n"], spec["dim"]
     g = torch.Generator().manual_seed(0)
@@ -514,8 +527,9 @@ def child_scaling(spec: dict) -> dict:
     data = Data(corpus, q, pos, None, None, val)
     cfg = TrainConfig(pairs="-", out="-", epochs=spec["epochs"], patience=spec["epochs"], device="cpu")
     model = Projection(d, d, "asymmetric")
+    ddp = init_distributed("cpu")  # under torchrun: every rank holds the data, each trains its share of a batch
     started = time.time()
-    fit(model, data, cfg, None)
+    fit(model, data, cfg, None, ddp=ddp)
     wall = time.time() - started
     started = time.time()
     validate(model, data, cfg.batch_size)   # what fit spends per epoch outside the training steps
@@ -527,25 +541,28 @@ def child_scaling(spec: dict) -> dict:
 CHILDREN["scaling"] = child_scaling
 
 
-def scaling(sizes=(10_000, 100_000, 1_000_000), threads: int = 1, dim: int = 384, epochs: int = 1) -> list[dict]:
+def scaling(sizes=(10_000, 100_000, 1_000_000), threads: int = 1, dim: int = 384, epochs: int = 1,
+            processes: int = 1) -> list[dict]:
+    """``threads`` per process; ``processes`` > 1 trains under torchrun (gloo), each rank holding the data."""
     rows = []
     for n in sizes:
-        r = run_child("scaling", {"n": n, "dim": dim, "epochs": epochs}, threads)
-        rows.append(r if "error" in r else {**r, "threads": threads})
-        print(f"scaling n={n}: {r}", flush=True)
+        r = run_child("scaling", {"n": n, "dim": dim, "epochs": epochs}, threads, processes)
+        rows.append(r if "error" in r else {**r, "threads": threads, "processes": processes})
+        print(f"scaling n={n} processes={processes} threads={threads}: {r}", flush=True)
     return rows
 
 
 def scaling_markdown(rows: list[dict]) -> str:
     lines = ["## projector training throughput, synthetic embeddings (d=384, asymmetric k=d, batch 256, CPU)", "",
-             "| pairs | epochs | wall s (fit, incl. validation) | training steps s | pairs/s (steps) | peak RSS MB |",
-             "|---|---|---|---|---|---|"]
+             "| pairs | processes × threads | epochs | wall s (fit, incl. validation) | training steps s | "
+             "pairs/s (steps) | peak RSS MB (all processes) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| – | – | – | – | – | {r['error']} |")
+            lines.append(f"| – | – | – | – | – | – | {r['error']} |")
         else:
-            lines.append(f"| {r['n']:,} | {r['epochs']} | {r['wall_s']} | {r['steps_s']} | {r['pairs_per_s']:,.0f} | "
-                         f"{r['peak_rss_mb']:.0f} |")
+            lines.append(f"| {r['n']:,} | {r.get('processes', 1)} × {r.get('threads', 1)} | {r['epochs']} | "
+                         f"{r['wall_s']} | {r['steps_s']} | {r['pairs_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -563,20 +580,26 @@ def main(argv=None) -> int:
     p.add_argument("sets", nargs="*", default=d.sets)
     p.add_argument("--scaling", action="store_true", help="only the synthetic throughput table")
     p.add_argument("--scaling-sizes", default="10000,100000,1000000")
+    p.add_argument("--scaling-runs", default="1x1",
+                   help="processes x threads per run, comma-separated, e.g. 1x1,1x2,2x1 (2x1: torchrun, 2 gloo ranks)")
     for f in dataclasses.fields(CompareConfig):
         if f.name != "sets":
             kind = {"int": int, "int | None": int}.get(str(f.type), str)
             p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(d, f.name))
     a = vars(p.parse_args(argv))
     if a.pop("scaling"):
-        rows = scaling([int(x) for x in a.pop("scaling_sizes").split(",")], a["threads"])
+        sizes = [int(x) for x in a.pop("scaling_sizes").split(",")]
+        rows = []
+        for run in a.pop("scaling_runs").split(","):
+            processes, threads = (int(x) for x in run.lower().split("x"))
+            rows += scaling(sizes, threads, processes=processes)
         md = scaling_markdown(rows)
         print(md)
         Path(a["out"]).mkdir(parents=True, exist_ok=True)
         (Path(a["out"]) / "scaling.md").write_text(md)
         (Path(a["out"]) / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
         return 0
-    a.pop("scaling_sizes")
+    a.pop("scaling_sizes"), a.pop("scaling_runs")
     cfg = CompareConfig(**a)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(cfg.work or tmp)

@@ -125,4 +125,13 @@ def test_scaling_child_in_a_subprocess():
     rows = compare.scaling([600], threads=1, dim=D, epochs=1)
     assert "error" not in rows[0], rows[0]
     assert rows[0]["pairs_per_s"] > 0 and rows[0]["peak_rss_mb"] > 0
-    assert "| 600 |" in compare.scaling_markdown(rows)
+    assert "| 600 | 1 × 1 |" in compare.scaling_markdown(rows)
+
+
+def test_scaling_under_torchrun_sums_the_ranks_memory():
+    one = compare.scaling([600], threads=1, dim=D, epochs=1)[0]
+    two = compare.scaling([600], threads=1, dim=D, epochs=1, processes=2)[0]
+    assert "error" not in two, two
+    assert two["processes"] == 2 and two["pairs_per_s"] > 0
+    assert two["peak_rss_mb"] > 1.5 * one["peak_rss_mb"]  # two interpreters, each with torch and the data
+    assert "| 600 | 2 × 1 |" in compare.scaling_markdown([one, two])
