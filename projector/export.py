@@ -42,6 +42,7 @@ validation NDCG@10 the folded ranking actually reaches next to the full model's,
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -50,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.files import write_json
+from projector.files import remove_stale_temps, write_bytes, write_json
 
 FORMAT = "projector.projection"
 FORMAT_VERSION = 1
@@ -66,6 +67,24 @@ def folded_matrix(tensors: dict[str, np.ndarray]) -> np.ndarray:
     return (W_a.T.astype(np.float64) @ W_q.astype(np.float64)).astype(np.float32)
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header in a fixed order, so that equal tensors give equal bytes.
+
+    safetensors keeps ``__metadata__`` in a Rust HashMap, whose order changes from process to process: two
+    runs of the same command wrote model.safetensors files that differed in the header (and so in the sha256
+    recorded in projector.json) although every tensor was equal. The header is re-serialised with the
+    metadata keys sorted and padded with spaces to a multiple of 8 bytes, as safetensors itself does; tensor
+    data and offsets are untouched.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {**({"__metadata__": dict(sorted(meta.items()))} if meta else {}), **dict(sorted(header.items()))}
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -76,15 +95,16 @@ def _sha256(path: Path) -> str:
 
 def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_identity: str) -> Path:
     """Write model.safetensors, projector.json and (unless disabled) the sentence-transformers folder."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = model.tensors()
     tensors["M"] = folded_matrix(tensors)
-    tmp = out / f".model.{uuid.uuid4().hex}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    os.replace(tmp, out / "model.safetensors")
+    data = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    for name in ("model.safetensors", "projector.json"):
+        remove_stale_temps(out / name)  # left by an earlier export that was killed mid-write
+    write_bytes(out / "model.safetensors", canonical_safetensors(data))  # atomic, fsynced, mode 0644 per umask
 
     st = None
     if cfg.sentence_transformers:

@@ -5,6 +5,7 @@ to disk, and is renamed over the target. A crash leaves the old file or the new 
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import uuid
@@ -22,6 +23,20 @@ def write_bytes(path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left beside it; return them.
+
+    SIGKILL (or a power cut) skips the ``finally`` of write_bytes, so a write interrupted at the wrong moment
+    leaves ``.<name>.<hex>.tmp`` behind: harmless, but each one as large as the file. Call this before writing
+    ``path`` again from the one process that owns its folder.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path, text: str) -> None:

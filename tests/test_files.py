@@ -14,3 +14,36 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "state.json"]
     (tmp_path / "bad.json").write_text("{torn")
     assert read_json(tmp_path / "bad.json") is None and read_json(tmp_path / "missing.json") is None
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    from projector.files import remove_stale_temps
+
+    for name in (".model.safetensors.0a1b.tmp", ".model.safetensors.ff.tmp", ".other.json.0a.tmp", "model.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale_temps(tmp_path / "model.safetensors")
+    assert [p.name for p in removed] == [".model.safetensors.0a1b.tmp", ".model.safetensors.ff.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.0a.tmp", "model.safetensors"]
+
+
+def test_model_safetensors_bytes_do_not_depend_on_the_metadata_order():
+    """safetensors keeps metadata in a Rust HashMap (order differs per process): export fixes the order."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load, save
+
+    from projector.export import canonical_safetensors
+
+    t = {"W": np.arange(6, dtype=np.float32).reshape(2, 3), "bias": np.ones(1, np.float32)}
+    data = save(t, metadata={"format": "f", "format_version": "1"})
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    swapped = {"__metadata__": {"format_version": "1", "format": "f"}, **{k: v for k, v in header.items()
+                                                                         if k != "__metadata__"}}
+    text = json.dumps(swapped, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    other = len(text).to_bytes(8, "little") + text + data[8 + n:]
+    assert canonical_safetensors(data) == canonical_safetensors(other)
+    back = load(canonical_safetensors(other))
+    assert all(np.array_equal(back[k], t[k]) for k in t)
