@@ -12,7 +12,9 @@ Recipe (RESEARCH.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-norm
 learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
 through the same validation: the frozen-cosine start ("cosine"), the ridge closed form, regularised CCA
 (asymmetric qa, from 4·d training pairs), and the trained model; the best by NDCG@10 is exported. If
-training does not beat cosine, the log and projector.json say so.
+training does not beat cosine, the log and projector.json say so. Its scale and bias are then Platt-fitted
+on validation pairs sampled the way ``projector.evaluate`` samples calibration pairs (``calibrate``), so
+``probability()`` is a calibrated probability of relevance, not a training by-product.
 
 Outputs in --out: model.safetensors + projector.json (see ``projector.export``), sentence-transformers/
 (the same model as a SentenceTransformer), train_log.jsonl (one line per epoch), config.json, and
@@ -71,6 +73,8 @@ class TrainConfig:
     hard_negative_margin: float = 0.9  # skip candidates whose cosine to the positive passage exceeds this
     random_negatives: int = 0  # qa: extra random passages per query and step
     val_max_queries: int = 2000  # validation queries scored against the whole corpus each epoch
+    calibration_hard_negatives: int = 5  # Platt scaling of s, b on validation: top-cosine non-relevant per query
+    calibration_random_negatives: int = 5  # ... and uniform non-relevant per query (as projector.evaluate samples)
     device: str = "auto"  # "auto" (cuda, then mps, then cpu) | "cuda" | "mps" | "cpu"
     threads: int | None = None  # CPU threads for torch; None: torch's default. On a busy machine 1 can be
     # several times faster than oversubscribed cores (measured: 12 vs 70-150 ms per step at load 6 on 2 cores)
@@ -80,7 +84,8 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
-        skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs"}
+        skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs",
+                "calibration_hard_negatives", "calibration_random_negatives"}  # after the loop: resume still fine
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -593,23 +598,45 @@ def _load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):
 # ------------------------------------------------------------------------------------------ candidates
 
 
-def _calibrate(model: Projection, data: Data, cfg: TrainConfig, steps: int = 150) -> Projection:
-    """Fit only s and b (W frozen) so a training-free candidate also gives calibrated probabilities."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    frozen = [p for n, p in model.named_parameters() if n.startswith("W_")]
-    for p in frozen:
-        p.requires_grad_(False)
-    opt = torch.optim.Adam([model.log_scale, model.bias], lr=0.05)
-    n = len(data.q)
-    for _ in range(steps):
-        idx = torch.randperm(n, generator=gen)[:cfg.batch_size].to(data.q.device)
-        loss = _batch_loss(_Step(model), data, idx, None, 0, gen)
-        opt.zero_grad(set_to_none=True)
+def calibrate(model: Projection, data: Data, cfg: TrainConfig) -> dict:
+    """Platt scaling on the validation split: fit only s and b (W frozen; s > 0, so rankings do not change)
+    so that ``probability()`` is the rate at which a candidate passage is relevant.
+
+    Training's s and b fit in-batch pairs (1 positive per batch row of 256), a mix unlike the one a user
+    thresholds. The fit here uses validation pairs sampled exactly as ``projector.evaluate`` samples its
+    calibration pairs (``sample_calibration_pairs``: every positive, ``calibration_hard_negatives``
+    top-cosine and ``calibration_random_negatives`` uniform non-relevant passages per query), or, for
+    labelled pairs, the validation labels themselves. Returns {"pairs", "positives", "ece@15", "logloss"}.
+    """
+    from projector.evaluate import calibration, sample_calibration_pairs
+
+    v = data.val
+    if v["pairs"] is not None:
+        a, b, y = v["pairs"]
+    else:
+        cos = v["q"] @ v["docs"].T                                                   # (m, N) frozen cosine
+        top = cos.topk(min(cos.shape[1], cfg.calibration_hard_negatives + 16), dim=1).indices.cpu().numpy()
+        qi, di, labels = sample_calibration_pairs(top, v["relevant"], cos.shape[1], cfg.calibration_hard_negatives,
+                                                  cfg.calibration_random_negatives, cfg.seed)
+        a, b, y = v["q"][torch.as_tensor(qi)], v["docs"][torch.as_tensor(di)], torch.as_tensor(labels)
+    y = y.to(a.device).float()
+    with torch.no_grad():
+        raw = (model.project_queries(a) * model.project_documents(b)).sum(-1)   # (n,) what s and b act on
+    params = [model.log_scale, model.bias]
+    opt = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model.log_scale.exp() * raw + model.bias, y)
         loss.backward()
-        opt.step()
-    for p in frozen:
-        p.requires_grad_(True)
-    return model
+        return loss
+
+    if 0 < y.sum() < len(y):  # both classes, else there is nothing to fit: keep training's s and b
+        opt.step(closure)
+    with torch.no_grad():
+        p = torch.sigmoid(model.log_scale.exp() * raw + model.bias).cpu().numpy()
+    cal = calibration(p, y.cpu().numpy().astype(int))
+    return {"pairs": int(len(y)), "positives": int(y.sum()), "ece@15": cal["ece@15"], "logloss": cal["logloss"]}
 
 
 def _closed_form_weights(data: Data, rank_dirs: np.ndarray, mode: str, ridge: float):
@@ -692,22 +719,25 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if ddp is not None:
         import torch.distributed as dist
 
+        dist.barrier()  # without it gloo can abort a rank that tears down while the other still talks to it
         dist.destroy_process_group()
         if not ddp.main:
             return {"rank": ddp.rank, "exported": False}
     history = state["history"]
     _write_log(out, history)
     candidates["trained"] = model
-    for name, m in candidates.items():
-        if name != "trained":
-            _calibrate(m, data, cfg)
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
     selected = _select(metrics)
     scorers = dict(candidates)
     if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
-        scorers = {"cosine": _calibrate(Projection(dim, None, mode, cfg.normalize, cfg.scale_init,
-                                                   cfg.bias_init).to(device), data, cfg), **candidates}
+        scorers = {"cosine": Projection(dim, None, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device),
+                   **candidates}
         metrics = {"cosine": validate(scorers["cosine"], data, cfg.batch_size), **metrics}
+    for name, m in scorers.items():  # probabilities that mean something, for every candidate alike
+        metrics[name]["calibration"] = calibrate(m, data, cfg)
+    cal = metrics[selected]["calibration"]
+    log.info("probability(): Platt-calibrated on %d validation pairs (%d positive): ECE %.3f, log-loss %.3f",
+             cal["pairs"], cal["positives"], cal["ece@15"], cal["logloss"])
     baseline = "cosine"
     warning = None
     t, c = metrics["trained"]["val_ndcg@10"], metrics[baseline]["val_ndcg@10"]
@@ -755,7 +785,9 @@ def _check_config(cfg: TrainConfig) -> None:
             raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
     for name, value, low in (("--batch-size", cfg.batch_size, 2), ("--epochs", cfg.epochs, 1),
                              ("--patience", cfg.patience, 1), ("--hard-negatives", cfg.hard_negatives, 0),
-                             ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1)):
+                             ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1),
+                             ("--calibration-hard-negatives", cfg.calibration_hard_negatives, 0),
+                             ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
         if value < low:
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
     if cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
