@@ -5,6 +5,7 @@ to disk, and is renamed over the target. A crash leaves the old file or the new 
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -12,11 +13,23 @@ import uuid
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def naming(path):
+    """Re-raise an OSError that names no file (a failed write(): disk full, quota, size limit) as one that names
+    ``path``, so that the CLI can say which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+        raise
+
+
 def write_bytes(path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with naming(path), open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -40,7 +40,7 @@ from pathlib import Path
 from projector import corpus as corpus_mod
 from projector.cli import run as run_cli
 from projector.errors import DataError, ProjectorError
-from projector.files import read_json, write_json
+from projector.files import naming, read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
 
 FORMAT_VERSION = 1
@@ -371,7 +371,7 @@ class RecordLog:
         return done
 
     def append(self, rec: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        with naming(self.path), open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -420,12 +420,14 @@ def _write_dataset(rows, out: Path, task: str) -> None:
     tmp = out / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     # One shard per split even when empty: datasets cannot load back a split saved with zero shards.
-    dd.save_to_disk(str(tmp), num_shards={split: 1 for split in dd})
+    with naming(out / "dataset"):
+        dd.save_to_disk(str(tmp), num_shards={split: 1 for split in dd})
     shutil.rmtree(out / "dataset", ignore_errors=True)
     os.replace(tmp, out / "dataset")
     (out / "parquet").mkdir(exist_ok=True)
     for split, d in dd.items():
-        d.to_parquet(str(out / "parquet" / f"{split}.parquet.tmp"))
+        with naming(out / "parquet" / f"{split}.parquet"):
+            d.to_parquet(str(out / "parquet" / f"{split}.parquet.tmp"))
         os.replace(out / "parquet" / f"{split}.parquet.tmp", out / "parquet" / f"{split}.parquet")
 
 
