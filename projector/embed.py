@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # identity recorded for the bundled encoder
 _BUNDLED_ALIASES = {None, "", "all-MiniLM-L6-v2", BUNDLED_NAME}
 _CHUNK = 4096  # texts encoded per cache shard (per worker with a pool): an interrupted run keeps what it finished
-_GATHER = 16384  # rows read from the cache and written to the result per step: bounds memory with out=
+_GATHER = 4096  # rows read from the cache and written to the result per step: bounds memory with out=
+_WINDOWS = 8  # 2 MiB windows of a mapped shard read between releases of the mapping (see _blocks)
 _MAX_SHARDS = 32  # merge the smallest shards beyond this many, so a cache folder stays a few files
 _POOL_MIN = 512  # fewer misses than this are encoded in-process: starting workers costs seconds
 _KEY = np.dtype("S16")
@@ -161,12 +162,12 @@ def default_cache_dir() -> Path:
 def _keys(identity: str, template: str | None, texts: list[str]) -> np.ndarray:
     """(n,) ``S16`` cache keys: the first 16 bytes of sha256(identity \\0 template \\0 text)."""
     prefix = hashlib.sha256(f"{identity}\0{template or ''}\0".encode())
-    digests = []
-    for t in texts:
+    out = bytearray(16 * len(texts))  # 16 bytes a text, not a bytes object each
+    for i, t in enumerate(texts):
         h = prefix.copy()
         h.update(t.encode())
-        digests.append(h.digest()[:16])
-    return np.frombuffer(b"".join(digests), dtype=_KEY) if digests else np.empty(0, dtype=_KEY)
+        out[16 * i:16 * i + 16] = h.digest()[:16]
+    return np.frombuffer(out, dtype=_KEY)
 
 
 def _hi(keys: np.ndarray) -> np.ndarray:
@@ -377,14 +378,17 @@ class _Cache:
                 keys = np.empty(0, dtype=_KEY)
                 self._index = (keys, _hi(keys), np.empty(0, np.int32), np.empty(0, np.int64))
                 return self._index
-            keys = np.concatenate([s.keys for _, s in live])
-            sid = np.concatenate([np.full(len(s.keys), i, dtype=np.int32) for i, s in live])
-            row = np.concatenate([np.arange(len(s.keys), dtype=np.int64) for _, s in live])
+            keys = np.concatenate([s.keys for _, s in live])  # ~60 bytes a key at the peak, 36 kept
             order = np.argsort(keys, kind="stable")
-            keys, sid, row = keys[order], sid[order], row[order]
+            keys = keys[order]
+            sid = np.concatenate([np.full(len(s.keys), i, dtype=np.int32) for i, s in live])[order]
+            row = np.concatenate([np.arange(len(s.keys), dtype=np.int64) for _, s in live])[order]
+            del order
             last = np.ones(len(keys), dtype=bool)  # a key in several shards: keep one (the newest registered)
             last[:-1] = keys[1:] != keys[:-1]
-            self._index = (keys[last], _hi(keys[last]), sid[last], row[last])
+            if not last.all():
+                keys, sid, row = keys[last], sid[last], row[last]
+            self._index = (keys, _hi(keys), sid, row)
         return self._index
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -409,12 +413,16 @@ class _Cache:
         """Copy cached vectors into ``into`` (rows with sid >= 0); return the shards that gave NaN/inf."""
         bad = []
         for s in np.unique(sid[sid >= 0]):
-            m = sid == s
-            shard = self.shards[s]
-            into[m] = shard.vectors[row[m]]
-            if not np.isfinite(into[m]).all():
+            idx = np.flatnonzero(sid == s)
+            order = np.argsort(row[idx], kind="stable")  # read the file front to back
+            idx, rows, shard, finite = idx[order], row[idx][order], self.shards[s], True
+            for a, b in _blocks(rows, into.shape[1]):
+                block = shard.vectors[rows[a:b]]
+                _release(shard.mm)
+                finite = finite and bool(np.isfinite(block).all())
+                into[idx[a:b]] = block
+            if not finite:
                 bad.append(int(s))
-            _release(shard.mm)
         return bad
 
     def reject(self, sid: int, why: str) -> None:
@@ -519,6 +527,24 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _blocks(rows: np.ndarray, d: int) -> list[tuple[int, int]]:
+    """Split sorted row numbers into runs that fall in at most ``_WINDOWS`` 2 MiB windows of the file.
+
+    Reading one row maps far more than the row (fault-around, large page-cache folios: ~1-2 MiB here), so
+    the mapping is released after each run: a run of neighbouring rows is one read, scattered rows are read
+    a few at a time, and either way the mapped memory stays near ``_WINDOWS`` x 2 MiB.
+    """
+    window = (rows * (4 * d)) >> 21
+    if not len(window):
+        return []
+    new = np.empty(len(window), dtype=bool)
+    new[0], new[1:] = True, window[1:] != window[:-1]
+    block = (np.cumsum(new) - 1) // _WINDOWS
+    cuts = np.flatnonzero(np.diff(block)) + 1
+    edges = [0, *cuts.tolist(), len(rows)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _as_keys(keys: np.ndarray) -> np.ndarray:
@@ -823,9 +849,10 @@ def _assemble(cache, sid, row, fresh, shape, out):
     result = None if out is not None else np.empty(shape, dtype=np.float32)
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(_NpyWriter(out, shape)) if out is not None else None
+        scratch = np.empty((min(n, _GATHER), d), dtype=np.float32) if result is None else None  # reused: no new pages
         for start in range(0, n, _GATHER):
             stop = min(n, start + _GATHER)
-            buf = result[start:stop] if result is not None else np.empty((stop - start, d), dtype=np.float32)
+            buf = result[start:stop] if result is not None else scratch[:stop - start]
             if fresh is not None:
                 buf[:] = fresh[row[start:stop]]
             else:

@@ -229,3 +229,17 @@ def test_import_does_not_load_torch():
     code = "import sys, projector.embed; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False", "False"]
+
+
+def test_a_key_in_two_shards_is_read_once(tmp_path, fake, monkeypatch):
+    """Two processes that encoded the same texts leave them in two shards: one index entry each."""
+    cache = tmp_path / "cache"
+    c = embed_mod._open_cache(cache, FAKE)
+    keys = embed_mod._keys(FAKE, None, TEXTS)
+    vecs = np.stack([fake_vec(t, 8) for t in TEXTS])
+    c.put(keys, vecs)
+    c.put(keys[::-1].copy(), vecs[::-1].copy())
+    embed_mod._caches.clear()
+    monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
+    assert np.array_equal(embed(TEXTS, FAKE, cache_dir=cache, show_progress=False), vecs)
+    assert len(embed_mod._open_cache(cache, FAKE)._build_index()[0]) == 3
