@@ -8,8 +8,11 @@
     p.encode_queries(["how do I ...?"])            # loads the recorded encoder (torch) and applies the template
 
 Projecting precomputed embeddings imports neither torch nor sentence-transformers. Loading checks the
-format version, the file checksum, every tensor's shape, and the encoder: ``load(path, encoder=...)``
-with another encoder than the one recorded is an ArtifactError, not silently wrong scores.
+format version, the type and range of every field it uses, the file checksum, every tensor's shape, dtype and
+finiteness, and the encoder: ``load(path, encoder=...)`` with another encoder than the one recorded is an
+ArtifactError, not silently wrong scores. Any damage to the folder is an ArtifactError naming the file
+(tests/test_loader_properties.py); inputs of the wrong shape or with NaN/inf are a DataError naming the side,
+the shape or the rows.
 """
 from __future__ import annotations
 
@@ -52,12 +55,25 @@ class Projection:
                 f"path={str(self.path)!r})")
 
     def _check(self, emb, what: str) -> np.ndarray:
-        x = np.asarray(emb, dtype=np.float32)
+        try:
+            x = np.asarray(emb)
+            if x.dtype.kind not in "fiub":  # complex would lose its imaginary part, strings and objects are no vectors
+                raise TypeError(f"dtype {x.dtype}")
+            x = x.astype(np.float32)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{what} must be a numeric array of shape (n, {self.dim}), got {type(emb).__name__} "
+                            f"({str(e)[:80]})") from e
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DataError(f"{what} must have shape (n, {self.dim}) for encoder {self.encoder}, got {x.shape}; "
                             "embed with the encoder recorded in projector.json")
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise DataError(f"{what} contain NaN/inf (row{'s' if len(rows) > 1 else ''} "
+                            f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''} of {len(x)}); "
+                            "check the texts and the encoder")
         return _unit(x)  # the projection was trained on L2-normalised encoder vectors
 
     def project_queries(self, emb) -> np.ndarray:
@@ -102,50 +118,94 @@ class Projection:
         return self.project_documents(self._embed(texts, self.templates.get("document")))
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _read_meta(path: Path) -> dict:
     mpath = path / "projector.json"
     if not mpath.is_file():
         raise ArtifactError(f"{mpath} not found: pass the folder written by python -m projector.train")
     try:
-        meta = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{mpath} is corrupt ({e}); re-export it with python -m projector.train") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"{mpath} is not a projector projection (format {meta.get('format')!r})"
-                            if isinstance(meta, dict) else f"{mpath} is not a JSON object")
-    if meta.get("format_version") not in SUPPORTED_VERSIONS:
-        raise ArtifactError(f"{mpath} has format_version {meta.get('format_version')!r}; this projector reads "
+        meta = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+        raise ArtifactError(f"{mpath} is corrupt ({type(e).__name__}: {str(e)[:120]}); re-export it with "
+                            "python -m projector.train") from e
+    except OSError as e:
+        raise ArtifactError(f"cannot read {mpath} ({e}); check its permissions") from e
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{mpath} is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{mpath} is not a projector projection (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not _is_int(version) or version not in SUPPORTED_VERSIONS:
+        raise ArtifactError(f"{mpath} has format_version {version!r}; this projector reads "
                             f"{SUPPORTED_VERSIONS}: upgrade projector or re-train")
-    missing = [k for k in ("encoder", "dim", "rank", "mode") if k not in meta]
-    if missing or meta["mode"] not in ("asymmetric", "symmetric"):
-        raise ArtifactError(f"{mpath}: missing or invalid fields {missing or ['mode']}; re-export it")
+    problems = []
+    if not (isinstance(meta.get("encoder"), str) and meta["encoder"]):
+        problems.append(f"'encoder' must be the encoder's name, got {meta.get('encoder')!r}")
+    if not (_is_int(meta.get("dim")) and meta["dim"] >= 1):
+        problems.append(f"'dim' must be a positive integer, got {meta.get('dim')!r}")
+    elif not (_is_int(meta.get("rank")) and 1 <= meta["rank"] <= meta["dim"]):
+        problems.append(f"'rank' must be an integer in [1, dim], got {meta.get('rank')!r}")
+    if meta.get("mode") not in ("asymmetric", "symmetric"):
+        problems.append(f"'mode' must be 'asymmetric' or 'symmetric', got {meta.get('mode')!r}")
+    if meta.get("normalize", "both") not in ("both", "query", "none"):
+        problems.append(f"'normalize' must be 'both', 'query' or 'none', got {meta.get('normalize')!r}")
+    if meta.get("input_normalisation", "l2") != "l2":
+        problems.append(f"'input_normalisation' must be 'l2', got {meta.get('input_normalisation')!r}")
+    templates = meta.get("templates")
+    if templates is not None and not (isinstance(templates, dict) and set(templates) <= {"query", "document"}
+                                      and all(v is None or isinstance(v, str) for v in templates.values())):
+        problems.append(f"'templates' must be {{'query': str|null, 'document': str|null}}, got {templates!r}")
+    for key in ("encoder_source",):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            problems.append(f"'{key}' must be a string or null, got {meta[key]!r}")
+    if meta.get("rewrite") is not None and not isinstance(meta["rewrite"], dict):
+        problems.append(f"'rewrite' must be an object or null, got {meta['rewrite']!r}")
+    files = meta.get("files")
+    if files is not None and not (isinstance(files, dict) and isinstance(files.get("model.safetensors"), str)):
+        problems.append(f"'files' must hold the sha256 of model.safetensors, got {files!r}")
+    if problems:
+        raise ArtifactError(f"{mpath}: {'; '.join(str(p)[:160] for p in problems)}; re-export it")
     return meta
 
 
 def _read_tensors(path: Path, meta: dict) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
     fpath = path / "model.safetensors"
     if not fpath.is_file():
         raise ArtifactError(f"{fpath} not found; the folder is incomplete: re-export it")
+    try:
+        data = fpath.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"cannot read {fpath} ({e}); check its permissions") from e
     expected = (meta.get("files") or {}).get("model.safetensors")
-    if expected and hashlib.sha256(fpath.read_bytes()).hexdigest() != expected:
+    if expected and hashlib.sha256(data).hexdigest() != expected:
         raise ArtifactError(f"{fpath} does not match the checksum in projector.json (corrupt or edited); re-export it")
     try:
-        t = load_file(str(fpath))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ArtifactError(f"{fpath} is not a readable safetensors file ({e}); re-export it") from e
+        t = load(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError, MemoryError) as e:
+        raise ArtifactError(f"{fpath} is not a readable safetensors file ({str(e)[:160]}); re-export it") from e
     d, k = meta["dim"], meta["rank"]
     names = ("W_q", "W_a") if meta["mode"] == "asymmetric" else ("W",)
     want = {**{n: (k, d) for n in names}, "scale": (1,), "bias": (1,)}
+    if "M" in t:
+        want["M"] = (d, d)
     for name, shape in want.items():
         if name not in t:
             raise ArtifactError(f"{fpath} lacks tensor {name!r} needed by a {meta['mode']} projection; re-export it")
         if t[name].shape != shape:
             raise ArtifactError(f"{fpath}: {name} has shape {t[name].shape}, projector.json says {shape}; re-export it")
+        if t[name].dtype.kind != "f":
+            raise ArtifactError(f"{fpath}: {name} has dtype {t[name].dtype}, expected floats; re-export it")
         if not np.isfinite(t[name]).all():
             raise ArtifactError(f"{fpath}: {name} contains NaN/inf; re-train")
+    if not t["scale"][0] > 0:
+        raise ArtifactError(f"{fpath}: scale is {t['scale'][0]}, must be > 0 (a negative scale reverses every "
+                            "ranking); re-export it")
     return {n: v.astype(np.float32) for n, v in t.items()}
 
 
