@@ -20,17 +20,19 @@ identity (``encoder.txt`` names it, ``meta.json`` records the dimension d) / ``s
 holding ``keys.npy`` (n, 16) uint8 digests and ``vectors.npy`` (n, d) float32, uncompressed, so the vectors
 are memory-mapped (``np.load(path, mmap_mode="r")`` reads them too) and reading the cache never loads every
 vector into RAM: only the 16-byte keys are held, in one sorted index. A shard is written into a temporary
-folder and renamed into place when complete, never pickled. Shards of the previous format
-(``shard-<hex>.npz``, keys + vectors in one file) are converted on first sight. Past 32 shards, the
-smallest are merged (streamed, chunk by chunk). A shard that cannot be read, whose key and vector counts
-differ, whose vectors have another dimension than the encoder's, or (found when its vectors are used) that
-holds NaN/inf, is ignored with a warning naming it: its texts are encoded again.
+folder and renamed into place when complete; nothing is pickled. Shards of the previous format
+(``shard-<hex>.npz``, keys + vectors in one file) are converted on first sight. Past 32 shards, an embed()
+call ends by merging the smallest (streamed, chunk by chunk). A shard that cannot be read, whose key and
+vector counts differ, whose vectors have another dimension than ``meta.json`` (or the encoder, once loaded)
+says, or (found when its vectors are read) that holds NaN/inf, is ignored with a warning naming it: its texts
+are encoded again, and the next merge deletes it.
 
 Scale: ``embed(..., out=path)`` writes the (n, d) result front to back into a ``.npy`` (temporary name,
-renamed when complete, plus a ``<out>.json`` sidecar with the fingerprint of the keys) and returns it
-memory-mapped, so peak memory is one chunk, not n x d; the same call again reuses the file.
-``workers=N`` / ``devices=[...]`` (or more than one visible CUDA device) encode the misses with
-sentence-transformers' own multi-process pool; ``with encoding_pool(...)`` keeps one pool for many calls.
+renamed when complete, then a ``<out>.json`` sidecar with the fingerprint of the keys) and returns it
+memory-mapped: peak memory is one chunk plus ~100 bytes a text (keys and index), not n x d x 4 bytes; the
+same call again reuses the file. ``workers=N`` / ``devices=[...]`` (or more than one visible CUDA device)
+encode the misses with sentence-transformers' own multi-process pool (not for fewer than ``_POOL_MIN``
+misses: starting workers takes seconds); ``with encoding_pool(...)`` keeps one pool for many calls.
 
 This module imports only numpy at import time; torch and sentence-transformers load on first use, so
 ``projector.loader`` can use ``encoder_identity`` without torch.
@@ -38,6 +40,7 @@ This module imports only numpy at import time; torch and sentence-transformers l
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -708,6 +711,8 @@ class _Encoder:
         self.plan = shared if shared is not None and (shared.pool is not None or n_missing >= _POOL_MIN) else None
         if self.plan is not None and self.plan.targets() is None:
             self.plan = None
+        if self.plan is None and devices and len(devices) == 1:  # one device: encode here, on it
+            self.device = devices[0]
 
     @property
     def chunk(self) -> int:
@@ -782,6 +787,11 @@ def embed(texts: list[str], encoder: str | None = None, *, template: str | None 
         reused = _reuse_out(out, fingerprint, n)
         if reused is not None:
             return reused
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # left by a killed writer
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > 3600:  # (one being written is modified constantly)
+                    stale.unlink()
     cache = None if cache_dir is False else _open_cache(Path(cache_dir or default_cache_dir()), identity)
     enc = None
     fresh_keys, fresh = np.empty(0, dtype=_KEY), None  # cache_dir=False: this call's vectors, in RAM
