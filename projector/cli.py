@@ -125,6 +125,7 @@ def run(main_fn, stage: str, argv=None) -> int:
         line = _machine_failure(e, stage, argv)  # also when a ProjectorError wraps one ("cannot read ... (OOM)")
         if line is None and not isinstance(e, ProjectorError):
             raise
-        print(line or f"projector.{stage}: error: {e}", file=sys.stderr)
+        message = re.sub(r"\s*\n\s*", " ", str(e)).strip()  # one line, also when it quotes a multi-line library text
+        print(line or f"projector.{stage}: error: {message}", file=sys.stderr)
         return 2
     return 0

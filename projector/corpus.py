@@ -213,11 +213,12 @@ def approx_token_count(text: str) -> int:
     return int(len(text.split()) * 1.3) + 1
 
 
-def tokenizer_token_counter(encoder_path: str) -> Callable[[str], int]:
-    """Count tokens with the encoder's own tokenizer (loaded from a local folder: no download)."""
+def tokenizer_token_counter(encoder_path: str, local_files_only: bool = False) -> Callable[[str], int]:
+    """Count tokens with the encoder's own tokenizer (a local folder, or with ``local_files_only`` a name in the
+    local Hugging Face cache: no download)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(encoder_path)
+    tok = AutoTokenizer.from_pretrained(encoder_path, local_files_only=local_files_only)
     tok.model_max_length = 10**9  # we count long texts on purpose; silence the "too long" warning
 
     def count(text: str) -> int:

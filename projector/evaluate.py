@@ -375,8 +375,8 @@ def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str |
     for p in paths:
         if not (Path(p) / "projector.json").is_file():
             raise ArtifactError(f"--model {p}: no projector.json; give a folder written by projector.train")
-        meta.append(json.loads((Path(p) / "projector.json").read_text()))
-        proj = projector.load(p)
+        proj = projector.load(p)  # checks projector.json and the weights before anything reads them
+        meta.append(proj.meta)
         t = getattr(proj, "templates", None) or meta[-1].get("templates") or {}
         name = Path(p).resolve().name
         while name in names:

