@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from projector.cli import run as run_cli
-from projector.embed import embed, encoder_identity
+from projector.embed import embed, encoder_identity, encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json, write_text
 from projector.projection import (Projection, cca, closed_form, labelled_pair_loss, pair_logits,
@@ -80,11 +80,15 @@ class TrainConfig:
     # several times faster than oversubscribed cores (measured: 12 vs 70-150 ms per step at load 6 on 2 cores)
     seed: int = 0  # the same command and seed give the same matrices
     cache_dir: str | None = None  # embedding cache; None: $PROJECTOR_CACHE_DIR or ~/.cache/projector/embeddings
+    encode_workers: int | None = None  # encode with N processes (sentence-transformers' pool); None: 1 per GPU if >1
+    encode_devices: str | None = None  # comma list for the encoding pool, e.g. "cuda:0,cuda:1"
+    mmap_embeddings: bool = False  # stream embeddings to OUT/embeddings/*.npy and train from memory maps (CPU, > RAM)
     sentence_transformers: bool = True  # also write OUT/sentence-transformers/ (copies the encoder, ~90 MB)
 
     def fingerprint(self) -> str:
         """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
-        skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs",
+        skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs", "encode_workers",
+                "encode_devices", "mmap_embeddings",
                 "calibration_hard_negatives", "calibration_random_negatives"}  # after the loop: resume still fine
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -193,17 +197,28 @@ class Data:
     val: dict  # {"q": (m, d), "docs": (N, d), "relevant": list[set[int]], "pairs": (a, b, y) | None}
 
 
+def _embedder(cfg: TrainConfig):
+    """embed() as this run uses it: cached; with --mmap-embeddings each array streams to OUT/embeddings/NAME.npy
+    and comes back memory-mapped (on CPU the tensors stay backed by those files, so pairs sets larger than RAM
+    train; every torchrun rank maps the same files)."""
+    def e(texts, template, name: str) -> torch.Tensor:
+        out = Path(cfg.out) / "embeddings" / f"{name}.npy" if cfg.mmap_embeddings else None
+        return torch.from_numpy(embed(texts, cfg.encoder, template=template, cache_dir=cfg.cache_dir, out=out))
+    return e
+
+
 def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
-    e = lambda texts, tpl: torch.from_numpy(embed(texts, cfg.encoder, template=tpl, cache_dir=cfg.cache_dir))
+    e = _embedder(cfg)
     tr = pairs.splits["train"]
     if pairs.task == "qa":
-        corpus = e(pairs.passage_texts, cfg.document_template)                      # (N, d)
+        corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
-        data = Data(corpus.to(device), e(tr["query"], cfg.query_template).to(device),
+        data = Data(corpus.to(device), e(tr["query"], cfg.query_template, "train-query").to(device),
                     torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None, {})
     else:
-        data = Data(None, e(tr["text_a"], cfg.query_template).to(device), None,
-                    e(tr["text_b"], cfg.document_template).to(device), torch.tensor(tr["label"], device=device), {})
+        data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
+                    e(tr["text_b"], cfg.document_template, "train-b").to(device),
+                    torch.tensor(tr["label"], device=device), {})
     data.val = retrieval_split(pairs, "validation", cfg, data.corpus, device)
     for name, t in (("train", data.q), ("validation", data.val["q"])):
         if not torch.isfinite(t).all():
@@ -216,15 +231,15 @@ def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Te
 
     qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
     """
-    e = lambda texts, tpl: torch.from_numpy(embed(texts, cfg.encoder, template=tpl, cache_dir=cfg.cache_dir))
+    e = _embedder(cfg)
     cols = pairs.splits[split]
     if pairs.task == "qa":
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
         keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(cols["query"]))[:cfg.val_max_queries])
         pos = [index[str(cols["passage_id"][i])] for i in keep]
-        return {"q": e([cols["query"][i] for i in keep], cfg.query_template).to(device), "docs": corpus,
-                "relevant": [{p} for p in pos], "pos": torch.tensor(pos, device=device), "pairs": None}
-    a, b = e(cols["text_a"], cfg.query_template), e(cols["text_b"], cfg.document_template)
+        return {"q": e([cols["query"][i] for i in keep], cfg.query_template, f"{split}-query").to(device),
+                "docs": corpus, "relevant": [{p} for p in pos], "pos": torch.tensor(pos, device=device), "pairs": None}
+    a, b = e(cols["text_a"], cfg.query_template, f"{split}-a"), e(cols["text_b"], cfg.document_template, f"{split}-b")
     val = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in _pairs_retrieval(cols, a, b).items()}
     val["pairs"] = (a.to(device), b.to(device), torch.tensor(cols["label"], device=device))
     return val
@@ -692,7 +707,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     started = time.time()
     if ddp is not None and not ddp.main:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
-    data = embed_pairs(pairs, cfg, device)
+    devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
+    with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
+        data = embed_pairs(pairs, cfg, device)
     if ddp is not None and ddp.main:
         ddp.barrier()
     embed_seconds = time.time() - started
@@ -783,6 +800,8 @@ def _check_config(cfg: TrainConfig) -> None:
                                  ("--init", cfg.init, ("identity", "closed-form"))):
         if value not in allowed:
             raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
+    if cfg.encode_workers is not None and cfg.encode_workers < 1:
+        raise ProjectorError(f"--encode-workers must be >= 1, got {cfg.encode_workers}")
     for name, value, low in (("--batch-size", cfg.batch_size, 2), ("--epochs", cfg.epochs, 1),
                              ("--patience", cfg.patience, 1), ("--hard-negatives", cfg.hard_negatives, 0),
                              ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1),

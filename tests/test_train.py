@@ -211,3 +211,20 @@ def test_cli_error_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("projector.train: error:")
     assert "Traceback" not in r.stderr
+
+
+def test_memory_mapped_embeddings_train_the_same_model(qa_pairs, tmp_path):
+    """--mmap-embeddings: arrays stream to OUT/embeddings/*.npy and training reads them through memory maps;
+    the matrices are the same as from in-memory arrays."""
+    from safetensors.numpy import load_file
+
+    from projector.train import train
+
+    train(pairs=str(qa_pairs), out=str(tmp_path / "ram"), **FAST)
+    train(pairs=str(qa_pairs), out=str(tmp_path / "mmap"), mmap_embeddings=True, encode_workers=2, **FAST)
+    names = sorted(p.name for p in (tmp_path / "mmap" / "embeddings").glob("*.npy"))
+    assert names == ["corpus.npy", "test-query.npy", "train-query.npy", "validation-query.npy"]
+    assert np.load(tmp_path / "mmap" / "embeddings" / "corpus.npy").shape == (2 * len(ITEMS), 384)
+    ram, mm = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("ram", "mmap"))
+    for k in ram:
+        np.testing.assert_array_equal(mm[k], ram[k], err_msg=k)
