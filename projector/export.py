@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.files import remove_stale_temps, write_bytes, write_json
+from projector.files import write_bytes, write_json
 
 FORMAT = "projector.projection"
 FORMAT_VERSION = 1
@@ -102,9 +102,7 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
     tensors = model.tensors()
     tensors["M"] = folded_matrix(tensors)
     data = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    for name in ("model.safetensors", "projector.json"):
-        remove_stale_temps(out / name)  # left by an earlier export that was killed mid-write
-    write_bytes(out / "model.safetensors", canonical_safetensors(data))  # atomic, fsynced, mode 0644 per umask
+    write_bytes(out / "model.safetensors", canonical_safetensors(data))  # atomic, fsynced, mode per umask
 
     st = None
     if cfg.sentence_transformers:

@@ -27,7 +27,8 @@ def naming(path):
 
 def write_bytes(path, data: bytes) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    remove_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
     try:
         with naming(path), open(tmp, "wb") as f:
             f.write(data)
@@ -38,18 +39,33 @@ def write_bytes(path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid < 2**22  # another user's live process; an absurd "pid" is no process
+    return True
+
+
 def remove_stale_temps(path) -> list[Path]:
-    """Delete the temporary files that killed writers of ``path`` left beside it; return them.
+    """Delete the temporary files that dead writers of ``path`` left beside it; return them.
 
     SIGKILL (or a power cut) skips the ``finally`` of write_bytes, so a write interrupted at the wrong moment
-    leaves ``.<name>.<hex>.tmp`` behind: harmless, but each one as large as the file. Call this before writing
-    ``path`` again from the one process that owns its folder.
+    leaves ``.<name>.<pid>-<hex>.tmp`` behind: harmless, but each one as large as the file. write_bytes calls
+    this before every write; a temp file whose writer is still running (another process writing the same
+    file) is left alone. Names without a pid (``.<name>.<hex>.tmp``, older versions) count as dead.
     """
     path = Path(path)
-    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-    for p in stale:
+    stale = []
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = p.name[len(path.name) + 2:-len(".tmp")].partition("-")
+        if pid[1] and pid[0].isdigit() and _alive(int(pid[0])):
+            continue
         p.unlink(missing_ok=True)
-    return stale
+        stale.append(p)
+    return sorted(stale)
 
 
 def write_text(path, text: str) -> None:

@@ -260,14 +260,16 @@ def test_train_out_of_memory_says_what_to_lower_then_rerun_completes(train_refer
     assert (out / "projector.json").exists()
 
 
-@pytest.mark.parametrize("kind", ["python", "numpy", "torch"])
+@pytest.mark.parametrize("kind", ["python", "numpy", "torch", "cuda"])
 def test_allocation_failures_are_one_line(kind, tmp_path):
-    """Each kind of allocation failure, raised for real under RLIMIT_AS, through projector.cli.run."""
+    """Each kind of allocation failure, raised for real under RLIMIT_AS, through projector.cli.run. CUDA's is the
+    exception torch raises (torch.OutOfMemoryError), since there is no GPU here to fill."""
     alloc = {"python": "bytearray(1 << 34)", "numpy": "__import__('numpy').ones(1 << 32)",
-             "torch": "__import__('torch').ones(1 << 32)"}[kind]
+             "torch": "__import__('torch').ones(1 << 32)",
+             "cuda": "raise __import__('torch').OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')"}[kind]
     code = textwrap.dedent(f"""
         import resource, sys
-        import numpy{', torch' if kind == 'torch' else ''}
+        import numpy{', torch' if kind in ('torch', 'cuda') else ''}
         from projector.cli import run
         resource.setrlimit(resource.RLIMIT_AS, (1 << 33, resource.RLIM_INFINITY))
         def main(argv):

@@ -17,13 +17,26 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_file(tmp_path):
 
 
 def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
-    from projector.files import remove_stale_temps
+    import os
+    import subprocess
+    import sys
 
-    for name in (".model.safetensors.0a1b.tmp", ".model.safetensors.ff.tmp", ".other.json.0a.tmp", "model.safetensors"):
+    from projector.files import remove_stale_temps, write_text
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()   # a pid that has exited
+    names = [f".model.safetensors.{dead}-0a1b.tmp",            # a writer that was killed
+             ".model.safetensors.ff.tmp",                       # the format before pids: no owner to ask
+             f".model.safetensors.{os.getpid()}-cc.tmp",        # a live writer (this process): left alone
+             ".other.json.0a.tmp", "model.safetensors"]
+    for name in names:
         (tmp_path / name).write_bytes(b"x")
     removed = remove_stale_temps(tmp_path / "model.safetensors")
-    assert [p.name for p in removed] == [".model.safetensors.0a1b.tmp", ".model.safetensors.ff.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.0a.tmp", "model.safetensors"]
+    assert [p.name for p in removed] == sorted(names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+    (tmp_path / f".log.jsonl.{dead}-99.tmp").write_bytes(b"torn")
+    write_text(tmp_path / "log.jsonl", "a\n")  # every atomic write sweeps its own file's dead temps
+    assert not (tmp_path / f".log.jsonl.{dead}-99.tmp").exists() and (tmp_path / "log.jsonl").read_text() == "a\n"
 
 
 def test_model_safetensors_bytes_do_not_depend_on_the_metadata_order():
