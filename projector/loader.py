@@ -32,7 +32,10 @@ log = logging.getLogger("projector.loader")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Rows scaled to length 1 (zero rows stay zero); norms in float64, so that huge float32 rows do not
+    overflow to inf and come out as zeros."""
+    n = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
 class Projection:

@@ -135,7 +135,8 @@ def test_truncated_weights_are_refused(artifacts, scratch, mode, frac, checksum)
 def test_flipped_bytes_are_refused_or_harmless(artifacts, scratch, mode, checksum, data):
     path = scratch(artifacts[mode])
     f = path / "model.safetensors"
-    raw = bytearray(f.read_bytes())
+    original = f.read_bytes()
+    raw = bytearray(original)
     header = 8 + int.from_bytes(raw[:8], "little")
     # half of the flips in the 8-byte length and the JSON header, where they do the most varied damage
     where = data.draw(st.lists(st.one_of(st.integers(0, header - 1), st.integers(0, len(raw) - 1)), min_size=1,
@@ -146,7 +147,7 @@ def test_flipped_bytes_are_refused_or_harmless(artifacts, scratch, mode, checksu
     if not checksum:
         unchecked(path)
     result = outcome(path, "model.safetensors")
-    if checksum:
+    if checksum and bytes(raw) != original:  # two flips of one byte can cancel out
         assert result == "refused"  # the sha256 covers every byte
 
 
@@ -275,6 +276,9 @@ def test_inputs_give_finite_projections_or_a_clear_error(artifacts, arr, side):
         return
     assert good_shape and np.isfinite(arr).all()
     assert z.shape == (arr.reshape(-1, D).shape[0], p.rank) and np.isfinite(z).all()
+    # normalize "both": every row that is not (numerically) zero comes out with length 1, however large
+    big = np.abs(arr.reshape(-1, D).astype(np.float64)).max(axis=1, initial=0) > 1e-6
+    assert np.allclose(np.linalg.norm(z[big], axis=1), 1, atol=1e-4)
 
 
 @pytest.mark.parametrize("bad", [[["a"] * D], "text", None, {"x": 1}, [[1.0] * D, [1.0] * (D - 1)],
