@@ -179,8 +179,8 @@ def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
             labels = set(cols["label"])
             if not labels <= {0, 1}:
                 raise DataError(f"{dpath}/{split}: column 'label' must hold 0/1, found {sorted(labels)[:5]}")
-            if split == "train" and len(labels) < 2:
-                raise DataError(f"{dpath}/train: column 'label' has a single class {labels}; the model needs both "
+            if split in ("train", "validation") and len(labels) < 2:  # validation: NDCG and calibration need both
+                raise DataError(f"{dpath}/{split}: column 'label' has a single class {labels}; the model needs both "
                                 "similar (1) and dissimilar (0) pairs: widen the candidate pairs in generate")
 
 
@@ -220,9 +220,14 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
                     e(tr["text_b"], cfg.document_template, "train-b").to(device),
                     torch.tensor(tr["label"], device=device), {})
     data.val = retrieval_split(pairs, "validation", cfg, data.corpus, device)
-    for name, t in (("train", data.q), ("validation", data.val["q"])):
-        if not torch.isfinite(t).all():
-            raise DataError(f"{name} embeddings contain NaN/inf; check the texts and --encoder")
+    sides = {"train queries": data.q, "validation queries": data.val["q"], "corpus passages": data.corpus,
+             "train text_b": data.b}
+    if data.val.get("pairs") is not None:
+        sides["validation text_b"] = data.val["pairs"][1]
+    for name, t in sides.items():
+        if t is not None and not torch.isfinite(t).all():
+            rows = (~torch.isfinite(t).all(dim=1)).nonzero().flatten()[:5].tolist()
+            raise DataError(f"{name}: embeddings of rows {rows} contain NaN/inf; check those texts and --encoder")
     return data
 
 

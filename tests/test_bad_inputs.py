@@ -1,7 +1,6 @@
 """Bad inputs across the stages: single-class labels, NaN/inf embeddings, embeddings of another encoder or
 dimension, an encoder that does not exist. Each is one clear error naming what to change; where the current
-behaviour is right the test pins it. Two need a change in projector/train.py (marked xfail, strict: they
-fail loudly once train.py is fixed, then the marker goes)."""
+behaviour is right the test pins it."""
 from __future__ import annotations
 
 import json
@@ -52,8 +51,6 @@ def test_single_class_train_split_is_refused(tmp_path, label):
         load_pairs(with_labels(tmp_path / "p", "train", label))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="train.py _check_rows checks only the train split (fix in the issue 6 report)")
 @pytest.mark.parametrize("label", [0, 1])
 def test_single_class_validation_split_is_refused(tmp_path, label):
     """All-0 validation: NDCG@10 is 0 for every candidate, cosine is exported with a misleading warning.
@@ -100,8 +97,6 @@ def test_nan_or_inf_query_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch
         train(pairs=str(qa_pairs), out=str(tmp_path / "m"), **{**FAST, "epochs": 1})
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="train.py embed_pairs checks only the query sides (fix in the issue 6 report); "
-                                       "today: RuntimeError 'value cannot be converted to type float without overflow'")
 @pytest.mark.parametrize("task,marker", [("qa", "Recipe:"), ("qa", "Song lyrics"), ("pairs", "was great")])
 def test_nan_document_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch, task, marker):
     from projector.train import train
