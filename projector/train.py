@@ -42,7 +42,7 @@ from torch import nn
 from projector.cli import run as run_cli
 from projector.embed import embed, encoder_identity, encoding_pool
 from projector.errors import DataError, ProjectorError
-from projector.files import write_json, write_text
+from projector.files import write_bytes, write_json, write_text
 from projector.projection import (Projection, cca, closed_form, labelled_pair_loss, pair_logits,
                                   principal_directions, sigmoid_loss, symmetric_closed_form)
 
@@ -224,11 +224,16 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
              "train text_b": data.b}
     if data.val.get("pairs") is not None:
         sides["validation text_b"] = data.val["pairs"][1]
+    _check_finite(sides)
+    return data
+
+
+def _check_finite(sides: dict) -> None:
+    """{name: (n, d) tensor or None}: a DataError naming the side and the first bad rows."""
     for name, t in sides.items():
         if t is not None and not torch.isfinite(t).all():
             rows = (~torch.isfinite(t).all(dim=1)).nonzero().flatten()[:5].tolist()
             raise DataError(f"{name}: embeddings of rows {rows} contain NaN/inf; check those texts and --encoder")
-    return data
 
 
 def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Tensor | None, device) -> dict:
@@ -573,7 +578,7 @@ class _nullcontext:
 
 def _save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
     """One safetensors file (weights, best weights, AdamW moments; loop state as JSON metadata), atomic."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     t = {f"model.{n}": p.detach() for n, p in model.named_parameters()}
@@ -583,9 +588,14 @@ def _save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg
         for k, v in opt.state.get(p, {}).items():
             t[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
     meta = {"state": json.dumps(state), "config": cfg.fingerprint()}
-    tmp = ckpt_dir / f".state.{os.getpid()}.tmp"
-    save_file({k: v.float().contiguous().cpu() for k, v in t.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, ckpt_dir / "state.safetensors")
+    # files.write_bytes: atomic and fsynced, mode per umask (save_file made 0600 files), a full disk is an OSError
+    # naming this file (save_file's Rust writer raised a SafetensorError with the OS error as text), and the
+    # temp file of a run killed mid-write is swept by the next write. Temp files of the save_file this replaces
+    # (".state.<pid>.tmp", safetensors' own ".tmpXXXXXX") were never swept: drop them too.
+    for stale in [*ckpt_dir.glob(".state.*.tmp"), *ckpt_dir.glob(".tmp*")]:
+        stale.unlink(missing_ok=True)
+    write_bytes(ckpt_dir / "state.safetensors",
+                save({k: v.float().contiguous().cpu() for k, v in t.items()}, metadata=meta))
 
 
 def _load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):
@@ -776,6 +786,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     test = None
     if "test" in pairs.splits and pairs.splits["test"][_COLUMNS[pairs.task][0]]:
         split = retrieval_split(pairs, "test", cfg, data.corpus, device)
+        _check_finite({"test queries": split["q"], "test text_b": split["pairs"][1] if split["pairs"] else None})
         if len(split["q"]):
             test = {name: validate(scorers[name], data, cfg.batch_size, split) for name in (baseline, selected)}
             test = {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}

@@ -167,8 +167,7 @@ def crash_and_resume(seed: int, phases: list[str], reference, env, tmp_path) -> 
     assert same_meta
     assert len(log_rows(out)) == EPOCHS
     # A kill mid-write leaves a temp file; files.write_bytes sweeps those of dead writers on the next write.
-    # checkpoint/ is exempt while _save_checkpoint uses safetensors' save_file (its own .tmpXXXXXX, never swept).
-    assert not [p for p in leftovers if not p.startswith("checkpoint/")], leftovers
+    assert not leftovers, leftovers
     assert files == sorted(p.relative_to(ref).as_posix() for p in ref.rglob("*") if not p.name.startswith("."))
 
 
