@@ -416,6 +416,16 @@ class Embedder:
         return self._memo[key]
 
 
+def _probability_fields(res: dict, hist: dict, scorer, ev, y: np.ndarray) -> None:
+    """A row's reliability diagram and probabilities, or the note that a cosine/baseline score has none."""
+    if has_probability(scorer):
+        p = ev.scores(scorer, fn="probability")
+        res["reliability"] = reliability(np.clip(p, 0, 1), y)
+        hist["probability"] = p
+    else:
+        res["calibration_note"] = "no probability: a cosine/baseline score is not a probability"
+
+
 def evaluate_retrieval(cfg: EvalConfig, data: RetrievalData, rows: list[Row], emb: Embedder) -> dict:
     q0, d0 = emb(data.queries, None), emb(data.corpus, None)
     ev = RetrievalEvaluator(q0, d0, data.qrels)
@@ -434,12 +444,7 @@ def evaluate_retrieval(cfg: EvalConfig, data: RetrievalData, rows: list[Row], em
                "ci95": {m: bootstrap_ci(pq[m], cfg.bootstrap, cfg.seed) for m in RETRIEVAL_HEADLINE},
                "calibration": {k: v for k, v in cal.items() if k not in ("roc_auc", "average_precision")},
                "pair_auc": cal["roc_auc"]}
-        if has_probability(r.scorer):
-            p = pe.scores(r.scorer, fn="probability")
-            res["reliability"] = reliability(np.clip(p, 0, 1), y)
-            hist[r.name]["probability"] = p
-        else:
-            res["calibration_note"] = "no probability: a cosine/baseline score is not a probability"
+        _probability_fields(res, hist[r.name], r.scorer, pe, y)
         results.append(res)
     for res in results:
         diffs = {m: per_query[res["name"]][m] - per_query["cosine"][m] for m in RETRIEVAL_HEADLINE}
@@ -471,12 +476,7 @@ def evaluate_pairs(cfg: EvalConfig, pairs: str, split: str, rows: list[Row], emb
         hist[r.name] = {"scores": scores[r.name][0], "labels": ya}
         res = {"name": r.name, "kind": r.kind, **({"model": r.info} if r.info else {}), "metrics": {k: m[k] for k in PAIR_HEADLINE + ["threshold"]},
                "calibration": {k: v for k, v in m.items() if k not in PAIR_HEADLINE + ["threshold"]}}
-        if has_probability(r.scorer):
-            p = ev.scores(r.scorer, fn="probability")
-            res["reliability"] = reliability(np.clip(p, 0, 1), ya)
-            hist[r.name]["probability"] = p
-        else:
-            res["calibration_note"] = "no probability: a cosine/baseline score is not a probability"
+        _probability_fields(res, hist[r.name], r.scorer, ev, ya)
         results.append(res)
     n = len(ya)
     for res in results:
