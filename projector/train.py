@@ -24,6 +24,7 @@ Embeddings are cached on disk (``projector.embed``): training twice embeds nothi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -360,15 +362,11 @@ class Distributed:
         return torch.cat([part[:n] for part, n in zip(parts.chunk(self.world), sizes)])
 
     def broadcast(self, obj):
-        import torch.distributed as dist
-
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def barrier(self) -> None:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -378,8 +376,6 @@ class _GatherWithGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, rank, world):                                            # (m, k) -> (world * m, k)
-        import torch.distributed as dist
-
         ctx.rank, ctx.rows = rank, len(z)
         parts = [torch.empty_like(z) for _ in range(world)]
         dist.all_gather(parts, z.contiguous())
@@ -387,8 +383,6 @@ class _GatherWithGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        import torch.distributed as dist
-
         grad = grad.contiguous()
         dist.all_reduce(grad)                                                    # sum over every rank's loss
         return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
@@ -400,8 +394,6 @@ def init_distributed(device: str = "auto") -> Distributed | None:
     if world <= 1:
         return None
     import datetime
-
-    import torch.distributed as dist
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device)
@@ -470,8 +462,7 @@ def _batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tens
             extra = ddp.share(extra)
     if data.pos is None:  # labelled pairs: the labels themselves, row by row
         za, zb, _, s, b = step(data.q[rows], data.b[rows])
-        loss = F.binary_cross_entropy_with_logits(s * (za * zb).sum(-1) + b, data.y[rows].to(za.dtype),
-                                                  reduction="sum") / len(idx)
+        loss = labelled_pair_loss(s * (za * zb).sum(-1) + b, data.y[rows]) * len(rows) / len(idx)  # sum / B
         return loss if ddp is None else loss * ddp.world
     pos = data.pos[rows]                                                         # (b,)
     zq, zd, zn, s, b = step(data.q[rows], data.corpus[pos],
@@ -510,7 +501,7 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
     hard = None
     if cfg.hard_negatives and data.pos is not None:
         hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     n = len(data.q)
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch, started, total = state["epoch"] + 1, time.time(), 0.0
@@ -530,8 +521,6 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
                         if name in anchor:
                             p.sub_(cfg.lr * cfg.identity_decay * (p - anchor[name]))
             if ddp is not None:  # the logged loss is the whole batch's: the ranks' shares summed
-                import torch.distributed as dist
-
                 shares = loss.detach().clone()
                 dist.all_reduce(shares)
                 total += shares.item() / ddp.world
@@ -566,14 +555,6 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
         for name, p in model.named_parameters():
             p.copy_(best_params[name])
     return state
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
@@ -749,8 +730,6 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]), ddp=ddp)
     train_seconds = time.time() - started
     if ddp is not None:
-        import torch.distributed as dist
-
         dist.barrier()  # without it gloo can abort a rank that tears down while the other still talks to it
         dist.destroy_process_group()
         if not ddp.main:
