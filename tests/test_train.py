@@ -228,3 +228,36 @@ def test_memory_mapped_embeddings_train_the_same_model(qa_pairs, tmp_path):
     ram, mm = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("ram", "mmap"))
     for k in ram:
         np.testing.assert_array_equal(mm[k], ram[k], err_msg=k)
+
+
+def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
+    """Platt scaling of s, b on validation pairs sampled like projector.evaluate's: the probabilities become
+    calibrated (ECE falls well below training's in-batch s, b) and W is untouched, so rankings do not change."""
+    import torch
+
+    from projector.evaluate import calibration, sample_calibration_pairs
+    from projector.projection import Projection
+    from projector.train import Data, TrainConfig, calibrate
+
+    g = torch.Generator().manual_seed(0)
+    corpus = torch.nn.functional.normalize(torch.randn(400, 32, generator=g), dim=-1)
+    pos = torch.arange(0, 400, 2)                                                  # 200 validation queries
+    q = torch.nn.functional.normalize(corpus[pos] + 0.6 * torch.randn(200, 32, generator=g), dim=-1)
+    data = Data(corpus, q, pos, None, None, {"q": q, "docs": corpus, "relevant": [{int(p)} for p in pos],
+                                             "pos": pos, "pairs": None})
+    cfg = TrainConfig(pairs="-", out="-")
+    model = Projection(32, 32, "asymmetric")                                       # s = 20, b = -10: uncalibrated
+    W = model.W_q.detach().clone()
+
+    top = (q @ corpus.T).topk(21, dim=1).indices.numpy()
+    qi, di, y = sample_calibration_pairs(top, data.val["relevant"], 400, 5, 5, cfg.seed)
+    def ece():
+        with torch.no_grad():
+            return calibration(torch.sigmoid(model(q[qi], corpus[di]).diagonal()).numpy(), y)["ece@15"]
+
+    before = ece()
+    fit = calibrate(model, data, cfg)
+    assert fit["pairs"] == len(y) and fit["positives"] == 200
+    assert fit["ece@15"] == pytest.approx(ece(), abs=1e-6)
+    assert ece() < 0.05 < before
+    assert torch.equal(model.W_q, W)
