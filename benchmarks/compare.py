@@ -409,7 +409,7 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
         if ref and x.get("cost", {}).get("wall_s") and x["kind"] != "baseline":
             x["time_vs_projector"] = round(x["cost"]["wall_s"] / ref["cost"]["wall_s"], 2)
     result = {"set": name, "data": rep["data"], "info": info, "rows": out_rows,
-              "cosine_ndcg@10": cos["metrics"]["ndcg@10"], "config": dataclasses.asdict(cfg),
+              "cosine_ndcg@10": cos["metrics"]["ndcg@10"], "config": recorded_config(cfg),
               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     result["targets"] = targets(result)
     return result
@@ -498,6 +498,16 @@ def markdown(res: dict) -> str:
               "", "Targets:", ""]
     lines += [f"- {'MET' if t['met'] else 'MISSED'}: {t['target']}: {t['detail']}" for t in res["targets"]]
     return "\n".join(lines) + "\n"
+
+
+def recorded_config(cfg: CompareConfig) -> dict:
+    """The settings as a result records them: a folder inside the repo relative to it (``benchmarks/pairs``),
+    so that committed results name no machine's paths; a folder elsewhere as it was given."""
+    rec = dataclasses.asdict(cfg)
+    for key in ("pairs_root", "out", "work"):
+        if rec[key] is not None and Path(rec[key]).resolve().is_relative_to(REPO):
+            rec[key] = Path(rec[key]).resolve().relative_to(REPO).as_posix()
+    return rec
 
 
 def write(res: dict, out: Path) -> None:

@@ -449,6 +449,8 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, t
         counts["positives"] = sum(r["label"] for r in rows)
     return {
         "format": "projector.pairs", "format_version": FORMAT_VERSION, "task": cfg.task,
+        # The corpus as the user gave it, never resolved: the manifest travels with the pairs (into a repo, to
+        # another machine), so a relative --corpus stays relative; the fingerprint says which content it was.
         "corpus": str(cfg.corpus), "corpus_fingerprint": corpus_fp,
         # A re-run that had nothing left to ask never connects: name what the records were made with.
         "model": model_name or prev.get("model") or next((r["model"] for r in recs), None),
