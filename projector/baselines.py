@@ -108,7 +108,7 @@ class Whitening(Baseline):
     diag(1/sqrt(λ_k+eps))`` keeping the top ``n_components`` (BERT-whitening, Su et al. 2021). Full-rank PCA
     whitening is ZCA up to a rotation, so it ranks identically; PCA is only distinct when truncated.
     ``eps`` is added to the eigenvalues of the covariance of unit vectors (total variance <= 1); 0.01
-    whitens only partially, which measured best on nq-wiki (RESEARCH.md).
+    whitens only partially, which measured best on nq-wiki (docs/research.md).
     """
 
     def __init__(self, method: str = "zca", eps: float = 0.01, n_components: int | None = None):

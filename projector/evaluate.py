@@ -2,8 +2,9 @@
 
     python -m projector.evaluate --model runs/proj --pairs runs/pairs                 # the pairs' test split
     python -m projector.evaluate --model runs/a --model runs/b --pairs runs/pairs --split validation
-    python -m projector.evaluate --model runs/proj --beir ../shared/benchmarks/faq-perl-debian --pairs runs/pairs
-    python -m projector.evaluate --beir ../shared/benchmarks/faq-perl-debian         # baselines only
+    python -m projector.evaluate --model runs/proj --beir benchmarks/data/faq-perl-debian --pairs runs/pairs
+    python -m projector.evaluate --beir benchmarks/data/faq-perl-debian    # baselines only
+    (a real-query set in BEIR layout; python benchmarks/build.py faq-perl-debian writes that one)
 
 Inputs: trained projection folders (``--model``, repeatable: one row each), and either a pairs dataset
 (``--pairs``, from ``projector.generate``) or a BEIR folder (``--beir``: corpus.jsonl, queries.jsonl,

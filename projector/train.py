@@ -8,7 +8,7 @@ train/validation/test). Task ``qa`` trains the asymmetric model on (query, passa
 negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
 against false negatives) and random negatives; task ``pairs`` trains the symmetric model on the labels.
 
-Recipe (RESEARCH.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
+Recipe (docs/research.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
 learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
 through the same validation: the frozen-cosine start ("cosine"), the ridge closed form, regularised CCA
 (asymmetric qa, from 4·d training pairs), and the trained model; the best by NDCG@10 is exported. If
