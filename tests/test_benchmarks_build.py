@@ -236,3 +236,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert build.main(["faq-perl-debian", "--out", str(tmp_path / "o"), "--pod-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "lacks perlfaq1.pod" in err and "\n" not in err
+
+
+def _strings(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+    elif isinstance(obj, str):
+        yield obj
+
+
+def test_committed_pairs_and_results_name_no_machine_paths():
+    """The committed benchmark pairs and results travel with every clone: no absolute path of the machine
+    that made them; a pairs folder names its corpus where `python benchmarks/build.py NAME` writes it."""
+    root = build.REPO_ROOT / "benchmarks"
+    files = sorted((root / "pairs").glob("*/manifest.json")) + sorted((root / "pairs").glob("*/config.json")) \
+        + sorted((root / "results").glob("*.json"))
+    assert len(files) >= 2 * len(build.NAMES) + len(build.NAMES)
+    for f in files:
+        for s in _strings(json.loads(f.read_text(encoding="utf-8"))):
+            assert not (s.startswith(("/", "~")) or s[1:3] in (":\\", ":/") or "../" in s), f"{f}: {s!r}"
+    for name in build.NAMES:
+        want = (Path(build.DATA_DIR) / name / "corpus.jsonl").relative_to(build.REPO_ROOT).as_posix()
+        for f in ("manifest.json", "config.json"):
+            assert json.loads((root / "pairs" / name / f).read_text(encoding="utf-8"))["corpus"] == want

@@ -73,7 +73,7 @@ def test_missing_pairs_are_skipped_with_a_reason(tmp_path):
 def test_train_pairs_cap_and_subset(tmp_path):
     from datasets import load_from_disk
 
-    from projector.train import load_pairs
+    from projector.pairs import load_pairs
 
     src = make_pairs(tmp_path / "pairs")
     pairs = load_pairs(src)
@@ -118,7 +118,19 @@ def test_evaluate_all_table_targets_and_files(tmp_path):
     compare.write(res, tmp_path / "out")
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert "| method | NDCG@10 |" in md and "not installed" in md and ("MET" in md or "MISSED" in md)
-    assert json.loads((tmp_path / "out" / "tiny.json").read_text())["set"] == "tiny"
+    written = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert written["set"] == "tiny" and written["config"]["pairs_root"] == "benchmarks/pairs"   # no machine path
+
+
+def test_results_record_repo_folders_relative_to_the_repo(tmp_path):
+    """A committed NAME.json must not carry the absolute paths of the machine that wrote it."""
+    rec = compare.recorded_config(compare.CompareConfig())   # the defaults: folders inside the repo
+    assert rec["pairs_root"] == "benchmarks/pairs" and rec["out"] == "benchmarks/results" and rec["work"] is None
+    inside = compare.recorded_config(compare.CompareConfig(work=str(compare.REPO / "runs" / "bench")))
+    assert inside["work"] == "runs/bench"
+    elsewhere = compare.recorded_config(compare.CompareConfig(out=str(tmp_path / "out")))
+    assert elsewhere["out"] == str(tmp_path / "out")   # outside the repo: as given
+    assert elsewhere["sets"] == ["faq-perl-debian", "nq-wiki"] and elsewhere["bootstrap"] == 1000
 
 
 def test_scaling_child_in_a_subprocess():
