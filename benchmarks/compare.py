@@ -244,7 +244,8 @@ def subset_pairs(src: Path, dst: Path, rows: list[tuple[str, str]]) -> Path:
 
 def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
     from benchmarks_build import benchmark_dir
-    from projector.embed import embed, encoder_source
+    from projector.embed import embed
+    from projector.encoder import encoder_source
     from projector.train import load_pairs
 
     pairs_dir = Path(cfg.pairs_root) / name

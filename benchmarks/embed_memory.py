@@ -61,17 +61,17 @@ def child(mode: str, root: str, n: int, out_dir: str, shuffle: str) -> None:
 def build(root: Path, n: int, d: int, chunk: int = 65536) -> float:
     import numpy as np
 
-    from projector import embed as E
+    from projector.cache import cache_keys, open_cache
 
     t = time.perf_counter()
-    cache = E._open_cache(root, IDENTITY)
+    cache = open_cache(root, IDENTITY)
     rng = np.random.default_rng(0)
     all_texts = texts(n)
     for start in range(0, n, chunk):
         part = all_texts[start:start + chunk]
         v = rng.standard_normal((len(part), d), dtype=np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        cache.put(E._keys(IDENTITY, None, part), v)
+        cache.put(cache_keys(IDENTITY, None, part), v)
     return time.perf_counter() - t
 
 

@@ -1,4 +1,4 @@
-"""Encoding throughput: one process against sentence-transformers' multi-process pool (projector.embed).
+"""Encoding throughput: one process against sentence-transformers' multi-process pool (projector.pool).
 
     python benchmarks/encode_workers.py                       # 1 vs 2 workers, 1,000 short texts, 300 passages
     python benchmarks/encode_workers.py --workers 1,2,4 --oversubscribed
@@ -64,9 +64,10 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from projector import embed as E
+    from projector.embed import embed
+    from projector.pool import cores as usable_cores, encoding_pool
 
-    cores = E._cores()
+    cores = usable_cores()
     short, long_ = short_texts(args.short), passages(args.passages)
     print(f"{len(short)} short texts (mean {np.mean([len(t) for t in short]):.0f} chars), {len(long_)} passages "
           f"(mean {np.mean([len(t) for t in long_]):.0f} chars); {cores} cores, torch {torch.__version__}, "
@@ -84,13 +85,13 @@ def main(argv=None) -> None:
     for workers, threads in settings:
         label = f"{workers} process, {threads} threads" if workers == 1 else f"{workers} workers x {threads} threads"
         if workers == 1:
-            fn = functools.partial(E.embed, workers=1, **kw)
+            fn = functools.partial(embed, workers=1, **kw)
             fn(short[:64])  # warm-up (loads the model)
             rows.append((label, 0.0, rate(fn, short, args.repeat), rate(fn, long_, args.repeat)))
             reference = fn(short[:64])
         else:
-            fn = functools.partial(E.embed, **kw)  # the block's pool encodes
-            with E.encoding_pool(None, workers=workers, device="cpu", threads_per_worker=threads) as plan:
+            fn = functools.partial(embed, **kw)  # the block's pool encodes
+            with encoding_pool(None, workers=workers, device="cpu", threads_per_worker=threads) as plan:
                 t = time.perf_counter()
                 plan.start()
                 x = fn(short[:64])  # warm-up: the first chunks wait for the workers to load

@@ -370,7 +370,7 @@ def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str |
     (projector.json ``encoder_source``); its identity must match every model's recorded ``encoder``.
     """
     import projector
-    from projector.embed import encoder_identity
+    from projector.encoder import encoder_identity
 
     rows, names, meta = [], set(), []
     for p in paths:
@@ -537,7 +537,7 @@ def run(cfg: EvalConfig) -> dict:
         result = evaluate_retrieval(cfg, data, rows, emb)
     else:
         result = evaluate_pairs(cfg, cfg.pairs, cfg.split, rows, emb)
-    from projector.embed import encoder_identity
+    from projector.encoder import encoder_identity
 
     result["encoder"] = encoder_identity(encoder)
     result["config"] = dataclasses.asdict(cfg)

@@ -164,7 +164,7 @@ def write_sentence_transformers(path: Path, model, encoder: str | None, query_te
     import torch
     from torch import nn
 
-    from projector.embed import load_encoder
+    from projector.encoder import load_encoder
 
     try:
         from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router

@@ -540,7 +540,7 @@ def _token_counter(encoder: str | None):
     """Count tokens with the encoder's tokenizer: the bundled one, a local folder, or a name in the local
     Hugging Face cache. A name that is none of these is an error (it used to fall back silently to an
     approximate count, sizing every passage for an encoder that train would then fail to load)."""
-    from projector.embed import encoder_source
+    from projector.encoder import encoder_source
 
     path = encoder_source(encoder)  # the bundled folder for None (ProjectorError if its package is missing)
     if os.path.isdir(path):

@@ -98,7 +98,8 @@ class Projection:
         return 1.0 / (1.0 + np.exp(-self.score(q_emb, d_emb)))
 
     def _embed(self, texts, template):
-        from projector.embed import embed, encoder_dim, encoder_identity, load_encoder
+        from projector.embed import embed
+        from projector.encoder import encoder_dim, encoder_identity, load_encoder
 
         source = self._encoder_source
         if encoder_identity(source) != self.encoder:
@@ -221,7 +222,7 @@ def load(path, encoder=None) -> Projection:
     meta = _read_meta(path)
     tensors = _read_tensors(path, meta)
     if encoder is not None:
-        from projector.embed import encoder_identity
+        from projector.encoder import encoder_identity
 
         ident = encoder_identity(encoder)
         if ident != meta["encoder"]:

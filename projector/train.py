@@ -42,7 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from projector.cli import run as run_cli
-from projector.embed import embed, encoder_identity, encoding_pool
+from projector.embed import embed
+from projector.encoder import encoder_identity
+from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_bytes, write_json, write_text
 from projector.projection import (Projection, cca, closed_form, labelled_pair_loss, pair_logits,

@@ -124,7 +124,8 @@ def test_evaluate_refuses_a_model_of_another_encoder(qa_pairs, tmp_path):
 def test_a_model_of_another_dimension_names_the_shapes(qa_pairs, tmp_path):
     """projector.json claims the bundled encoder, the weights are 8-d: scoring 384-d vectors says so."""
     import projector
-    from projector.embed import BUNDLED_NAME, embed
+    from projector.embed import embed
+    from projector.encoder import BUNDLED_NAME
     from projector.evaluate import parse_args, run
     from test_loader_properties import build
 

@@ -1,5 +1,6 @@
-"""projector.embed: the bundled encoder offline, identities, the content-keyed memory-mapped cache,
-streaming output (out=) and sentence-transformers' multi-process pool."""
+"""projector.embed and what it stands on: the bundled encoder offline and identities (projector.encoder), the
+content-keyed memory-mapped cache (projector.cache), streaming output (out=) and sentence-transformers'
+multi-process pool (projector.pool)."""
 import hashlib
 import logging
 import os
@@ -7,12 +8,17 @@ import os
 import numpy as np
 import pytest
 
+import projector.cache as cache_mod
 import projector.embed as embed_mod
-from projector.embed import BUNDLED_NAME, apply_template, embed, encoder_identity
-from projector.errors import DataError
+import projector.pool as pool_mod
+from projector.cache import cache_keys, clear_open_caches, open_cache
+from projector.embed import embed
+from projector.encoder import BUNDLED_NAME, apply_template, encoder_identity, encoder_source
+from projector.errors import DataError, ProjectorError
+from projector.pool import PoolPlan
 
 TEXTS = ["How do I open a file?", "Use open() with a context manager.", "Lists are mutable sequences."]
-FAKE = "fake-encoder"  # not a folder: its identity is the name itself; load_encoder is replaced below
+FAKE = "fake-encoder"  # not a folder: its identity is the name itself; embed's load_encoder is replaced below
 
 
 def fake_vec(text: str, d: int) -> np.ndarray:
@@ -52,7 +58,7 @@ def shard_dirs(root):
 
 def test_bundled_identity_is_stable():
     assert encoder_identity(None) == BUNDLED_NAME
-    assert encoder_identity(embed_mod.encoder_source(None)) == BUNDLED_NAME  # the same weights by folder
+    assert encoder_identity(encoder_source(None)) == BUNDLED_NAME  # the same weights by folder
 
 
 def test_embed_shapes_normalised_and_cached(tmp_path, monkeypatch):
@@ -64,7 +70,7 @@ def test_embed_shapes_normalised_and_cached(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.npz"))
 
     monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
-    embed_mod._caches.clear()  # a new process: reads the shard from disk
+    clear_open_caches()  # a new process: reads the shard from disk
     y = embed(TEXTS[::-1], cache_dir=tmp_path, show_progress=False)  # order does not matter: keyed on content
     assert np.array_equal(x[::-1], y)
 
@@ -83,16 +89,16 @@ def test_two_workers_equal_one(monkeypatch):
     texts = [f"{w} number {i} is about {'files ' * (i % 5)}python" for i, w in
              enumerate(["sentence", "question", "passage", "note"] * 10)]
     one = embed(texts, cache_dir=False, workers=1, batch_size=8, show_progress=False)
-    monkeypatch.setattr(embed_mod, "_POOL_MIN", 0)
+    monkeypatch.setattr(pool_mod, "POOL_MIN", 0)
     pools = []
-    stop = embed_mod._PoolPlan.stop
+    stop = PoolPlan.stop
 
     def spy(plan):
         if plan.pool is not None:
             pools.append((plan.targets(), [p.pid for p in plan.pool["processes"]]))
         stop(plan)
 
-    monkeypatch.setattr(embed_mod._PoolPlan, "stop", spy)
+    monkeypatch.setattr(PoolPlan, "stop", spy)
     two = embed(texts, cache_dir=False, workers=2, batch_size=8, show_progress=False)
     assert two.shape == one.shape == (40, 384)
     np.testing.assert_allclose(two, one, atol=1e-5)
@@ -104,13 +110,13 @@ def test_two_workers_equal_one(monkeypatch):
 
 
 def test_pool_plan_devices(monkeypatch):
-    plan = embed_mod._PoolPlan
+    plan = PoolPlan
     assert plan(None, 3, None, "cpu").targets() == ["cpu"] * 3
     assert plan(None, 1, None, None).targets() is None
     assert plan(None, None, ["cuda:0", "cuda:1"], None).targets() == ["cuda:0", "cuda:1"]
     assert plan(None, 4, ["cuda:0", "cuda:1"], None).targets() == ["cuda:0", "cuda:1"] * 2
     assert plan(None, None, None, "cpu").targets() is None  # auto: a pool only for several CUDA devices
-    with pytest.raises(embed_mod.ProjectorError, match=">= 1"):
+    with pytest.raises(ProjectorError, match=">= 1"):
         plan(None, 0, None, None)
 
 
@@ -122,7 +128,7 @@ def test_out_streams_to_a_memmap_equal_to_the_in_memory_result(tmp_path, fake, m
     assert shard_dirs(cache) and not list(cache.rglob("*.npz"))
 
     monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
-    monkeypatch.setattr(embed_mod, "_GATHER", 700)  # several chunks
+    monkeypatch.setattr(embed_mod, "GATHER_ROWS", 700)  # several chunks
     out = tmp_path / "x.npy"
     y = embed(texts, FAKE, cache_dir=cache, show_progress=False, out=out)
     assert isinstance(y, np.memmap) and y.flags.writeable  # copy-on-write: torch.from_numpy takes it silently
@@ -132,8 +138,7 @@ def test_out_streams_to_a_memmap_equal_to_the_in_memory_result(tmp_path, fake, m
 
     # the same call again: the finished file is reused without reading the cache
     opened = []
-    real_open = embed_mod._open_cache
-    monkeypatch.setattr(embed_mod, "_open_cache", lambda *a: opened.append(a) or real_open(*a))
+    monkeypatch.setattr(embed_mod, "open_cache", lambda *a: opened.append(a) or open_cache(*a))
     z = embed(texts, FAKE, cache_dir=cache, show_progress=False, out=out)
     assert isinstance(z, np.memmap) and np.array_equal(z, x) and not opened
     # other texts into the same out: rewritten, not reused
@@ -151,11 +156,11 @@ def test_out_without_cache_and_empty(tmp_path, fake):
 def test_old_npz_shards_are_converted(tmp_path, fake, monkeypatch):
     """A cache written by the previous version (shard-*.npz) still answers, and is rewritten as .npy."""
     cache = tmp_path / "cache"
-    folder = embed_mod._Cache(cache, FAKE).dir
-    keys = embed_mod._keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
+    folder = open_cache(cache, FAKE).dir
+    keys = cache_keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
     old = np.stack([fake_vec(t, 8) for t in TEXTS])
     np.savez(folder / "shard-0123abcd.npz", keys=keys, vectors=old)
-    embed_mod._caches.clear()
+    clear_open_caches()
     monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
     assert np.array_equal(embed(TEXTS, FAKE, cache_dir=cache, show_progress=False), old)
     assert not list(folder.glob("*.npz")) and (folder / "shard-0123abcd" / "vectors.npy").exists()
@@ -172,8 +177,8 @@ def test_bad_shard_is_ignored_with_a_warning_and_recomputed(tmp_path, fake, capl
     cache = tmp_path / "cache"
     good = ["kept 1", "kept 2"]
     embed(good, FAKE, cache_dir=cache, show_progress=False)  # a valid shard (and meta.json: d = 8)
-    folder = embed_mod._open_cache(cache, FAKE).dir
-    keys = embed_mod._keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
+    folder = open_cache(cache, FAKE).dir
+    keys = cache_keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
     vectors = np.stack([fake_vec(t, 8) for t in TEXTS])
     if fault == "dimension":
         vectors = vectors[:, :5].copy()
@@ -185,9 +190,9 @@ def test_bad_shard_is_ignored_with_a_warning_and_recomputed(tmp_path, fake, capl
     if fault == "truncated":
         path = folder / "shard-bad" / "vectors.npy"
         path.write_bytes(path.read_bytes()[:-10])
-    embed_mod._caches.clear()  # a new process
+    clear_open_caches()  # a new process
     fake.encoded.clear()
-    with caplog.at_level(logging.WARNING, logger="projector.embed"):
+    with caplog.at_level(logging.WARNING, logger="projector.cache"):
         x = embed(TEXTS + good, FAKE, cache_dir=cache, show_progress=False)
     assert np.isfinite(x).all() and np.allclose(x, np.stack([fake_vec(t, 8) for t in TEXTS + good]), atol=1e-6)
     assert sorted(fake.encoded) == sorted(TEXTS)  # the bad shard's texts, encoded again; the good ones not
@@ -198,35 +203,37 @@ def test_encoder_dimension_overrides_a_wrong_cache(tmp_path, fake, caplog):
     """A cache folder (without meta.json) whose shards all have another dimension than the encoder gives:
     found out as soon as the encoder is loaded for a miss, and recomputed."""
     cache = tmp_path / "cache"
-    folder = embed_mod._open_cache(cache, FAKE).dir
-    keys = embed_mod._keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
+    folder = open_cache(cache, FAKE).dir
+    keys = cache_keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
     _write_shard(folder, "shard-other", keys, np.ones((3, 5), np.float32))
-    embed_mod._caches.clear()
-    with caplog.at_level(logging.WARNING, logger="projector.embed"):
+    clear_open_caches()
+    with caplog.at_level(logging.WARNING, logger="projector.cache"):
         x = embed(TEXTS[:2] + ["new"], FAKE, cache_dir=cache, show_progress=False)
     assert x.shape == (3, 8) and "shard-other" in caplog.text
     assert sorted(fake.encoded) == sorted(TEXTS[:2] + ["new"])
 
 
 def test_many_shards_are_merged(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(embed_mod, "_MAX_SHARDS", 4)
-    monkeypatch.setattr(embed_mod, "_GATHER", 3)
+    monkeypatch.setattr(cache_mod, "MAX_SHARDS", 4)
+    monkeypatch.setattr(cache_mod, "MERGE_ROWS", 3)  # the merge streams in several chunks
+    monkeypatch.setattr(embed_mod, "GATHER_ROWS", 3)
     cache = tmp_path / "cache"
     texts = [f"t{i}" for i in range(14)]
     for i in range(0, 14, 2):
         embed(texts[i:i + 2], FAKE, cache_dir=cache, show_progress=False)
     assert len(shard_dirs(cache)) <= 4
-    embed_mod._caches.clear()
+    clear_open_caches()
     monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
     x = embed(texts, FAKE, cache_dir=cache, show_progress=False)
     assert np.allclose(x, np.stack([fake_vec(t, 8) for t in texts]), atol=1e-6)
 
 
-def test_import_does_not_load_torch():
+@pytest.mark.parametrize("module", ["projector.embed", "projector.encoder", "projector.cache", "projector.pool"])
+def test_import_does_not_load_torch(module):
     import subprocess
     import sys
 
-    code = "import sys, projector.embed; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    code = f"import sys, {module}; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False", "False"]
 
@@ -234,12 +241,12 @@ def test_import_does_not_load_torch():
 def test_a_key_in_two_shards_is_read_once(tmp_path, fake, monkeypatch):
     """Two processes that encoded the same texts leave them in two shards: one index entry each."""
     cache = tmp_path / "cache"
-    c = embed_mod._open_cache(cache, FAKE)
-    keys = embed_mod._keys(FAKE, None, TEXTS)
+    c = open_cache(cache, FAKE)
+    keys = cache_keys(FAKE, None, TEXTS)
     vecs = np.stack([fake_vec(t, 8) for t in TEXTS])
     c.put(keys, vecs)
     c.put(keys[::-1].copy(), vecs[::-1].copy())
-    embed_mod._caches.clear()
+    clear_open_caches()
     monkeypatch.setattr(embed_mod, "load_encoder", no_encoder)
     assert np.array_equal(embed(TEXTS, FAKE, cache_dir=cache, show_progress=False), vecs)
-    assert len(embed_mod._open_cache(cache, FAKE)._build_index()[0]) == 3
+    assert len(open_cache(cache, FAKE)) == 3
