@@ -26,17 +26,18 @@ report.json, config.json and PNG plots; the table is also printed.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from projector import baselines as B
+from projector import cli
+from projector.cli import option
 from projector.errors import ArtifactError, DataError
 
 log = logging.getLogger("projector.evaluate")
@@ -44,18 +45,31 @@ log = logging.getLogger("projector.evaluate")
 
 @dataclass
 class EvalConfig:
-    models: list[str] = field(default_factory=list)  # trained projection folders, one row each
-    pairs: str | None = None        # pairs dataset folder (projector.generate output)
-    split: str = "test"             # split of --pairs to evaluate: test | validation | train
-    corpus: str | None = None       # BEIR corpus.jsonl replacing the pairs' passages.jsonl as retrieval corpus
-    beir: str | None = None         # BEIR folder to evaluate instead of the pairs split
-    encoder: str | None = None      # encoder when no --model is given (None: the default encoder)
-    out: str | None = None          # output folder (see module docstring for the default)
-    hard_negatives: int = 5         # calibration: top-cosine non-relevant passages per query
-    random_negatives: int = 5       # calibration: uniformly drawn non-relevant passages per query
-    bootstrap: int = 1000           # paired bootstrap resamples for the CIs
-    seed: int = 0                   # negative sampling and bootstrap
-    batch_size: int = 64            # encoder batch size
+    models: list[str] = option(default_factory=list, flag="--model",
+                               help="trained projection folder, one row each (repeatable)")
+    pairs: str | None = option(None, help="pairs dataset folder (projector.generate output)")
+    split: str = option("test", choices=("test", "validation", "train"), help="split of --pairs to evaluate")
+    corpus: str | None = option(None, help="BEIR corpus.jsonl to use as the retrieval corpus instead of the pairs' "
+                                           "passages.jsonl")
+    beir: str | None = option(None, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) to evaluate "
+                                         "instead of the pairs split")
+    encoder: str | None = option(None, help="encoder when no --model is given; None: the default encoder")
+    out: str | None = option(None, help="output folder; None: MODEL/eval-SPLIT of the first model, or "
+                                        "runs/eval-NAME")
+    hard_negatives: int = option(5, help="calibration: top-cosine non-relevant passages per query")
+    random_negatives: int = option(5, help="calibration: uniformly drawn non-relevant passages per query")
+    bootstrap: int = option(1000, help="paired bootstrap resamples for the CIs (at least 10)")
+    seed: int = option(0, help="seeds the negative sampling and the bootstrap")
+    batch_size: int = option(64, help="encoder batch size")
+
+
+def _check_config(cfg: EvalConfig) -> None:
+    """Fail before any embedding work, naming the bad value."""
+    for name in ("hard_negatives", "random_negatives"):
+        if getattr(cfg, name) < 0:
+            raise DataError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.bootstrap < 10:
+        raise DataError(f"--bootstrap must be >= 10 resamples, got {cfg.bootstrap}")
 
 
 RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
@@ -518,6 +532,7 @@ def run(cfg: EvalConfig) -> dict:
     """Evaluate every baseline and model; write the report; return report.json's content."""
     from projector import report
 
+    _check_config(cfg)
     if not cfg.pairs and not cfg.beir:
         raise DataError("give --pairs DIR (a projector.generate output) or --beir DIR (a BEIR folder)")
     models, encoder = load_models(cfg.models, cfg.encoder)
@@ -551,36 +566,17 @@ def default_out(cfg: EvalConfig, name: str) -> Path:
     return Path(cfg.models[0]) / f"eval-{name}" if cfg.models else Path("runs") / f"eval-{name}"
 
 
-def parse_args(argv=None) -> EvalConfig:
-    p = argparse.ArgumentParser(prog="python -m projector.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=[], dest="models", help="trained projection folder (repeatable)")
-    p.add_argument("--pairs", help="pairs dataset folder from projector.generate")
-    p.add_argument("--split", default="test", choices=["test", "validation", "train"])
-    p.add_argument("--corpus", help="BEIR corpus.jsonl to use as retrieval corpus instead of passages.jsonl")
-    p.add_argument("--beir", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) to evaluate")
-    p.add_argument("--encoder", help="encoder when no --model is given (default: the default encoder)")
-    p.add_argument("--out", help="output folder (default: MODEL/eval-NAME or runs/eval-NAME)")
-    d = EvalConfig()
-    p.add_argument("--hard-negatives", type=int, default=d.hard_negatives)
-    p.add_argument("--random-negatives", type=int, default=d.random_negatives)
-    p.add_argument("--bootstrap", type=int, default=d.bootstrap)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    a = p.parse_args(argv)
-    for flag in ("hard_negatives", "random_negatives"):
-        if getattr(a, flag) < 0:
-            raise DataError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(a, flag)}")
-    if a.bootstrap < 10:
-        raise DataError(f"--bootstrap must be >= 10 resamples, got {a.bootstrap}")
-    return EvalConfig(**vars(a))
+PROG = "python -m projector.evaluate"
 
 
-def main(argv=None) -> int:
-    """Entry point: a user-fixable error is one line on stderr and exit code 2 (projector.cli)."""
-    from projector.cli import run as cli_run
+def parse_args(argv=None, prog: str = PROG) -> EvalConfig:
+    """EvalConfig from command-line flags, one per field (``projector.cli.parse``)."""
+    return cli.parse(EvalConfig, argv, prog=prog, doc=__doc__)
 
-    return cli_run(lambda a: run(parse_args(a)), "evaluate", argv)
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the stage from the command line; the exit code: 0 done, 2 a user error (one line), 130 interrupted."""
+    return cli.run(lambda a: run(parse_args(a, prog)), "evaluate", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage 1: an LLM writes training pairs from your corpus.
+r"""Stage 1: an LLM writes training pairs from your corpus.
 
     python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs \
         --max-passages 60                              # qa: questions a user would ask, per passage
@@ -22,9 +22,7 @@ split by passage with a fixed seed), parquet/<split>.parquet, manifest.json, con
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
 import hashlib
 import json
 import os
@@ -36,8 +34,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from projector import cli
 from projector import corpus as corpus_mod
-from projector.cli import run as run_cli
+from projector.cli import option
 from projector.errors import DataError, ProjectorError
 from projector.files import naming, read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
@@ -47,44 +46,64 @@ FORMAT_VERSION = 1
 
 @dataclass
 class GenerateConfig:
-    corpus: str  # JSONL/CSV/Parquet file, folder of .txt/.md, or saved datasets folder
-    out: str  # output folder (created; re-running with the same settings resumes)
-    task: str = "qa"  # "qa" (question -> passage) or "pairs" (LLM-judged labelled pairs)
-    text_field: str = "text"  # field holding the text (JSONL/CSV/Parquet/datasets)
-    id_field: str | None = None  # field holding a unique document id; None numbers the rows
-    title_field: str | None = "title"  # optional field holding a title (shown to the LLM)
-    chunk_tokens: int = 200  # passage size in encoder tokens (all-MiniLM-L6-v2 reads at most 256)
-    chunk_overlap: int = 32  # tokens shared by consecutive passages of one document
-    encoder: str | None = None  # encoder whose tokenizer sizes passages (and embeds, for --task pairs)
-    questions_per_passage: int = 2  # qa: questions asked per passage
-    max_passages: int | None = None  # qa: generate for a seeded sample of this many passages (None: all)
-    criterion: str | None = None  # pairs: the sense of similarity the LLM judges, e.g. "same nationality"
-    neighbours: int = 3  # pairs: nearest neighbours per item as candidates (likely positives)
-    random_pairs: int = 2  # pairs: random partners per item (likely negatives)
-    max_items: int | None = None  # pairs: items to draw candidates for (None: all)
-    rewrite: bool = False  # rewrite every passage into plain content first
-    rewrite_prompt_file: str | None = None  # override the rewrite prompt
-    prompt_file: str | None = None  # override the task prompt (string.Template with $passage, $n, ...)
-    base_url: str | None = None  # OpenAI-compatible endpoint; None: OPENAI_BASE_URL or the embedded server
-    model: str | None = None  # model name at that endpoint
-    local_model: str | None = None  # embedded server: a known model name or a path to a .gguf
-    concurrency: int = 4  # requests in flight
-    response_format: str = "auto"  # auto | json_object | json_object+schema | json_schema | none
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 6  # transient faults (429/5xx/time-out) retried per request
-    max_invalid: int = 3  # replies re-asked when not valid JSON / off-schema
-    backoff: float = 1.0  # seconds before the first retry of a transient fault; doubles each time (cap 30 s)
-    temperature: float = 0.7
-    max_tokens: int = 400  # per reply
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_by: str = "passage"  # "passage" or "document": the unit no two splits share
-    seed: int = 0
-    retry_failed: bool = False  # on resume, ask again for requests recorded as failed
-    batch: bool = False  # send requests through the OpenAI Batch API (files + batches) instead of live
-    batch_poll: float = 30.0  # seconds between batch status checks
-    batch_file_only: bool = False  # with --batch: only write the request JSONL (for vLLM's offline run_batch)
-    batch_results: str | None = None  # with --batch: collect results from this JSONL (an offline runner's output)
+    corpus: str = option(help="JSONL/CSV/Parquet file, folder of .txt/.md files, or a saved datasets folder")
+    out: str = option(help="output folder (created; re-running with the same settings resumes)")
+    task: str = option("qa", choices=("qa", "pairs"),
+                       help="qa: questions the LLM writes for each passage (query -> passage); pairs: candidate "
+                            "pairs the LLM labels similar or not in the sense of --criterion")
+    text_field: str = option("text", help="field holding the text (JSONL/CSV/Parquet/datasets)")
+    id_field: str | None = option(None, help="field holding a unique document id; None numbers the rows")
+    title_field: str | None = option("title", help="optional field holding a title (shown to the LLM)")
+    chunk_tokens: int = option(200, help="passage size in encoder tokens (all-MiniLM-L6-v2 reads at most 256)")
+    chunk_overlap: int = option(32, help="tokens shared by consecutive passages of one document")
+    encoder: str | None = option(None, help="sentence-transformers name or folder whose tokenizer sizes passages "
+                                            "(and that embeds, for --task pairs); None: the bundled "
+                                            "all-MiniLM-L6-v2")
+    questions_per_passage: int = option(2, help="qa: questions asked per passage")
+    max_passages: int | None = option(
+        None, help="qa: generate for a seeded sample of this many passages; the sample only grows, so a "
+                   "larger number later keeps what was made (None: all)",
+        unset_by=("--all", "generate for every passage (drops --max-passages)"))
+    criterion: str | None = option(None, help='pairs: the sense of similarity the LLM judges, e.g. "same nationality"')
+    neighbours: int = option(3, help="pairs: nearest neighbours per item under the frozen encoder as candidates "
+                                     "(likely positives)")
+    random_pairs: int = option(2, help="pairs: random partners per item as candidates (likely negatives)")
+    max_items: int | None = option(None, help="pairs: items to draw candidates for, a seeded sample (None: all)")
+    rewrite: bool = option(False, help="first rewrite every passage into plain content (recorded in the manifest, "
+                                       "to be applied the same way in production)")
+    rewrite_prompt_file: str | None = option(None, help="override the rewrite prompt (string.Template with $text)")
+    prompt_file: str | None = option(None, help="override the task prompt (string.Template with $passage, $title, "
+                                                "$n; $text_a, $text_b, $criterion)")
+    base_url: str | None = option(None, help="OpenAI-compatible endpoint (key in OPENAI_API_KEY); None: "
+                                             "OPENAI_BASE_URL, else the embedded llama.cpp server on 127.0.0.1")
+    model: str | None = option(None, help="model name at that endpoint")
+    local_model: str | None = option(None, help="embedded server: a known model name (qwen2.5-coder-1.5b-instruct, "
+                                                "qwen2.5-coder-0.5b-instruct) or a path to a .gguf file; None: "
+                                                "qwen2.5-coder-1.5b-instruct")
+    concurrency: int = option(4, help="requests in flight")
+    response_format: str = option("auto", choices=("auto", "json_object", "json_object+schema", "json_schema", "none"),
+                                  help="how replies are constrained to JSON; auto: json_object+schema on the "
+                                       "embedded server (grammar-constrained), json_object elsewhere")
+    timeout: float = option(120.0, help="seconds per request")
+    max_retries: int = option(6, help="transient faults (429/5xx/time-out/dropped connection) retried per request")
+    max_invalid: int = option(3, help="replies re-asked, with the error named, when not valid JSON or off-schema; "
+                                      "then the request is recorded as failed and the run goes on")
+    backoff: float = option(1.0, help="seconds before the first retry of a transient fault; doubles each time "
+                                      "(cap 30 s; a 429's Retry-After is honoured)")
+    temperature: float = option(0.7, help="sampling temperature of the LLM")
+    max_tokens: int = option(400, help="tokens per reply at most")
+    validation_fraction: float = option(0.1, help="share of --split-by units in the validation split")
+    test_fraction: float = option(0.1, help="share of --split-by units in the test split")
+    split_by: str = option("passage", choices=("passage", "document"),
+                           help="the unit no two splits share (document: all passages of a document together)")
+    seed: int = option(0, help="seeds the passage/item sample, the candidate pairs and the splits")
+    retry_failed: bool = option(False, help="on resume, ask again for requests recorded as failed")
+    batch: bool = option(False, help="send requests through the OpenAI Batch API (files + batches) instead of live")
+    batch_poll: float = option(30.0, help="with --batch: seconds between batch status checks")
+    batch_file_only: bool = option(False, help="with --batch: only write the request JSONL (for vLLM's offline "
+                                               "run_batch)")
+    batch_results: str | None = option(None, help="with --batch: collect results from this JSONL (an offline "
+                                                  "runner's output)")
 
     def settings(self) -> dict:
         """What must match for a re-run to resume the same run (not the endpoint or speed settings).
@@ -606,34 +625,18 @@ class _LLM:
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def parse_args(argv=None) -> GenerateConfig:
-    p = argparse.ArgumentParser(prog="python -m projector.generate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = GenerateConfig(corpus="", out="")
-    p.add_argument("--corpus", required=True, help="JSONL/CSV/Parquet file, folder of .txt/.md, or saved datasets folder")
-    p.add_argument("--out", required=True, help="output folder; re-run the same command to resume")
-    for f in dataclasses.fields(GenerateConfig):
-        if f.name in ("corpus", "out"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help="(default: off)")
-        else:
-            typ = {int: int, float: float}.get(type(default), str)
-            if f.name in ("max_passages", "max_items"):
-                typ = int
-            p.add_argument(flag, type=typ, default=default, help=f"(default: {default})")
-    p.add_argument("--all", action="store_true", help="generate for every passage (drops --max-passages)")
-    args = vars(p.parse_args(argv))
-    if args.pop("all"):
-        args["max_passages"] = None
-    return GenerateConfig(**args)
+PROG = "python -m projector.generate"
 
 
-def main(argv=None) -> None:
-    generate(parse_args(argv))
+def parse_args(argv=None, prog: str = PROG) -> GenerateConfig:
+    """GenerateConfig from command-line flags, one per field (``projector.cli.parse``)."""
+    return cli.parse(GenerateConfig, argv, prog=prog, doc=__doc__)
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the stage from the command line; the exit code: 0 done, 2 a user error (one line), 130 interrupted."""
+    return cli.run(lambda a: generate(parse_args(a, prog)), "generate", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, "generate"))
+    raise SystemExit(main())

@@ -23,7 +23,6 @@ Embeddings are cached on disk (``projector.embed``): training twice embeds nothi
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
@@ -41,13 +40,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from projector.cli import run as run_cli
+from projector import cli
+from projector.cli import option
 from projector.embed import embed
 from projector.encoder import encoder_identity
 from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_bytes, write_json, write_text
-from projector.projection import (Projection, cca, closed_form, labelled_pair_loss, pair_logits,
+from projector.projection import (MODES, NORMALIZE, Projection, cca, closed_form, labelled_pair_loss, pair_logits,
                                   principal_directions, sigmoid_loss, symmetric_closed_form)
 
 log = logging.getLogger("projector.train")
@@ -55,39 +55,55 @@ log = logging.getLogger("projector.train")
 
 @dataclass
 class TrainConfig:
-    pairs: str  # pairs folder written by projector.generate
-    out: str  # output folder (created; re-running the same command resumes)
-    mode: str | None = None  # "asymmetric" | "symmetric"; None: asymmetric for task qa, symmetric for pairs
-    rank: int | None = None  # k <= d output dimensions; None: d (full rank)
-    encoder: str | None = None  # sentence-transformers name or folder; None: bundled all-MiniLM-L6-v2
-    query_template: str | None = None  # e.g. "query: {text}", applied to queries / text_a before embedding
-    document_template: str | None = None  # applied to passages / text_b
-    init: str = "identity"  # "identity" (= cosine at step 0) or "closed-form" (start from the ridge map)
-    ridge: float = 30.0  # closed-form ridge strength (toward the identity); 30-100 measured best
-    normalize: str = "both"  # L2-normalise projected vectors: "both" | "query" (folding exact) | "none"
-    epochs: int = 100  # upper bound: early stopping normally ends far sooner
-    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
-    batch_size: int = 256  # pairs per step; every in-batch (query, other passage) cell is a negative
-    lr: float = 1e-4  # AdamW learning rate (1e-3 overfits within a few epochs)
-    weight_decay: float = 0.0  # AdamW decoupled decay toward zero
-    identity_decay: float = 0.0  # decoupled decay toward the initial weights (identity), per step * lr
-    scale_init: float = 20.0  # initial logit scale s
-    bias_init: float = -10.0  # initial logit bias b
-    hard_negatives: int = 0  # qa: per query, nearest non-positive passages under the frozen encoder
-    hard_negative_margin: float = 0.9  # skip candidates whose cosine to the positive passage exceeds this
-    random_negatives: int = 0  # qa: extra random passages per query and step
-    val_max_queries: int = 2000  # validation queries scored against the whole corpus each epoch
-    calibration_hard_negatives: int = 5  # Platt scaling of s, b on validation: top-cosine non-relevant per query
-    calibration_random_negatives: int = 5  # ... and uniform non-relevant per query (as projector.evaluate samples)
-    device: str = "auto"  # "auto" (cuda, then mps, then cpu) | "cuda" | "mps" | "cpu"
-    threads: int | None = None  # CPU threads for torch; None: torch's default. On a busy machine 1 can be
-    # several times faster than oversubscribed cores (measured: 12 vs 70-150 ms per step at load 6 on 2 cores)
-    seed: int = 0  # the same command and seed give the same matrices
-    cache_dir: str | None = None  # embedding cache; None: $PROJECTOR_CACHE_DIR or ~/.cache/projector/embeddings
-    encode_workers: int | None = None  # encode with N processes (sentence-transformers' pool); None: 1 per GPU if >1
-    encode_devices: str | None = None  # comma list for the encoding pool, e.g. "cuda:0,cuda:1"
-    mmap_embeddings: bool = False  # stream embeddings to OUT/embeddings/*.npy and train from memory maps (CPU, > RAM)
-    sentence_transformers: bool = True  # also write OUT/sentence-transformers/ (copies the encoder, ~90 MB)
+    pairs: str = option(help="pairs folder written by projector.generate")
+    out: str = option(help="output folder (created; re-running the same command resumes)")
+    mode: str | None = option(None, choices=MODES, help="asymmetric (W_q for queries, W_a for passages) or "
+                                                       "symmetric (one W); None: asymmetric for task qa, "
+                                                       "symmetric for pairs")
+    rank: int | None = option(None, help="k <= d output dimensions; None: d (full rank)")
+    encoder: str | None = option(None, help="sentence-transformers name or folder; None: the bundled all-MiniLM-L6-v2")
+    query_template: str | None = option(None, help='e.g. "query: {text}", applied to queries / text_a before '
+                                                   'embedding')
+    document_template: str | None = option(None, help="applied to passages / text_b before embedding")
+    init: str = option("identity", choices=("identity", "closed-form"),
+                       help="identity (= cosine at step 0) or closed-form (start from the ridge map)")
+    ridge: float = option(30.0, help="closed-form ridge strength (toward the identity); 30-100 measured best")
+    normalize: str = option("both", choices=NORMALIZE,
+                            help="L2-normalise projected vectors: both, query (folding into the corpus vectors "
+                                 "is then exact) or none")
+    epochs: int = option(100, help="upper bound: early stopping normally ends far sooner")
+    patience: int = option(5, help="epochs without a better validation NDCG@10 before stopping")
+    batch_size: int = option(256, help="pairs per step; every in-batch (query, other passage) cell is a negative")
+    lr: float = option(1e-4, help="AdamW learning rate (1e-3 overfits within a few epochs)")
+    weight_decay: float = option(0.0, help="AdamW decoupled decay toward zero")
+    identity_decay: float = option(0.0, help="decoupled decay toward the initial weights (identity), per step * lr")
+    scale_init: float = option(20.0, help="initial logit scale s")
+    bias_init: float = option(-10.0, help="initial logit bias b")
+    hard_negatives: int = option(0, help="qa: per query, nearest non-positive passages under the frozen encoder")
+    hard_negative_margin: float = option(0.9, help="skip hard-negative candidates whose cosine to the positive "
+                                                   "passage exceeds this (likely unlabelled positives)")
+    random_negatives: int = option(0, help="qa: extra random passages per query and step")
+    val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
+    calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
+                                                     "non-relevant passages per query")
+    calibration_random_negatives: int = option(5, help="Platt scaling of s, b on validation: uniformly drawn "
+                                                       "non-relevant passages per query (as projector.evaluate "
+                                                       "samples its calibration pairs)")
+    device: str = option("auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    threads: int | None = option(None, help="CPU threads for torch; None: torch's default. On a busy machine 1 can "
+                                            "be several times faster than oversubscribed cores (measured: 12 vs "
+                                            "70-150 ms per step at load 6 on 2 cores)")
+    seed: int = option(0, help="the same command and seed give the same matrices")
+    cache_dir: str | None = option(None, help="embedding cache; None: $PROJECTOR_CACHE_DIR or "
+                                              "~/.cache/projector/embeddings")
+    encode_workers: int | None = option(None, help="encode with N processes (sentence-transformers' pool); None: "
+                                                   "1 per GPU if there is more than one")
+    encode_devices: str | None = option(None, help='comma list of devices for the encoding pool, e.g. '
+                                                   '"cuda:0,cuda:1"')
+    mmap_embeddings: bool = option(False, help="stream embeddings to OUT/embeddings/*.npy and train from memory maps "
+                                               "(CPU; for embeddings larger than RAM)")
+    sentence_transformers: bool = option(True, help="also write OUT/sentence-transformers/ (copies the encoder, "
+                                                    "~90 MB)")
 
     def fingerprint(self) -> str:
         """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
@@ -818,39 +834,17 @@ def _write_log(out: Path, history: list[dict]) -> None:
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def _field_help() -> dict[str, str]:
-    """The comment after each TrainConfig field, so --help and the dataclass never disagree."""
-    import inspect
-    import re
-
-    src = inspect.getsource(TrainConfig)
-    return {m.group(1): m.group(2) for m in re.finditer(r"^    (\w+): [^#\n]*#\s*(.*)$", src, re.M)}
+PROG = "python -m projector.train"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m projector.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    helps = _field_help()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        text = helps.get(f.name, "").replace("%", "%%")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=text)
-            continue
-        kind = {"int | None": int, "int": int, "float": float}.get(str(f.type), str)
-        required = f.default is dataclasses.MISSING
-        p.add_argument(flag, type=kind, required=required, default=None if required else f.default,
-                       help=text if required else f"{text} (default: {f.default})")
-    return p
+def parse_args(argv=None, prog: str = PROG) -> TrainConfig:
+    """TrainConfig from command-line flags, one per field (``projector.cli.parse``)."""
+    return cli.parse(TrainConfig, argv, prog=prog, doc=__doc__)
 
 
-def _main(argv=None) -> None:
-    args = vars(_parser().parse_args(argv))
-    train(TrainConfig(**args))
-
-
-def main(argv=None) -> int:
-    return run_cli(_main, "train", argv)
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the stage from the command line; the exit code: 0 done, 2 a user error (one line), 130 interrupted."""
+    return cli.run(lambda a: train(parse_args(a, prog)), "train", argv)
 
 
 if __name__ == "__main__":
