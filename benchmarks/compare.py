@@ -52,6 +52,8 @@ sys.path.insert(0, str(REPO))
 
 from projector import baselines as B  # noqa: E402
 from projector import evaluate as E  # noqa: E402
+from projector import pairs as P  # noqa: E402
+from projector.vectors import l2_normalise  # noqa: E402
 
 
 @dataclass
@@ -204,7 +206,7 @@ class AdapterScorer:
 
     def score(self, q_emb, d_emb) -> np.ndarray:
         q = np.asarray(q_emb) @ self.W_.T + self.b_                               # (nq, d)
-        return B._normalise(q) @ B._normalise(d_emb).T                            # (nq, nd)
+        return l2_normalise(q) @ l2_normalise(d_emb).T                            # (nq, nd)
 
 
 # ---------------------------------------------------------------------------------------------- one set
@@ -212,7 +214,7 @@ class AdapterScorer:
 
 def pairs_ready(folder: Path) -> str | None:
     """None when FOLDER is a finished pairs folder, else why not."""
-    if not (folder / "manifest.json").is_file() or not (folder / "dataset").is_dir():
+    if not (folder / P.MANIFEST).is_file() or not (folder / P.DATASET).is_dir():
         return f"{folder} has no manifest.json + dataset/ (generation not finished): skipped"
     return None
 
@@ -232,13 +234,13 @@ def subset_pairs(src: Path, dst: Path, rows: list[tuple[str, str]]) -> Path:
 
     from datasets import DatasetDict, load_from_disk
 
-    dd = load_from_disk(str(src / "dataset"))
+    dd = load_from_disk(str(src / P.DATASET))
     keep = {r for r in rows}
     idx = [i for i, (q, p) in enumerate(zip(dd["train"]["query"], dd["train"]["passage_id"])) if (q, str(p)) in keep]
     dst.mkdir(parents=True, exist_ok=True)
-    for f in ("manifest.json", "passages.jsonl"):
+    for f in (P.MANIFEST, P.PASSAGES):
         shutil.copy(src / f, dst / f)
-    DatasetDict({**dd, "train": dd["train"].select(idx)}).save_to_disk(str(dst / "dataset"))
+    DatasetDict({**dd, "train": dd["train"].select(idx)}).save_to_disk(str(dst / P.DATASET))
     return dst
 
 
@@ -246,14 +248,13 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
     from benchmarks_build import benchmark_dir
     from projector.embed import embed
     from projector.encoder import encoder_source
-    from projector.train import load_pairs
 
     pairs_dir = Path(cfg.pairs_root) / name
     why = pairs_ready(pairs_dir)
     if why:
         print(f"[{name}] {why}", flush=True)
         return None
-    pairs = load_pairs(pairs_dir)
+    pairs = P.load_pairs(pairs_dir)
     beir = E.load_beir(str(benchmark_dir(name)))
     ecfg = E.EvalConfig(bootstrap=cfg.bootstrap, seed=cfg.seed)
     emb = E.Embedder(None, 64)

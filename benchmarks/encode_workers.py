@@ -36,8 +36,9 @@ def short_texts(n: int) -> list[str]:
 
 
 def passages(n: int) -> list[str]:
-    path = REPO / "benchmarks" / "pairs" / "faq-perl-debian" / "passages.jsonl"
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()[:n]]
+    from projector.pairs import read_passages
+
+    return [p.text for p in read_passages(REPO / "benchmarks" / "pairs" / "faq-perl-debian" / "passages.jsonl")[:n]]
 
 
 def rate(fn, texts, repeat: int) -> float:

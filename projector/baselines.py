@@ -18,11 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from projector.errors import DataError
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from projector.vectors import l2_normalise
 
 
 def _check_2d(x, what: str) -> np.ndarray:
@@ -47,7 +43,7 @@ class Baseline:
 
     def fit(self, corpus: np.ndarray, queries: np.ndarray | None = None, positives: np.ndarray | None = None):
         corpus = _check_2d(corpus, "corpus embeddings")
-        self._fit(_normalise(corpus) if self.cosine else corpus, queries, positives)
+        self._fit(l2_normalise(corpus) if self.cosine else corpus, queries, positives)
         self.dim_ = corpus.shape[1]
         return self
 
@@ -69,7 +65,7 @@ class Baseline:
         x = self._check_fitted(emb)
         if not self.cosine:
             return x
-        return _normalise((_normalise(x) - self.mean_) @ self.components_)   # (n, k)
+        return l2_normalise((l2_normalise(x) - self.mean_) @ self.components_)   # (n, k)
 
     def project_documents(self, emb: np.ndarray) -> np.ndarray:
         return self.project_queries(emb)
@@ -181,8 +177,8 @@ class ClosedForm(Baseline):
 
         if queries is None or positives is None:
             raise DataError("the closed form needs training pairs (queries, positives); pass --pairs")
-        q = _normalise(_check_2d(queries, "training queries"))
-        p = _normalise(_check_2d(positives, "training positives"))
+        q = l2_normalise(_check_2d(queries, "training queries"))
+        p = l2_normalise(_check_2d(positives, "training positives"))
         self.mean_ = np.zeros(q.shape[1], dtype=np.float32)
         if self.symmetric:
             self.components_ = symmetric_closed_form(q, p, self.ridge).T        # (d, k)
@@ -192,7 +188,7 @@ class ClosedForm(Baseline):
     def project_documents(self, emb: np.ndarray) -> np.ndarray:
         if self.symmetric:
             return self.project_queries(emb)
-        return _normalise(self._check_fitted(emb))
+        return l2_normalise(self._check_fitted(emb))
 
 
 def default_baselines(dim: int, closed_form: str | None = None) -> list[Baseline]:

@@ -22,9 +22,11 @@ import json
 import time
 from pathlib import Path
 
+from projector.corpus import parse_jsonl, read_jsonl
 from projector.errors import LLMError, ProjectorError
 from projector.files import write_json, write_text
 from projector.llm import ChatClient, InvalidReply, parse_reply
+from projector.records import make_record
 
 
 def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Path, label: str) -> None:
@@ -37,19 +39,20 @@ def run_batch(client: ChatClient, jobs: list, done: dict, records, cfg, out: Pat
     api = client.sync_client()
 
     if cfg.batch_results:  # results of an offline runner (vLLM run_batch) over a file we wrote
-        _collect_lines(Path(cfg.batch_results).read_text(encoding="utf-8").splitlines(), by_key, done, records,
-                       client, state)
+        items = [item for _, item in read_jsonl(cfg.batch_results, error=LLMError)]
+        _collect(items, by_key, done, records, client, state)
         write_json(state_path, {**state, "batch_id": None})
         return
 
     while True:
         if state.get("batch_id"):
             batch = _wait(api, state["batch_id"], cfg.batch_poll, label)
-            lines = []
+            items = []
             for file_id in (batch.output_file_id, batch.error_file_id):
                 if file_id:
-                    lines += api.files.content(file_id).text.splitlines()
-            _collect_lines(lines, by_key, done, records, client, state)
+                    lines = enumerate(api.files.content(file_id).text.splitlines(), start=1)
+                    items += [item for _, item in parse_jsonl(lines, f"batch file {file_id}", LLMError)]
+            _collect(items, by_key, done, records, client, state)
             state["batch_id"] = None
             write_json(state_path, state)
         # What is still to do: never answered, answered invalid, or answered with an error.
@@ -115,11 +118,9 @@ def _wait(api, batch_id: str, poll: float, label: str):
             bar.close()
 
 
-def _collect_lines(lines, by_key, done, records, client, state) -> None:
-    for line in lines:
-        if not line.strip():
-            continue
-        item = json.loads(line)
+def _collect(items: list[dict], by_key, done, records, client, state) -> None:
+    """Record every valid result of ``items`` (Batch API output lines); note the rest for the next round."""
+    for item in items:
         key = item.get("custom_id")
         job = by_key.get(key)
         if job is None or key in done:
@@ -143,11 +144,10 @@ def _collect_lines(lines, by_key, done, records, client, state) -> None:
 
 
 def _record(records, done, job, client, ok, raw, value, error, tries, usage=None, partial=False) -> None:
-    rec = {"key": job.key, **job.meta, "status": "ok" if ok else "failed", "result": value, "raw": raw,
-           "attempts": tries, "invalid": max(tries - 1, 0), "faults": {}, "partial": partial,
-           "usage": {"prompt_tokens": (usage or {}).get("prompt_tokens", 0),
-                     "completion_tokens": (usage or {}).get("completion_tokens", 0)},
-           "error": error, "model": client.model, "time": round(time.time(), 3), "via": "batch"}
+    usage = usage or {}
+    rec = make_record(job, model=client.model, ok=ok, result=value, raw=raw, attempts=tries,
+                      invalid=max(tries - 1, 0), faults={}, prompt_tokens=usage.get("prompt_tokens", 0),
+                      completion_tokens=usage.get("completion_tokens", 0), partial=partial, error=error, via="batch")
     records.append(rec)
     done[job.key] = rec
 

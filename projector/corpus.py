@@ -10,6 +10,8 @@ sentence boundaries where possible, consecutive passages of one document sharing
 Empty, whitespace-only and duplicate passages are dropped and counted.
 
 Bad input is a ``CorpusError`` naming the file (and line or row, and field) and what to change.
+``read_jsonl`` is the package's one JSON-lines reader (pairs and evaluate read theirs with it);
+the passages.jsonl of a pairs folder is written and read by ``projector.pairs``.
 
     from projector.corpus import read_documents, make_passages
     docs = read_documents("data/python-reference.jsonl")
@@ -26,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from projector.errors import CorpusError
-from projector.files import write_text
+from projector.errors import CorpusError, ProjectorError
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 
@@ -77,7 +78,7 @@ def read_documents(path, text_field: str = "text", id_field: str | None = None,
     else:
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
-            docs = _rows_to_documents(_read_jsonl(path), path, text_field, id_field, title_field)
+            docs = _rows_to_documents(read_jsonl(path), path, text_field, id_field, title_field)
         elif suffix == ".csv":
             docs = _rows_to_documents(_read_csv(path), path, text_field, id_field, title_field)
         elif suffix == ".parquet":
@@ -98,42 +99,54 @@ def read_documents(path, text_field: str = "text", id_field: str | None = None,
     return docs
 
 
-def _check_binary(path: Path, head: bytes) -> None:
+def _check_binary(path: Path, head: bytes, error=CorpusError) -> None:
     if b"\x00" in head:
-        raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not UTF-8 text.")
+        raise error(f"{path}: looks like a binary file (NUL bytes), not UTF-8 text.")
 
 
-def _decode_lines(path: Path) -> Iterable[tuple[int, str]]:
+def _decode_lines(path: Path, error=CorpusError) -> Iterable[tuple[int, str]]:
     """Yield (line number, line) of a UTF-8 text file; name the line of the first bad byte."""
     with open(path, "rb") as f:
         data = f.read()
-    _check_binary(path, data[:8192])
+    _check_binary(path, data[:8192], error)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # UTF-8 BOM
     for lineno, raw in enumerate(data.splitlines(), start=1):
         try:
             yield lineno, raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise CorpusError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column "
-                              f"{e.start + 1}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from None
+            raise error(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column "
+                        f"{e.start + 1}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from None
 
 
 def _read_text_file(path: Path) -> str:
     return "\n".join(line for _, line in _decode_lines(path))
 
 
-def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
+def read_jsonl(path, error: type[ProjectorError] = CorpusError) -> list[tuple[str, dict]]:
+    """Every JSON object of a JSON-lines file, each with where it came from (``"path:line"``); blank lines
+    are skipped. The one JSONL reader of the package: a missing file, a binary file, bad UTF-8, a line that
+    is not JSON or not an object is an ``error`` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} not found")
+    return parse_jsonl(_decode_lines(path, error), str(path), error)
+
+
+def parse_jsonl(lines: Iterable[tuple[int, str]], source: str,
+                error: type[ProjectorError] = CorpusError) -> list[tuple[str, dict]]:
+    """``read_jsonl`` for (line number, line) pairs already in memory (e.g. a file an API returned)."""
     rows = []
-    for lineno, line in _decode_lines(path):
+    for lineno, line in lines:
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise CorpusError(f"{path}:{lineno}: invalid JSON ({e.msg}); each line must be one JSON object.") from None
+            raise error(f"{source}:{lineno}: invalid JSON ({e.msg}); each line must be one JSON object.") from None
         if not isinstance(obj, dict):
-            raise CorpusError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}.")
-        rows.append((f"{path}:{lineno}", obj))
+            raise error(f"{source}:{lineno}: expected a JSON object per line, got {type(obj).__name__}.")
+        rows.append((f"{source}:{lineno}", obj))
     return rows
 
 
@@ -326,21 +339,3 @@ def fingerprint(passages: list[Passage]) -> str:
         h.update(p.text.encode())
         h.update(b"\x01")
     return h.hexdigest()[:16]
-
-
-def write_passages(passages: list[Passage], path) -> None:
-    """Write passages.jsonl atomically (temp file + rename)."""
-    lines = []
-    for p in passages:
-        row = {"passage_id": p.passage_id, "doc_id": p.doc_id, "title": p.title, "text": p.text}
-        if p.original_text is not None:
-            row["original_text"] = p.original_text
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-    write_text(path, "".join(lines))
-
-
-def read_passages(path) -> list[Passage]:
-    rows = _read_jsonl(Path(path))
-    return [Passage(passage_id=r["passage_id"], doc_id=r["doc_id"], text=r["text"], title=r.get("title", ""),
-                    original_text=r.get("original_text"))
-            for _, r in rows]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,9 @@ import numpy as np
 from projector import baselines as B
 from projector import cli
 from projector.cli import option
+from projector.corpus import read_jsonl
 from projector.errors import ArtifactError, DataError
+from projector.pairs import PASSAGES, load_split, read_manifest, read_passages
 
 log = logging.getLogger("projector.evaluate")
 
@@ -248,18 +249,8 @@ def pair_stat(name: str, s: np.ndarray, y: np.ndarray, idx: np.ndarray, threshol
 
 
 # ------------------------------------------------------------------------------------------- data
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise DataError(f"{path} not found")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path} line {i}: not JSON ({e.msg}); fix or remove the line") from e
-    return rows
+def _jsonl_rows(path: Path) -> list[dict]:
+    return [row for _, row in read_jsonl(path, error=DataError)]
 
 
 def doc_text(title: str, text: str) -> str:
@@ -276,7 +267,7 @@ class RetrievalData:
 
 
 def read_beir_corpus(path: Path) -> tuple[list[str], list[str]]:
-    rows = read_jsonl(path)
+    rows = _jsonl_rows(path)
     if rows and "_id" not in rows[0]:
         raise DataError(f"{path}: BEIR corpus rows need '_id', 'title', 'text'; got fields {sorted(rows[0])}")
     return [str(r["_id"]) for r in rows], [doc_text(r.get("title", ""), r["text"]) for r in rows]
@@ -285,7 +276,7 @@ def read_beir_corpus(path: Path) -> tuple[list[str], list[str]]:
 def load_beir(folder: str) -> RetrievalData:
     d = Path(folder)
     ids, texts = read_beir_corpus(d / "corpus.jsonl")
-    queries = {str(r["_id"]): r["text"] for r in read_jsonl(d / "queries.jsonl")}
+    queries = {str(r["_id"]): r["text"] for r in _jsonl_rows(d / "queries.jsonl")}
     row = {cid: i for i, cid in enumerate(ids)}
     rel: dict[str, set[int]] = {}
     qrels_path = d / "qrels" / "test.tsv"
@@ -301,43 +292,21 @@ def load_beir(folder: str) -> RetrievalData:
     return RetrievalData(d.name, [queries[q] for q in qids], ids, texts, [rel[q] for q in qids])
 
 
-def read_manifest(pairs: str) -> dict:
-    path = Path(pairs) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"{path} not found; --pairs must be a folder written by projector.generate")
-    return json.loads(path.read_text())
-
-
-def load_split(pairs: str, split: str):
-    import datasets
-
-    path = Path(pairs) / "dataset"
-    try:
-        dd = datasets.load_from_disk(str(path))
-    except FileNotFoundError as e:
-        raise DataError(f"{path} not found; run projector.generate to completion first") from e
-    if split not in dd:
-        raise DataError(f"split {split!r} not in {path}; choose one of {sorted(dd)}")
-    if len(dd[split]) == 0:
-        raise DataError(f"split {split!r} of {path} is empty; generate more pairs or choose another split")
-    return dd[split]
-
-
 def load_qa(pairs: str, split: str, corpus: str | None) -> RetrievalData:
     if corpus:
         ids, texts = read_beir_corpus(Path(corpus))
     else:
-        rows = read_jsonl(Path(pairs) / "passages.jsonl")
-        ids, texts = [r["passage_id"] for r in rows], [r["text"] for r in rows]   # as train embeds them
+        passages = read_passages(Path(pairs) / PASSAGES)
+        ids, texts = [p.passage_id for p in passages], [p.text for p in passages]   # as train embeds them
     row = {pid: i for i, pid in enumerate(ids)}
     ds = load_split(pairs, split)
     rel: dict[str, set[int]] = {}
     missing = 0
     for q, pid in zip(ds["query"], ds["passage_id"]):
-        if pid not in row:
+        if str(pid) not in row:
             missing += 1
             continue
-        rel.setdefault(q, set()).add(row[pid])
+        rel.setdefault(q, set()).add(row[str(pid)])
     if missing:
         log.warning("%d %s rows point to passages not in the corpus; they are skipped", missing, split)
     if not rel:
@@ -545,7 +514,7 @@ def run(cfg: EvalConfig) -> dict:
         data = load_beir(cfg.beir) if cfg.beir else load_qa(cfg.pairs, cfg.split, cfg.corpus)
         fit_texts = data.corpus
     else:
-        fit_texts = [r["text"] for r in read_jsonl(Path(cfg.pairs) / "passages.jsonl")]   # the judged texts' corpus
+        fit_texts = [p.text for p in read_passages(Path(cfg.pairs) / PASSAGES)]   # the judged texts' corpus
     corpus_emb = emb(fit_texts, None)
     rows = baseline_rows(cfg, corpus_emb.shape[1], corpus_emb, emb, task if cfg.pairs else None) + models
     if cfg.beir or task == "qa":

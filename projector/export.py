@@ -11,7 +11,8 @@
                                the templates as its "query"/"document" prompts.
 
 Every file is written to a temporary name and renamed into place; projector.json is written last, so a
-folder with a projector.json is complete.
+folder with a projector.json is complete. The schema (format version, file names, fields) is
+``projector.artifact``, which the loader reads with.
 
 Using the sentence-transformers folder::
 
@@ -51,11 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
+from projector import artifact
 from projector.files import write_bytes, write_json
-
-FORMAT = "projector.projection"
-FORMAT_VERSION = 1
-ST_FOLDER = "sentence-transformers"
+from projector.vectors import normalises_documents, normalises_queries
 
 log = logging.getLogger("projector.export")
 
@@ -101,51 +100,31 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
     out.mkdir(parents=True, exist_ok=True)
     tensors = model.tensors()
     tensors["M"] = folded_matrix(tensors)
-    data = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    write_bytes(out / "model.safetensors", canonical_safetensors(data))  # atomic, fsynced, mode per umask
+    data = save(tensors, metadata=artifact.tensor_metadata())
+    write_bytes(out / artifact.MODEL_FILE, canonical_safetensors(data))  # atomic, fsynced, mode per umask
 
     st = None
     if cfg.sentence_transformers:
-        st = write_sentence_transformers(out / ST_FOLDER, model, cfg.encoder, cfg.query_template,
+        st = write_sentence_transformers(out / artifact.ST_FOLDER, model, cfg.encoder, cfg.query_template,
                                          cfg.document_template)
     from dataclasses import asdict
 
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "encoder": encoder_identity,
-        "encoder_source": cfg.encoder,  # what was passed to --encoder (None: the bundled model)
-        "dim": model.dim,
-        "rank": model.rank,
-        "mode": mode,
-        "input_normalisation": "l2",  # encoder vectors are L2-normalised before projection
-        "normalize": model.normalize,  # which projected sides are L2-normalised
-        "scale": float(tensors["scale"][0]),
-        "bias": float(tensors["bias"][0]),
-        "templates": {"query": cfg.query_template, "document": cfg.document_template},
-        "rewrite": pairs.manifest.get("rewrite"),
-        "task": pairs.task,
-        "selected": summary["selected"],
-        "warning": summary["warning"],
-        "metrics": {"validation": summary["validation"], "baseline": summary["baseline"],
-                    "test": summary.get("test")},
-        "folding": {
-            "tensor": "M",
-            "exact_for_ranking": model.normalize != "both",
-            "note": ("(M q)·d equals (W_q q)·(W_a d); ranking by it equals the model's ranking only when documents "
-                     "are not re-normalised after projection (normalize 'query' or 'none')"),
-            "val_ndcg@10_folded": summary.get("val_ndcg@10_folded"),
-        },
-        "training": {"config": asdict(cfg), "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
-                     "train_pairs": summary["train_pairs"], "train_seconds": summary["train_seconds"],
-                     "pairs_per_second": summary["pairs_per_second"], "device": summary["device"]},
-        "pairs": {"path": str(pairs.path), "fingerprint": pairs.fingerprint,
-                  "corpus_fingerprint": pairs.manifest.get("corpus_fingerprint"),
-                  "prompt_version": pairs.manifest.get("prompt_version")},
-        "sentence_transformers": st,
-        "files": {"model.safetensors": _sha256(out / "model.safetensors")},
-    }
-    write_json(out / "projector.json", meta)
+    meta = artifact.projector_json(
+        encoder=encoder_identity, encoder_source=cfg.encoder, dim=model.dim, rank=model.rank, mode=mode,
+        normalize=model.normalize, scale=float(tensors["scale"][0]), bias=float(tensors["bias"][0]),
+        templates={"query": cfg.query_template, "document": cfg.document_template},
+        rewrite=pairs.manifest.get("rewrite"), task=pairs.task, selected=summary["selected"],
+        warning=summary["warning"],
+        metrics={"validation": summary["validation"], "baseline": summary["baseline"], "test": summary.get("test")},
+        val_ndcg_folded=summary.get("val_ndcg@10_folded"),
+        training={"config": asdict(cfg), "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+                  "train_pairs": summary["train_pairs"], "train_seconds": summary["train_seconds"],
+                  "pairs_per_second": summary["pairs_per_second"], "device": summary["device"]},
+        pairs={"path": str(pairs.path), "fingerprint": pairs.fingerprint,
+               "corpus_fingerprint": pairs.manifest.get("corpus_fingerprint"),
+               "prompt_version": pairs.manifest.get("prompt_version")},
+        sentence_transformers=st, model_sha256=_sha256(out / artifact.MODEL_FILE))
+    write_json(out / artifact.META_FILE, meta)
     return out
 
 
@@ -186,8 +165,8 @@ def write_sentence_transformers(path: Path, model, encoder: str | None, query_te
     t = model.tensors()
     dense = lambda W: Dense(model.dim, model.rank, bias=False, activation_function=nn.Identity(),
                             init_weight=torch.tensor(W))
-    q_norm = model.normalize in ("both", "query")
-    d_norm = model.normalize == "both"
+    q_norm = normalises_queries(model.normalize)
+    d_norm = normalises_documents(model.normalize)
     if "W" in t and q_norm == d_norm:
         modules = base + [dense(t["W"])] + ([Normalize()] if q_norm else [])
         layout = "encoder + Dense" + (" + Normalize" if q_norm else "")

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import random
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -36,12 +34,12 @@ from pathlib import Path
 
 from projector import cli
 from projector import corpus as corpus_mod
+from projector import pairs as pairs_format
 from projector.cli import option
 from projector.errors import DataError, ProjectorError
-from projector.files import naming, read_json, write_json
+from projector.files import read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
-
-FORMAT_VERSION = 1
+from projector.records import RecordLog, make_record
 
 
 @dataclass
@@ -162,8 +160,8 @@ def generate(config: GenerateConfig) -> dict:
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
     rows, failed = _rows(cfg.task, jobs, done, passages, split_of)
-    corpus_mod.write_passages(passages, out / "passages.jsonl")
-    _write_dataset(rows, out, cfg.task)
+    pairs_format.write_passages(passages, out / pairs_format.PASSAGES)
+    pairs_format.write_dataset(rows, out, cfg.task)
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
     write_json(out / "manifest.json", manifest)
@@ -328,12 +326,10 @@ async def _run_async(client, pending, done, records, cfg, label):
     try:
         for fut in asyncio.as_completed(tasks):
             job, res = await fut
-            rec = {"key": job.key, **job.meta, "status": "ok" if res.ok else "failed",
-                   "result": res.value.model_dump() if res.ok else None, "raw": res.raw,
-                   "attempts": res.attempts, "invalid": res.invalid, "faults": res.faults,
-                   "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens},
-                   "partial": res.partial, "error": res.error, "model": client.model,
-                   "time": round(time.time(), 3)}
+            rec = make_record(job, model=client.model, ok=res.ok, result=res.value.model_dump() if res.ok else None,
+                              raw=res.raw, attempts=res.attempts, invalid=res.invalid, faults=res.faults,
+                              prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
+                              partial=res.partial, error=res.error)
             records.append(rec)  # flushed + fsynced: a kill after this line loses nothing
             done[job.key] = rec
             tokens += res.prompt_tokens + res.completion_tokens
@@ -348,51 +344,6 @@ async def _run_async(client, pending, done, records, cfg, label):
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
-
-
-# --------------------------------------------------------------------------------------- records (log)
-
-
-class RecordLog:
-    """Append-only JSONL of LLM results. One line per finished request; the last record of a key wins.
-
-    A line cut short by a crash (no trailing newline / bad JSON at the end) is removed before appending.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def load(self, retry_failed: bool = False) -> dict:
-        done: dict = {}
-        if not self.path.exists():
-            return done
-        data = self.path.read_bytes()
-        good_end = 0
-        for lineno, line in enumerate(data.splitlines(keepends=True), start=1):
-            try:
-                rec = json.loads(line)
-                if not line.endswith(b"\n") or not isinstance(rec, dict) or "key" not in rec:
-                    raise ValueError
-            except ValueError:
-                if good_end + len(line) == len(data):  # the torn last line of a killed run
-                    break
-                raise DataError(f"{self.path}:{lineno}: corrupt record; remove that line to resume "
-                                "(its request will be sent again).") from None
-            good_end += len(line)
-            if rec["status"] == "failed" and retry_failed:
-                done.pop(rec["key"], None)
-            else:
-                done[rec["key"]] = rec
-        if good_end < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-        return done
-
-    def append(self, rec: dict) -> None:
-        with naming(self.path), open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -410,43 +361,12 @@ def _rows(task: str, jobs, done, passages, split_of):
         result = rec["result"]
         if task == "qa":
             p = by_id[rec["passage_id"]]
-            rows += [{"query": q, "passage": p.text, "passage_id": p.passage_id, "doc_id": p.doc_id,
-                      "title": p.title, "question_index": i, "split": split_of[p.passage_id]}
-                     for i, q in enumerate(result["questions"])]
+            rows += pairs_format.qa_rows(p, result["questions"], split_of[p.passage_id])
         else:
             a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
-            rows.append({"text_a": a.text, "text_b": b.text, "id_a": a.passage_id, "id_b": b.passage_id,
-                         "label": int(result["similar"]), "reason": result.get("reason", ""),
-                         "split": split_of[a.passage_id]})
+            rows.append(pairs_format.pair_row(a, b, result["similar"], result.get("reason", ""),
+                                              split_of[a.passage_id]))
     return rows, failed
-
-
-def _write_dataset(rows, out: Path, task: str) -> None:
-    """DatasetDict (save_to_disk) + one Parquet file per split, each written to a temp path and renamed."""
-    import datasets
-
-    datasets.disable_progress_bars()  # our own summary says what was written
-    columns = (["query", "passage", "passage_id", "doc_id", "title", "question_index"] if task == "qa"
-               else ["text_a", "text_b", "id_a", "id_b", "label", "reason"])
-    features = datasets.Features({c: datasets.Value("int64" if c in ("label", "question_index") else "string")
-                                  for c in columns})
-    splits = {}
-    for split in ("train", "validation", "test"):
-        part = [r for r in rows if r["split"] == split]
-        splits[split] = datasets.Dataset.from_dict({c: [r[c] for r in part] for c in columns}, features=features)
-    dd = datasets.DatasetDict(splits)
-    tmp = out / "dataset.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    # One shard per split even when empty: datasets cannot load back a split saved with zero shards.
-    with naming(out / "dataset"):
-        dd.save_to_disk(str(tmp), num_shards={split: 1 for split in dd})
-    shutil.rmtree(out / "dataset", ignore_errors=True)
-    os.replace(tmp, out / "dataset")
-    (out / "parquet").mkdir(exist_ok=True)
-    for split, d in dd.items():
-        with naming(out / "parquet" / f"{split}.parquet"):
-            d.to_parquet(str(out / "parquet" / f"{split}.parquet.tmp"))
-        os.replace(out / "parquet" / f"{split}.parquet.tmp", out / "parquet" / f"{split}.parquet")
 
 
 def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
@@ -467,7 +387,7 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, t
     if cfg.task == "pairs":
         counts["positives"] = sum(r["label"] for r in rows)
     return {
-        "format": "projector.pairs", "format_version": FORMAT_VERSION, "task": cfg.task,
+        "format": pairs_format.FORMAT, "format_version": pairs_format.FORMAT_VERSION, "task": cfg.task,
         # The corpus as the user gave it, never resolved: the manifest travels with the pairs (into a repo, to
         # another machine), so a relative --corpus stays relative; the fingerprint says which content it was.
         "corpus": str(cfg.corpus), "corpus_fingerprint": corpus_fp,

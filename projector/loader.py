@@ -8,34 +8,25 @@
     p.encode_queries(["how do I ...?"])            # loads the recorded encoder (torch) and applies the template
 
 Projecting precomputed embeddings imports neither torch nor sentence-transformers. Loading checks the
-format version, the type and range of every field it uses, the file checksum, every tensor's shape, dtype and
-finiteness, and the encoder: ``load(path, encoder=...)`` with another encoder than the one recorded is an
-ArtifactError, not silently wrong scores. Any damage to the folder is an ArtifactError naming the file
-(tests/test_loader_properties.py); inputs of the wrong shape or with NaN/inf are a DataError naming the side,
-the shape or the rows.
+format version, the type and range of every field it uses (the schema: ``projector.artifact``), the file
+checksum, every tensor's shape, dtype and finiteness, and the encoder: ``load(path, encoder=...)`` with
+another encoder than the one recorded is an ArtifactError, not silently wrong scores. Any damage to the
+folder is an ArtifactError naming the file (tests/test_loader_properties.py); inputs of the wrong shape or
+with NaN/inf are a DataError naming the side, the shape or the rows.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from projector.artifact import MODEL_FILE, META_FILE, read_meta, tensor_shapes
 from projector.errors import ArtifactError, DataError
-
-FORMAT = "projector.projection"
-SUPPORTED_VERSIONS = (1,)
+from projector.vectors import l2_normalise, normalises_documents, normalises_queries
 
 log = logging.getLogger("projector.loader")
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (zero rows stay zero); norms in float64, so that huge float32 rows do not
-    overflow to inf and come out as zeros."""
-    n = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
 class Projection:
@@ -77,17 +68,17 @@ class Projection:
             raise DataError(f"{what} contain NaN/inf (row{'s' if len(rows) > 1 else ''} "
                             f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''} of {len(x)}); "
                             "check the texts and the encoder")
-        return _unit(x)  # the projection was trained on L2-normalised encoder vectors
+        return l2_normalise(x)  # the projection was trained on L2-normalised encoder vectors
 
     def project_queries(self, emb) -> np.ndarray:
         """(n, d) query embeddings -> (n, k)."""
         z = self._check(emb, "query embeddings") @ self.W_q_.T
-        return _unit(z) if self.normalize in ("both", "query") else z
+        return l2_normalise(z) if normalises_queries(self.normalize) else z
 
     def project_documents(self, emb) -> np.ndarray:
         """(n, d) document embeddings -> (n, k)."""
         z = self._check(emb, "document embeddings") @ self.W_a_.T
-        return _unit(z) if self.normalize == "both" else z
+        return l2_normalise(z) if normalises_documents(self.normalize) else z
 
     def score(self, q_emb, d_emb) -> np.ndarray:
         """Logits s · P_q(q) · P_d(d) + b: (nq, d), (nd, d) -> (nq, nd)."""
@@ -122,83 +113,25 @@ class Projection:
         return self.project_documents(self._embed(texts, self.templates.get("document")))
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _read_meta(path: Path) -> dict:
-    mpath = path / "projector.json"
-    if not mpath.is_file():
-        raise ArtifactError(f"{mpath} not found: pass the folder written by python -m projector.train")
-    try:
-        meta = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-        raise ArtifactError(f"{mpath} is corrupt ({type(e).__name__}: {str(e)[:120]}); re-export it with "
-                            "python -m projector.train") from e
-    except OSError as e:
-        raise ArtifactError(f"cannot read {mpath} ({e}); check its permissions") from e
-    if not isinstance(meta, dict):
-        raise ArtifactError(f"{mpath} is not a JSON object")
-    if meta.get("format") != FORMAT:
-        raise ArtifactError(f"{mpath} is not a projector projection (format {meta.get('format')!r})")
-    version = meta.get("format_version")
-    if not _is_int(version) or version not in SUPPORTED_VERSIONS:
-        raise ArtifactError(f"{mpath} has format_version {version!r}; this projector reads "
-                            f"{SUPPORTED_VERSIONS}: upgrade projector or re-train")
-    problems = []
-    if not (isinstance(meta.get("encoder"), str) and meta["encoder"]):
-        problems.append(f"'encoder' must be the encoder's name, got {meta.get('encoder')!r}")
-    if not (_is_int(meta.get("dim")) and meta["dim"] >= 1):
-        problems.append(f"'dim' must be a positive integer, got {meta.get('dim')!r}")
-    elif not (_is_int(meta.get("rank")) and 1 <= meta["rank"] <= meta["dim"]):
-        problems.append(f"'rank' must be an integer in [1, dim], got {meta.get('rank')!r}")
-    if meta.get("mode") not in ("asymmetric", "symmetric"):
-        problems.append(f"'mode' must be 'asymmetric' or 'symmetric', got {meta.get('mode')!r}")
-    if meta.get("normalize", "both") not in ("both", "query", "none"):
-        problems.append(f"'normalize' must be 'both', 'query' or 'none', got {meta.get('normalize')!r}")
-    if meta.get("input_normalisation", "l2") != "l2":
-        problems.append(f"'input_normalisation' must be 'l2', got {meta.get('input_normalisation')!r}")
-    templates = meta.get("templates")
-    if templates is not None and not (isinstance(templates, dict) and set(templates) <= {"query", "document"}
-                                      and all(v is None or isinstance(v, str) for v in templates.values())):
-        problems.append(f"'templates' must be {{'query': str|null, 'document': str|null}}, got {templates!r}")
-    for key in ("encoder_source",):
-        if meta.get(key) is not None and not isinstance(meta[key], str):
-            problems.append(f"'{key}' must be a string or null, got {meta[key]!r}")
-    if meta.get("rewrite") is not None and not isinstance(meta["rewrite"], dict):
-        problems.append(f"'rewrite' must be an object or null, got {meta['rewrite']!r}")
-    files = meta.get("files")
-    if files is not None and not (isinstance(files, dict) and isinstance(files.get("model.safetensors"), str)):
-        problems.append(f"'files' must hold the sha256 of model.safetensors, got {files!r}")
-    if problems:
-        raise ArtifactError(f"{mpath}: {'; '.join(str(p)[:160] for p in problems)}; re-export it")
-    return meta
-
-
 def _read_tensors(path: Path, meta: dict) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    fpath = path / "model.safetensors"
+    fpath = path / MODEL_FILE
     if not fpath.is_file():
         raise ArtifactError(f"{fpath} not found; the folder is incomplete: re-export it")
     try:
         data = fpath.read_bytes()
     except OSError as e:
         raise ArtifactError(f"cannot read {fpath} ({e}); check its permissions") from e
-    expected = (meta.get("files") or {}).get("model.safetensors")
+    expected = (meta.get("files") or {}).get(MODEL_FILE)
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise ArtifactError(f"{fpath} does not match the checksum in projector.json (corrupt or edited); re-export it")
     try:
         t = load(data)
     except (SafetensorError, ValueError, TypeError, OverflowError, MemoryError) as e:
         raise ArtifactError(f"{fpath} is not a readable safetensors file ({str(e)[:160]}); re-export it") from e
-    d, k = meta["dim"], meta["rank"]
-    names = ("W_q", "W_a") if meta["mode"] == "asymmetric" else ("W",)
-    want = {**{n: (k, d) for n in names}, "scale": (1,), "bias": (1,)}
-    if "M" in t:
-        want["M"] = (d, d)
-    for name, shape in want.items():
+    for name, shape in tensor_shapes(meta, with_folding="M" in t).items():
         if name not in t:
             raise ArtifactError(f"{fpath} lacks tensor {name!r} needed by a {meta['mode']} projection; re-export it")
         if t[name].shape != shape:
@@ -217,9 +150,9 @@ def load(path, encoder=None) -> Projection:
     """Load a projection folder. ``encoder`` (name or folder) overrides where the encoder is loaded from for
     ``encode_*``; it must be the encoder recorded in projector.json (checked by identity, else ArtifactError)."""
     path = Path(path)
-    if (path / "projector.json").is_file() is False and (path.parent / "projector.json").is_file():
+    if (path / META_FILE).is_file() is False and (path.parent / META_FILE).is_file():
         path = path.parent  # accept the sentence-transformers/ sub-folder too
-    meta = _read_meta(path)
+    meta = read_meta(path)
     tensors = _read_tensors(path, meta)
     if encoder is not None:
         from projector.encoder import encoder_identity

@@ -6,7 +6,8 @@
 
 ``n`` is L2 normalisation (``normalize="both"``, the measured best); ``"query"`` normalises only the query
 side, which makes the folded query map ``M = W_aᵀ W_q`` exact for ranking (see ``projector.export``);
-``"none"`` uses raw dot products. The inputs q, d are the encoder's L2-normalised embeddings.
+``"none"`` uses raw dot products (the policy is ``projector.vectors``, shared with the loader). The inputs
+q, d are the encoder's L2-normalised embeddings.
 
 Initialisation: identity for k = d, so step 0 ranks exactly like frozen cosine; the top-k principal
 directions for k < d. ``closed_form`` is a ridge least-squares map (no gradient steps).
@@ -21,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from projector.artifact import MODES
 from projector.errors import DataError
-
-MODES = ("asymmetric", "symmetric")
-NORMALIZE = ("both", "query", "none")
+from projector.vectors import NORMALIZE, normalises_documents, normalises_queries
 
 
 class Projection(nn.Module):
@@ -54,11 +54,11 @@ class Projection(nn.Module):
 
     def project_queries(self, x: torch.Tensor) -> torch.Tensor:
         z = x @ self.W_q.T                                                 # (B, d) @ (d, k) -> (B, k)
-        return F.normalize(z, dim=-1) if self.normalize in ("both", "query") else z
+        return F.normalize(z, dim=-1) if normalises_queries(self.normalize) else z
 
     def project_documents(self, x: torch.Tensor) -> torch.Tensor:
         z = x @ self.doc_weight.T                                          # (N, k)
-        return F.normalize(z, dim=-1) if self.normalize == "both" else z
+        return F.normalize(z, dim=-1) if normalises_documents(self.normalize) else z
 
     def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         """All-pairs logits (B, N) for queries q (B, d) and documents d (N, d)."""

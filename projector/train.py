@@ -47,6 +47,7 @@ from projector.encoder import encoder_identity
 from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_bytes, write_json, write_text
+from projector.pairs import Pairs, has_test_rows, load_pairs
 from projector.projection import (MODES, NORMALIZE, Projection, cca, closed_form, labelled_pair_loss, pair_logits,
                                   principal_directions, sigmoid_loss, symmetric_closed_form)
 
@@ -115,93 +116,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class Pairs:
-    """A pairs folder read into memory: manifest, corpus passages, and the dataset splits as column dicts."""
-
-    path: Path
-    task: str
-    manifest: dict
-    passage_ids: list[str]
-    passage_texts: list[str]
-    splits: dict[str, dict[str, list]]
-    fingerprint: str
-
-
-_COLUMNS = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label")}
-
-
-def load_pairs(path) -> Pairs:
-    """Read and check a pairs folder; every problem is a DataError naming the file and what to fix."""
-    path = Path(path)
-    mpath = path / "manifest.json"
-    if not mpath.is_file():
-        raise DataError(f"{mpath} not found: pass --pairs a folder written by python -m projector.generate")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{mpath} is not valid JSON ({e}); re-run projector.generate") from e
-    task = manifest.get("task")
-    if task not in _COLUMNS:
-        raise DataError(f"{mpath}: 'task' must be 'qa' or 'pairs', got {task!r}")
-    ids, texts = [], []
-    ppath = path / "passages.jsonl"
-    if task == "qa":
-        if not ppath.is_file():
-            raise DataError(f"{ppath} not found: task qa needs the retrieval corpus; re-run projector.generate")
-        for n, line in enumerate(ppath.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    ids.append(str(row["passage_id"]))
-                    texts.append(str(row["text"]))
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise DataError(f"{ppath} line {n}: need a JSON object with 'passage_id' and 'text' ({e})") from e
-        if len(set(ids)) != len(ids):
-            raise DataError(f"{ppath}: passage_id values must be unique")
-    from datasets import load_from_disk
-
-    dpath = path / "dataset"
-    try:
-        dd = load_from_disk(str(dpath))
-    except Exception as e:
-        raise DataError(f"cannot read {dpath} as a datasets.DatasetDict ({e}); re-run projector.generate") from e
-    splits = {}
-    for split in ("train", "validation", "test"):
-        if split not in dd:
-            if split == "test":
-                continue
-            raise DataError(f"{dpath}: split {split!r} is missing; generate with a validation fraction > 0")
-        missing = [c for c in _COLUMNS[task] if c not in dd[split].column_names]
-        if missing:
-            raise DataError(f"{dpath}/{split}: missing column(s) {missing} for task {task!r} "
-                            f"(has {dd[split].column_names})")
-        splits[split] = {c: list(dd[split][c]) for c in _COLUMNS[task]}
-    for split in ("train", "validation"):
-        if not splits[split][_COLUMNS[task][0]]:
-            raise DataError(f"{dpath}/{split} is empty; generate more pairs (or a larger validation fraction)")
-    _check_rows(task, splits, set(ids), dpath)
-    fp = hashlib.sha256(json.dumps([manifest.get("corpus_fingerprint"), task,
-                                    [getattr(dd[s], "_fingerprint", "") for s in sorted(splits)]]).encode())
-    return Pairs(path, task, manifest, ids, texts, splits, fp.hexdigest()[:16])
-
-
-def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
-    for split, cols in splits.items():
-        if task == "qa":
-            unknown = sorted({str(p) for p in cols["passage_id"]} - ids)
-            if unknown:
-                raise DataError(f"{dpath}/{split}: passage_id {unknown[:3]} not in passages.jsonl; "
-                                "the dataset and passages.jsonl must come from the same generate run")
-        else:
-            labels = set(cols["label"])
-            if not labels <= {0, 1}:
-                raise DataError(f"{dpath}/{split}: column 'label' must hold 0/1, found {sorted(labels)[:5]}")
-            if split in ("train", "validation") and len(labels) < 2:  # validation: NDCG and calibration need both
-                raise DataError(f"{dpath}/{split}: column 'label' has a single class {labels}; the model needs both "
-                                "similar (1) and dissimilar (0) pairs: widen the candidate pairs in generate")
 
 
 @dataclass
@@ -781,7 +695,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
     folded_ndcg = ndcg_at_10(folded, data.val["q"], data.val["docs"], data.val["relevant"])
     test = None
-    if "test" in pairs.splits and pairs.splits["test"][_COLUMNS[pairs.task][0]]:
+    if has_test_rows(pairs):
         split = retrieval_split(pairs, "test", cfg, data.corpus, device)
         _check_finite({"test queries": split["q"], "test text_b": split["pairs"][1] if split["pairs"] else None})
         if len(split["q"]):

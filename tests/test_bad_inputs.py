@@ -45,7 +45,7 @@ def qa_pairs(tmp_path_factory):
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_single_class_train_split_is_refused(tmp_path, label):
-    from projector.train import load_pairs
+    from projector.pairs import load_pairs
 
     with pytest.raises(DataError, match=r"train: column 'label' has a single class .*both"):
         load_pairs(with_labels(tmp_path / "p", "train", label))
@@ -55,7 +55,7 @@ def test_single_class_train_split_is_refused(tmp_path, label):
 def test_single_class_validation_split_is_refused(tmp_path, label):
     """All-0 validation: NDCG@10 is 0 for every candidate, cosine is exported with a misleading warning.
     All-1 validation: the probabilities are calibrated on positives only."""
-    from projector.train import load_pairs
+    from projector.pairs import load_pairs
 
     with pytest.raises(DataError, match=r"validation: column 'label' has a single class"):
         load_pairs(with_labels(tmp_path / "p", "validation", label))

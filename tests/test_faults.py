@@ -281,7 +281,7 @@ def test_allocation_failures_are_one_line(kind, tmp_path):
 
 
 def test_a_wrapped_machine_failure_is_not_reported_as_bad_input(tmp_path):
-    """train.load_pairs turns any failure of datasets into "cannot read ... re-run projector.generate"; when the
+    """pairs.load_pairs turns any failure of datasets into "cannot read ... re-run projector.generate"; when the
     cause is a thread that could not start (seen under RLIMIT_AS) or a full disk, the line says so instead."""
     code = textwrap.dedent("""
         import errno, sys

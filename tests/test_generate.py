@@ -10,10 +10,11 @@ import datasets
 import pytest
 
 from openai_server import FakeOpenAI, questions_for
-from projector.corpus import read_passages
 from projector.errors import ProjectorError
 from projector.llm import public_url
-from projector.generate import GenerateConfig, RecordLog, generate, parse_args
+from projector.generate import GenerateConfig, generate, parse_args
+from projector.pairs import read_passages
+from projector.records import RecordLog
 
 N_PASSAGES = 30
 
