@@ -139,7 +139,18 @@ def _prefix(template: str | None) -> str | None:
 
 def write_sentence_transformers(path: Path, model, encoder: str | None, query_template: str | None,
                                 document_template: str | None) -> dict | None:
-    """Save the projection as a SentenceTransformer folder; returns its description for projector.json."""
+    """Save the projection as a SentenceTransformer folder; returns its description for projector.json.
+
+    An asymmetric model (or any model whose two sides differ) is saved with a Router that has **no default
+    route**: ``encode()`` without a side raises ("Could not determine route for task=None ..."), and only
+    ``encode_query`` / ``encode_document`` (or ``encode(..., task="query"|"document")``) answer. Failing was
+    chosen over a default because every default is wrong for one side: with sentence-transformers' own
+    default ("document"), wrappers that call ``encode()`` for queries too (LangChain's HuggingFaceEmbeddings,
+    Chroma's SentenceTransformerEmbeddingFunction, LlamaIndex's HuggingFaceEmbedding) silently ranked with
+    the document map on both sides. The folder's README.md says how to call each side and points to
+    projector.integrations. Both prompts are always present ("" without a template), so ``prompt_name``
+    "query"/"document" is valid on every export.
+    """
     import torch
     from torch import nn
 
@@ -153,8 +164,7 @@ def write_sentence_transformers(path: Path, model, encoder: str | None, query_te
     from sentence_transformers import SentenceTransformer
 
     try:
-        prompts = {k: v for k, v in (("query", _prefix(query_template)), ("document", _prefix(document_template)))
-                   if v is not None}
+        prompts = {"query": _prefix(query_template) or "", "document": _prefix(document_template) or ""}
     except ValueError as e:
         log.warning("not writing %s: %s (sentence-transformers prompts are prefixes)", path, e)
         return {"path": None, "skipped": str(e)}
@@ -176,16 +186,37 @@ def write_sentence_transformers(path: Path, model, encoder: str | None, query_te
             return {"path": None, "skipped": "sentence-transformers < 5.0 has no Router"}
         W_q, W_a = (t["W"], t["W"]) if "W" in t else (t["W_q"], t["W_a"])
         router = Router.for_query_document(query_modules=[dense(W_q)] + ([Normalize()] if q_norm else []),
-                                           document_modules=[dense(W_a)] + ([Normalize()] if d_norm else []))
+                                           document_modules=[dense(W_a)] + ([Normalize()] if d_norm else []),
+                                           default_route=None, allow_empty_key=False)  # encode() must name a side
         modules = base + [router]
         layout = "encoder + Router{query: Dense(W_q), document: Dense(W_a)}"
-    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts or None)
+    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     st.save(str(tmp))
+    (tmp / "README.md").write_text(st_readme(routed="Router" in layout), encoding="utf-8")
     old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
     if path.exists():
         os.replace(path, old)  # swap: the folder is never half-written under its real name
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
     return {"path": path.name, "layout": layout, "prompts": prompts,
+            "route": "required: encode() without task raises" if "Router" in layout else "one route for both sides",
             "score": "scale * (encode_query(q) @ encode_document(d).T) + bias"}
+
+
+def st_readme(routed: bool) -> str:
+    """The README.md of the sentence-transformers folder: how to call each side, and what fails."""
+    sides = ("This model has two sides, a query map and a document map. `model.encode(texts)` **raises** on purpose "
+             "(no default route): a default would embed one side with the other side's map, silently.\n\n"
+             if routed else "Queries and documents share one map; `encode_query`/`encode_document` still apply "
+             "the recorded templates.\n\n")
+    return ("# projector projection (sentence-transformers export)\n\n" + sides +
+            "```python\nfrom sentence_transformers import SentenceTransformer\n"
+            "st = SentenceTransformer(\"path/to/this/folder\")\n"
+            "q = st.encode_query([\"how do I read a file?\"])          # the query map\n"
+            "d = st.encode_document([\"Use open() and iterate.\"])    # the document map\n```\n\n"
+            "LangChain, LlamaIndex, Chroma: `projector.integrations` (`pip install \"projector[integrations]\"`) "
+            "gives each library's embedding class with both sides. LangChain's own `HuggingFaceEmbeddings` works "
+            "when told the route: `encode_kwargs={\"task\": \"document\", \"prompt_name\": \"document\"}, "
+            "query_encode_kwargs={\"task\": \"query\", \"prompt_name\": \"query\"}`. Scores: "
+            "`scale * (q @ d.T) + bias` with scale and bias from ../projector.json.\n")

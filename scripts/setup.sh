@@ -24,7 +24,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   fi
 fi
 
-extras=${PROJECTOR_EXTRAS:-local,dev}
+extras=${PROJECTOR_EXTRAS:-local,dev,integrations}   # integrations: LangChain/LlamaIndex/Chroma adapters and their tests
 echo "setup: installing projector[$extras] (the first build of llama-cpp-python takes ~13 min on 2 cores)" >&2
 "$PY" -m pip install -q -e ".[$extras]"
 "$PY" -c "import torch, projector; print('setup: ok: torch', torch.__version__, '| projector', projector.__version__)" >&2
