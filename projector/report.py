@@ -1,4 +1,4 @@
-"""Write an evaluation (the dict built by ``projector.evaluate``) as report.json, report.md and PNG plots.
+"""Write an evaluation (the dict built by ``projector.evaluate``) as report.json, report.md, report.html and PNG plots.
 
     report.write(result, "runs/proj/eval-test")    # also prints the table
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from projector import report_html
 from projector.files import write_json, write_text
 
 CAL_KEYS = ["logloss", "brier", "ece@15"]
@@ -88,9 +89,12 @@ def write(result: dict, out) -> Path:
     write_json(out / "report.json", result, indent=1, allow_nan=False, default=_json_default)
     write_json(out / "config.json", result.get("config", {}), indent=1)
     write_text(out / "report.md", markdown(result, plots))
+    page = report_html.write(result, plots, out)   # the same report as one self-contained page
     print(f"\n{result['data']['name']}: {result['task']}  (encoder {result['encoder']})\n")
     print(tables(result))
-    print(f"\nreport: {out / 'report.md'}")
+    print(f"\nreport: {page}  (and {out / 'report.md'})")
+    for sentence in report_html.verdict(result):
+        print(sentence)
     return out
 
 

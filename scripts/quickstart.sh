@@ -3,7 +3,8 @@
 #   generate (local LLM writes questions) -> train (projection) -> evaluate (vs cosine + baselines) -> load.
 # By default questions are written for a seeded sample of 60 passages (a few minutes on 2 cores);
 #   bash scripts/quickstart.sh --full     does every passage of the corpus (~631 passages; ~40 min here).
-# Outputs go to runs/quickstart/. Re-running resumes where it stopped.
+# Outputs go to runs/quickstart/ (the report: runs/quickstart/eval/report.html). Re-running resumes where it stopped.
+# The last lines printed say where the report is and give its one-sentence verdict (trained vs cosine, 95% CIs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,11 +16,18 @@ out=runs/quickstart
 
 "$PY" -m projector.generate --corpus data/python-reference.jsonl --id-field id --out "$out/pairs" "${sample[@]}"
 "$PY" -m projector.train --pairs "$out/pairs" --out "$out/model"
-"$PY" -m projector.evaluate --model "$out/model" --pairs "$out/pairs" --split test
-"$PY" - "$out/model" <<'PY'
-import sys, projector
+"$PY" -m projector.evaluate --model "$out/model" --pairs "$out/pairs" --split test --out "$out/eval"
+"$PY" - "$out/model" "$out/eval" <<'PY'
+import json, sys, projector
+from pathlib import Path
+from projector import report_html
 p = projector.load(sys.argv[1])
 q = p.encode_queries(["How do I catch several exception types in one except clause?"])
 d = p.encode_documents(["An except clause may name multiple exceptions as a parenthesized tuple."])
 print(f"projector.load: {p.mode} projection, P(relevant) = {p.probability(q, d)[0, 0]:.3f}")
+# The last lines: where to look, and the one sentence to quote.
+report = Path(sys.argv[2])
+print(f"\nreport: {(report / 'report.html').resolve()}  (open it in a browser; report.md beside it)")
+for sentence in report_html.verdict(json.loads((report / "report.json").read_text())):
+    print(sentence)
 PY
