@@ -526,7 +526,9 @@ def child_scaling(spec: dict) -> dict:
     import torch
 
     from projector.projection import Projection
-    from projector.train import Data, TrainConfig, fit, init_distributed, validate
+    from projector.distributed import init_distributed
+    from projector.fit import Data, Split, fit, validate
+    from projector.train import TrainConfig
 
     n, d = spec["n"], spec["dim"]
     g = torch.Generator().manual_seed(0)
@@ -535,7 +537,7 @@ def child_scaling(spec: dict) -> dict:
     q = torch.nn.functional.normalize(corpus[pos] + 0.5 * torch.randn(n, d, generator=g), dim=1)   # (n, d)
     vpos = torch.arange(512)
     vq = torch.nn.functional.normalize(corpus[vpos] + 0.5 * torch.randn(512, d, generator=g), dim=1)
-    val = {"q": vq, "docs": corpus[:2000], "relevant": [{int(i)} for i in vpos], "pos": vpos, "pairs": None}
+    val = Split(vq, corpus[:2000], [{int(i)} for i in vpos], pos=vpos)
     data = Data(corpus, q, pos, None, None, val)
     cfg = TrainConfig(pairs="-", out="-", epochs=spec["epochs"], patience=spec["epochs"], device="cpu")
     model = Projection(d, d, "asymmetric")

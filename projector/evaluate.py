@@ -39,6 +39,8 @@ from projector import cli
 from projector.cli import option
 from projector.corpus import read_jsonl
 from projector.errors import ArtifactError, DataError
+from projector.metrics import (best_threshold, bootstrap_ci, bootstrap_stat_ci, calibration, pair_stat, reliability,
+                               retrieval_metrics, sample_calibration_pairs)
 from projector.pairs import PASSAGES, load_split, read_manifest, read_passages
 
 log = logging.getLogger("projector.evaluate")
@@ -75,10 +77,6 @@ def _check_config(cfg: EvalConfig) -> None:
 
 RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
 PAIR_HEADLINE = ["roc_auc", "average_precision", "accuracy"]
-# Our names -> trec_eval measures (run truncated to the top 100; MRR@10 is recip_rank on the top 10).
-TREC_MEASURES = {"ndcg@10": "ndcg_cut_10", "map@100": "map_cut_100", "recall@1": "recall_1",
-                 "recall@5": "recall_5", "recall@10": "recall_10", "recall@100": "recall_100",
-                 "accuracy@1": "success_1"}
 
 
 def has_probability(scorer) -> bool:
@@ -109,21 +107,8 @@ class RetrievalEvaluator:
         return out
 
     def per_query(self, scorer) -> dict[str, np.ndarray]:
-        import pytrec_eval
-
-        top = self.rank(scorer)
-        k = top.shape[1]
-        qrels = {str(q): {str(d): 1 for d in rel} for q, rel in enumerate(self.qrels)}
-        # Scores by rank (k, k-1, ...) so trec_eval's own sort reproduces our order exactly.
-        run = {str(q): {str(d): float(k - r) for r, d in enumerate(row)} for q, row in enumerate(top)}
-        run10 = {q: {d: s for d, s in docs.items() if s > k - 10} for q, docs in run.items()}
-        res = pytrec_eval.RelevanceEvaluator(qrels, set(TREC_MEASURES.values())).evaluate(run)
-        res10 = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run10)
-        ids = [str(q) for q in range(len(self.qrels))]
-        out = {"mrr@10": np.array([res10[q]["recip_rank"] for q in ids])}
-        out |= {name: np.array([res[q][m] for q in ids]) for name, m in TREC_MEASURES.items()}
-        return {name: out[name] for name in ["ndcg@10", "mrr@10", "map@100", "recall@1", "recall@5",
-                                             "recall@10", "recall@100", "accuracy@1"]}
+        """trec_eval's measures per query (``metrics.retrieval_metrics``) of the scorer's ranking."""
+        return retrieval_metrics(self.rank(scorer), self.qrels)
 
     def __call__(self, scorer) -> dict[str, float]:
         return {k: float(v.mean()) for k, v in self.per_query(scorer).items()}
@@ -168,84 +153,6 @@ class PairEvaluator:
         if has_probability(scorer):
             out |= calibration(self.scores(scorer, fn="probability"), y, self.bins)
         return out
-
-
-def best_threshold(s: np.ndarray, y: np.ndarray) -> float:
-    """Threshold t maximising accuracy of ``s >= t`` on (s, y); midpoint between neighbouring scores."""
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)                                  # positives among the top i+1
-    n_neg = len(y) - y.sum()
-    correct = tp + n_neg - (np.arange(1, len(y) + 1) - tp)  # predict top i+1 positive
-    valid = np.append(s[:-1] > s[1:], True)           # cut only between distinct scores
-    correct = np.where(valid, correct, -1)
-    i = int(np.argmax(correct))
-    if n_neg >= correct[i]:                            # predicting all negative is at least as good
-        return float(s[0] + 1.0)
-    return float(s[i] - 1e-9) if i == len(s) - 1 else float((s[i] + s[i + 1]) / 2)
-
-
-def reliability(p: np.ndarray, y: np.ndarray, bins: int = 15) -> dict[str, list]:
-    """Per equal-width bin of predicted probability: mean prediction, observed positive rate, count."""
-    idx = np.clip((np.asarray(p) * bins).astype(int), 0, bins - 1)
-    counts = np.bincount(idx, minlength=bins)
-    conf = np.bincount(idx, weights=p, minlength=bins) / np.maximum(counts, 1)
-    acc = np.bincount(idx, weights=y, minlength=bins) / np.maximum(counts, 1)
-    return {"confidence": conf.tolist(), "positive_rate": acc.tolist(), "count": counts.tolist()}
-
-
-def calibration(p: np.ndarray, y: np.ndarray, bins: int = 15) -> dict[str, float]:
-    from sklearn.metrics import brier_score_loss, log_loss
-
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    r = reliability(p, y, bins)
-    counts = np.array(r["count"])
-    ece = float((counts / counts.sum() * np.abs(np.array(r["positive_rate"]) - np.array(r["confidence"]))).sum())
-    return {"logloss": float(log_loss(y, p, labels=[0, 1])), "brier": float(brier_score_loss(y, p)),
-            f"ece@{bins}": ece}
-
-
-# ------------------------------------------------------------------------------------------ bootstrap
-def bootstrap_ci(values: np.ndarray, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[float]:
-    """Percentile CI of the mean of per-item ``values`` (differences, for a paired bootstrap)."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(values, dtype=np.float64)
-    # 100 resamples at a time: (100, n_items) indices stay small even for 20k queries
-    means = np.concatenate([values[rng.integers(0, len(values), (min(100, n - i), len(values)))].mean(axis=1)
-                            for i in range(0, n, 100)])
-    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
-
-
-def bootstrap_stat_ci(stat, n_items: int, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[float]:
-    """Percentile CI of ``stat(idx)`` over resampled item indices (for non-decomposable metrics: AUC, AP)."""
-    rng = np.random.default_rng(seed)
-    vals = [stat(rng.integers(0, n_items, n_items)) for _ in range(n)]
-    return [float(np.nanquantile(vals, alpha / 2)), float(np.nanquantile(vals, 1 - alpha / 2))]
-
-
-def auc_ap(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """ROC-AUC and average precision, numpy only: equal to sklearn's (tests check it) at a fraction of its
-    per-call overhead, which matters for thousands of bootstrap resamples. Tied scores form one step."""
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan"), float("nan")
-    last = np.append(s[1:] != s[:-1], True)            # last item of each group of tied scores
-    tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]  # per distinct threshold
-    ap = float((np.diff(tp, prepend=0) * tp / (tp + fp)).sum() / n_pos)
-    tpr, fpr = np.append(0, tp) / n_pos, np.append(0, fp) / n_neg
-    auc = float((np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2).sum())   # trapezoids: ties count one half
-    return auc, ap
-
-
-def pair_stat(name: str, s: np.ndarray, y: np.ndarray, idx: np.ndarray, threshold: float | None = None):
-    ys, ss = y[idx], s[idx]
-    if name == "accuracy":
-        return float(((ss >= threshold) == ys).mean())
-    auc, ap = auc_ap(ss, ys)
-    return auc if name == "roc_auc" else ap
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -313,26 +220,6 @@ def load_qa(pairs: str, split: str, corpus: str | None) -> RetrievalData:
         raise DataError(f"no {split} query of {pairs} has its passage in the corpus; "
                         "--corpus must contain the pairs' passage_id values as '_id'")
     return RetrievalData(f"{Path(pairs).name}-{split}", list(rel), ids, texts, list(rel.values()))
-
-
-def sample_calibration_pairs(cos_top: np.ndarray, qrels: list[set[int]], n_corpus: int, hard: int,
-                             rand: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(query row, corpus row, label): all positives, ``hard`` top-cosine and ``rand`` random negatives."""
-    rng = np.random.default_rng(seed)
-    qi, di, y = [], [], []
-    for q, rel in enumerate(qrels):
-        negs = [d for d in cos_top[q] if d not in rel][:hard]
-        pool = min(rand, n_corpus - len(rel) - len(negs))
-        chosen: set[int] = set()
-        while len(chosen) < pool:
-            d = int(rng.integers(n_corpus))
-            if d not in rel and d not in negs:
-                chosen.add(d)
-        for d, label in [(d, 1) for d in sorted(rel)] + [(int(d), 0) for d in negs] + [(d, 0) for d in chosen]:
-            qi.append(q)
-            di.append(d)
-            y.append(label)
-    return np.array(qi), np.array(di), np.array(y)
 
 
 # ------------------------------------------------------------------------------------------- rows

@@ -23,22 +23,18 @@ Embeddings are cached on disk (``projector.embed``): training twice embeds nothi
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 from projector import cli
 from projector.cli import option
@@ -46,10 +42,13 @@ from projector.embed import embed
 from projector.encoder import encoder_identity
 from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
-from projector.files import write_bytes, write_json, write_text
+from projector.files import write_json, write_text
+from projector.distributed import init_distributed, pick_device
+from projector.fit import Data, Split, fit, ndcg_at_10, validate
+from projector.metrics import calibration, sample_calibration_pairs
 from projector.pairs import Pairs, has_test_rows, load_pairs
-from projector.projection import (MODES, NORMALIZE, Projection, cca, closed_form, labelled_pair_loss, pair_logits,
-                                  principal_directions, sigmoid_loss, symmetric_closed_form)
+from projector.projection import (MODES, NORMALIZE, Projection, cca, closed_form, principal_directions,
+                                  symmetric_closed_form)
 
 log = logging.getLogger("projector.train")
 
@@ -118,19 +117,6 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-@dataclass
-class Data:
-    """Embedded inputs as tensors on the training device. qa: queries + index of the positive passage into
-    the corpus; pairs: aligned a/b rows with labels. ``val_*`` are the validation retrieval problem."""
-
-    corpus: torch.Tensor | None  # (n_passages, d)  qa only
-    q: torch.Tensor  # (n, d) train queries / text_a
-    pos: torch.Tensor | None  # (n,) qa: corpus index of each query's positive
-    b: torch.Tensor | None  # (n, d) pairs: text_b
-    y: torch.Tensor | None  # (n,) pairs: labels
-    val: dict  # {"q": (m, d), "docs": (N, d), "relevant": list[set[int]], "pairs": (a, b, y) | None}
-
-
 def _embedder(cfg: TrainConfig):
     """embed() as this run uses it: cached; with --mmap-embeddings each array streams to OUT/embeddings/NAME.npy
     and comes back memory-mapped (on CPU the tensors stay backed by those files, so pairs sets larger than RAM
@@ -148,16 +134,16 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
         corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
         data = Data(corpus.to(device), e(tr["query"], cfg.query_template, "train-query").to(device),
-                    torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None, {})
+                    torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None)
     else:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
                     e(tr["text_b"], cfg.document_template, "train-b").to(device),
-                    torch.tensor(tr["label"], device=device), {})
+                    torch.tensor(tr["label"], device=device))
     data.val = retrieval_split(pairs, "validation", cfg, data.corpus, device)
-    sides = {"train queries": data.q, "validation queries": data.val["q"], "corpus passages": data.corpus,
+    sides = {"train queries": data.q, "validation queries": data.val.q, "corpus passages": data.corpus,
              "train text_b": data.b}
-    if data.val.get("pairs") is not None:
-        sides["validation text_b"] = data.val["pairs"][1]
+    if data.val.pairs is not None:
+        sides["validation text_b"] = data.val.pairs[1]
     _check_finite(sides)
     return data
 
@@ -170,8 +156,8 @@ def _check_finite(sides: dict) -> None:
             raise DataError(f"{name}: embeddings of rows {rows} contain NaN/inf; check those texts and --encoder")
 
 
-def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Tensor | None, device) -> dict:
-    """A split as a ranking problem: {"q": (m, d), "docs": (N, d), "relevant": [set], "pos"/"pairs": ...}.
+def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Tensor | None, device) -> Split:
+    """A split embedded as a ranking problem (``projector.fit.Split``) on ``device``.
 
     qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
     """
@@ -181,16 +167,17 @@ def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Te
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
         keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(cols["query"]))[:cfg.val_max_queries])
         pos = [index[str(cols["passage_id"][i])] for i in keep]
-        return {"q": e([cols["query"][i] for i in keep], cfg.query_template, f"{split}-query").to(device),
-                "docs": corpus, "relevant": [{p} for p in pos], "pos": torch.tensor(pos, device=device), "pairs": None}
+        return Split(e([cols["query"][i] for i in keep], cfg.query_template, f"{split}-query").to(device),
+                     corpus, [{p} for p in pos], pos=torch.tensor(pos, device=device))
     a, b = e(cols["text_a"], cfg.query_template, f"{split}-a"), e(cols["text_b"], cfg.document_template, f"{split}-b")
-    val = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in _pairs_retrieval(cols, a, b).items()}
-    val["pairs"] = (a.to(device), b.to(device), torch.tensor(cols["label"], device=device))
-    return val
+    q, docs, relevant = _pairs_retrieval(cols, a, b)
+    return Split(q.to(device), docs.to(device), relevant,
+                 pairs=(a.to(device), b.to(device), torch.tensor(cols["label"], device=device)))
 
 
-def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> dict:
-    """Labelled pairs as a ranking problem: each text_a with a positive ranks every distinct text_b."""
+def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Labelled pairs as a ranking problem: each text_a with a positive ranks every distinct text_b.
+    Returns (q (m, d), docs (N, d), relevant)."""
     docs, doc_index, first_a, relevant = [], {}, {}, {}  # docs: first row of each distinct id_b
     for i, (ia, ib, y) in enumerate(zip(cols["id_a"], cols["id_b"], cols["label"])):
         if ib not in doc_index:
@@ -200,342 +187,7 @@ def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> dict:
         if y == 1:
             relevant.setdefault(ia, set()).add(doc_index[ib])
     qs = sorted(relevant, key=lambda x: first_a[x])
-    return {"q": a[[first_a[x] for x in qs]], "docs": b[docs], "relevant": [relevant[x] for x in qs]}
-
-
-# ------------------------------------------------------------------------------------------ validation
-
-
-@torch.no_grad()
-def ndcg_at_10(model: Projection, q: torch.Tensor, docs: torch.Tensor, relevant: list[set[int]]) -> float:
-    """Mean NDCG@10 (binary relevance) of ranking all ``docs`` for each query."""
-    zd = model.project_documents(docs)                                          # (N, k)
-    discount = 1.0 / np.log2(np.arange(2, 12))                                  # ranks 1..10
-    total = 0.0
-    for start in range(0, len(q), 512):
-        s = model.project_queries(q[start:start + 512]) @ zd.T                  # (c, N); s, b do not change ranks
-        top = s.topk(min(10, s.shape[1]), dim=1).indices.cpu().numpy()          # (c, 10)
-        for row, rel in zip(top, relevant[start:start + 512]):
-            dcg = sum(discount[r] for r, j in enumerate(row) if j in rel)
-            total += dcg / discount[:min(len(rel), 10)].sum()
-    return float(total / max(len(q), 1))
-
-
-@torch.no_grad()
-def validate(model: Projection, data: Data, batch_size: int, split: dict | None = None) -> dict:
-    """val_logloss (the training objective on validation, same batch size) and val_ndcg@10."""
-    model.eval()
-    v = data.val if split is None else split
-    if v["pairs"] is None:  # qa: in-batch sigmoid loss over validation batches in a fixed order
-        losses = [sigmoid_loss(model(v["q"][i:i + batch_size], v["docs"][p]), p[:, None] == p[None, :]).item()
-                  for i in range(0, len(v["q"]), batch_size) for p in [v["pos"][i:i + batch_size]]]
-        logloss = float(np.mean(losses))
-    else:
-        a, b, y = v["pairs"]
-        logloss = labelled_pair_loss(pair_logits(model, a, b), y).item()
-    model.train()
-    return {"val_logloss": logloss, "val_ndcg@10": ndcg_at_10(model, v["q"], v["docs"], v["relevant"])}
-
-
-# ------------------------------------------------------------------------------------------ negatives
-
-
-@torch.no_grad()
-def mine_hard_negatives(q: torch.Tensor, pos: torch.Tensor, corpus: torch.Tensor, n: int,
-                        margin: float = 0.9) -> torch.Tensor:
-    """For each query, the ``n`` passages nearest under the frozen encoder that are neither its positive nor
-    near-duplicates of it (frozen cosine to the positive > ``margin``: likely false negatives).
-
-    q (B, d), pos (B,) corpus indices, corpus (N, d) -> (B, n) corpus indices, -1 where too few qualify.
-    """
-    out = torch.full((len(q), n), -1, dtype=torch.long, device=q.device)
-    take = min(len(corpus), 4 * n + 8)
-    for start in range(0, len(q), 1024):
-        qs, ps = q[start:start + 1024], pos[start:start + 1024]
-        cand = (qs @ corpus.T).topk(take, dim=1).indices                        # (c, take)
-        dup = (corpus[cand] @ corpus[ps].unsqueeze(-1)).squeeze(-1) > margin    # (c, take) cos to positive
-        ok = (cand != ps[:, None]) & ~dup
-        for r in range(len(qs)):
-            keep = cand[r][ok[r]][:n]
-            out[start + r, :len(keep)] = keep
-    return out
-
-
-# ------------------------------------------------------------------------------------------ distributed
-
-
-@dataclass
-class Distributed:
-    """This process's place under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK from the environment).
-
-    Every rank holds the same embeddings and draws the same shuffled batches (same seeds); each computes
-    the loss of its contiguous share of a batch's rows against the projected passages gathered from all
-    ranks, DDP averages the gradients, and every rank takes the same optimiser step. Rank 0 alone
-    validates (and broadcasts the result, so all ranks stop together), checkpoints and exports.
-    """
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def share(self, rows: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous share of a batch (sizes differ by at most one)."""
-        return rows.tensor_split(self.world)[self.rank]
-
-    def gather(self, z: torch.Tensor, batch: int) -> torch.Tensor:
-        """(b, k) on each rank -> (B, k) in batch order, with gradient flowing back to the rank that made it."""
-        sizes = [len(c) for c in torch.arange(batch).tensor_split(self.world)]
-        pad = max(sizes) - len(z)  # all_gather needs equal shapes: pad, then cut each piece back
-        parts = _GatherWithGradient.apply(F.pad(z, (0, 0, 0, pad)) if pad else z, self.rank, self.world)
-        return torch.cat([part[:n] for part, n in zip(parts.chunk(self.world), sizes)])
-
-    def broadcast(self, obj):
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        dist.barrier()
-
-
-class _GatherWithGradient(torch.autograd.Function):
-    """all_gather whose backward hands each rank the gradient of its own rows summed over all ranks' losses
-    (torch.distributed.nn's version is deprecated in favour of a private module)."""
-
-    @staticmethod
-    def forward(ctx, z, rank, world):                                            # (m, k) -> (world * m, k)
-        ctx.rank, ctx.rows = rank, len(z)
-        parts = [torch.empty_like(z) for _ in range(world)]
-        dist.all_gather(parts, z.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous()
-        dist.all_reduce(grad)                                                    # sum over every rank's loss
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
-
-
-def init_distributed(device: str = "auto") -> Distributed | None:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on GPUs, gloo on CPU); None otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    import datetime
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device)
-    if dev.type == "mps":
-        raise ProjectorError("torchrun training runs on CUDA GPUs (NCCL) or CPUs (gloo), not mps; pass --device cpu")
-    if dev.type == "cuda":
-        if local >= torch.cuda.device_count():
-            raise ProjectorError(f"LOCAL_RANK {local} but torch sees {torch.cuda.device_count()} GPU(s): "
-                                 "use --nproc_per_node <= the number of GPUs")
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        # Long timeout: rank 0 embeds the corpus while the others wait at a barrier (hours for big corpora).
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
-    return Distributed(dist.get_rank(), dist.get_world_size(), dev)
-
-
-# ------------------------------------------------------------------------------------------ training
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """"auto": cuda, then mps, then cpu. An explicit device that is not available is an error."""
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
-    if name not in ("cuda", "mps", "cpu") and not name.startswith("cuda:"):
-        raise ProjectorError(f"--device must be auto, cuda, mps or cpu, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ProjectorError(f"--device {name}: torch sees no CUDA GPU here; use --device auto or cpu")
-    if name == "mps" and not mps:
-        raise ProjectorError("--device mps: torch sees no Apple GPU here; use --device auto or cpu")
-    return torch.device(name)
-
-
-class _Step(nn.Module):
-    """What DistributedDataParallel wraps: one forward projects a batch's query side, document side and extra
-    negatives, and hands back s and b, so every parameter the loss uses went through forward (DDP's rule)."""
-
-    def __init__(self, model: Projection):
-        super().__init__()
-        self.model = model
-
-    def forward(self, q: torch.Tensor, d: torch.Tensor, extra: torch.Tensor | None = None):
-        m = self.model
-        zn = m.project_documents(extra) if extra is not None else None
-        return m.project_queries(q), m.project_documents(d), zn, m.log_scale.exp(), m.bias
-
-
-def _batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
-                n_random: int, gen: torch.Generator, ddp: "Distributed | None" = None) -> torch.Tensor:
-    """The loss of one batch of row indices ``idx`` (B,), the same on every rank.
-
-    One process: the loss of the whole batch. Under torchrun (``ddp`` given) this rank computes only its
-    contiguous share of the rows, against the passages of *all* ranks (their projections are gathered with
-    gradient), and returns its share of the batch loss times the world size: DDP averages gradients over
-    ranks, so the step is the one-process step of the same batch.
-    """
-    rows = idx if ddp is None else ddp.share(idx)                                # (b,) this rank's rows
-    extra = None
-    if data.pos is not None:
-        picks = [hard[idx]] if hard is not None else []
-        if n_random:  # drawn for the whole batch on every rank: the generator stays in step with one process
-            picks.append(torch.randint(len(data.corpus), (len(idx), n_random), generator=gen).to(idx.device))
-        extra = torch.cat(picks, dim=1) if picks else None                       # (B, m) corpus indices
-        if extra is not None and ddp is not None:
-            extra = ddp.share(extra)
-    if data.pos is None:  # labelled pairs: the labels themselves, row by row
-        za, zb, _, s, b = step(data.q[rows], data.b[rows])
-        loss = labelled_pair_loss(s * (za * zb).sum(-1) + b, data.y[rows]) * len(rows) / len(idx)  # sum / B
-        return loss if ddp is None else loss * ddp.world
-    pos = data.pos[rows]                                                         # (b,)
-    zq, zd, zn, s, b = step(data.q[rows], data.corpus[pos],
-                            None if extra is None else data.corpus[extra.clamp(min=0)])
-    all_pos = pos
-    if ddp is not None:  # in-batch negatives from every rank
-        zd, all_pos = ddp.gather(zd, len(idx)), data.pos[idx]
-    labels = pos[:, None] == all_pos[None, :]               # (b, B): two queries of one passage are both positive
-    loss = sigmoid_loss(s * zq @ zd.T + b, labels) * len(rows) / len(idx)  # sum over rows / B
-    if extra is not None:
-        weight = ((extra >= 0) & (extra != pos[:, None])).to(zq.dtype)         # never a query's own positive
-        loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight),
-                                   weight) * len(rows) / len(idx)
-    return loss if ddp is None else loss * ddp.world
-
-
-def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None,
-        ddp: Distributed | None = None) -> dict:
-    """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
-    kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop.
-    Under torchrun (``ddp``) the same loop runs on every rank (see ``Distributed``)."""
-    device = data.q.device
-    main = ddp is None or ddp.main
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("W_")}  # identity decay target
-    state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
-    best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
-        state, best_params = _load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
-        log.info("resuming after epoch %d (best val NDCG@10 %.4f)", state["epoch"], state["best"] or float("nan"))
-    step = _Step(model)
-    if ddp is not None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
-    hard = None
-    if cfg.hard_negatives and data.pos is not None:
-        hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    n = len(data.q)
-    while not state["done"] and state["epoch"] < cfg.epochs:
-        epoch, started, total = state["epoch"] + 1, time.time(), 0.0
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch: resume == uninterrupted
-        perm = torch.randperm(n, generator=gen).to(device)
-        steps = max(1, n // cfg.batch_size)  # drop the ragged tail: a batch of 3 is a poor in-batch problem
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if n >= cfg.batch_size else perm
-            with amp:
-                loss = _batch_loss(step, data, idx, hard, cfg.random_negatives, gen, ddp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if cfg.identity_decay:
-                with torch.no_grad():
-                    for name, p in model.named_parameters():
-                        if name in anchor:
-                            p.sub_(cfg.lr * cfg.identity_decay * (p - anchor[name]))
-            if ddp is not None:  # the logged loss is the whole batch's: the ranks' shares summed
-                shares = loss.detach().clone()
-                dist.all_reduce(shares)
-                total += shares.item() / ddp.world
-            else:
-                total += loss.item()
-        trained = time.time()
-        row = None
-        if main:
-            row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
-                   "lr": cfg.lr, "seconds": round(time.time() - started, 3),
-                   "train_seconds": round(trained - started, 3)}
-        if ddp is not None:  # one decision for all ranks: rank 0's validation
-            row = ddp.broadcast(row)
-        better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
-        if better:
-            state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
-            best_params = {n_: p.detach().clone() for n_, p in model.named_parameters()}
-        else:
-            state["bad_epochs"] += 1
-        state["history"].append(row)
-        state["epoch"] = epoch
-        state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
-        if main:
-            log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch,
-                     row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
-                     row["seconds"])
-            if ckpt_dir is not None:
-                _save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
-            if on_epoch is not None:
-                on_epoch(state)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(best_params[name])
-    return state
-
-
-def _save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
-    """One safetensors file (weights, best weights, AdamW moments; loop state as JSON metadata), atomic."""
-    from safetensors.torch import save
-
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    t = {f"model.{n}": p.detach() for n, p in model.named_parameters()}
-    t.update({f"best.{n}": p for n, p in best_params.items()})
-    t.update({f"anchor.{n}": p for n, p in anchor.items()})
-    for i, p in enumerate(model.parameters()):
-        for k, v in opt.state.get(p, {}).items():
-            t[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
-    meta = {"state": json.dumps(state), "config": cfg.fingerprint()}
-    # files.write_bytes: atomic and fsynced, mode per umask (save_file made 0600 files), a full disk is an OSError
-    # naming this file (save_file's Rust writer raised a SafetensorError with the OS error as text), and the
-    # temp file of a run killed mid-write is swept by the next write. Temp files of the save_file this replaces
-    # (".state.<pid>.tmp", safetensors' own ".tmpXXXXXX") were never swept: drop them too.
-    for stale in [*ckpt_dir.glob(".state.*.tmp"), *ckpt_dir.glob(".tmp*")]:
-        stale.unlink(missing_ok=True)
-    write_bytes(ckpt_dir / "state.safetensors",
-                save({k: v.float().contiguous().cpu() for k, v in t.items()}, metadata=meta))
-
-
-def _load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):
-    from safetensors import safe_open
-
-    path = ckpt_dir / "state.safetensors"
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-        state = json.loads(meta["state"])
-    except Exception as e:
-        raise ProjectorError(f"checkpoint {path} is unreadable ({e}); delete {ckpt_dir} to start over") from e
-    if meta.get("config") != cfg.fingerprint():
-        raise ProjectorError(f"{ckpt_dir} holds a run with other settings; use a new --out, or delete {ckpt_dir} "
-                             "to start over with these settings")
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            p.copy_(t[f"model.{n}"])
-        for n in anchor:
-            anchor[n].copy_(t[f"anchor.{n}"])
-    for i, p in enumerate(model.parameters()):
-        if f"opt.{i}.step" in t:
-            opt.state[p] = {"step": t[f"opt.{i}.step"].reshape(()).cpu(),
-                            "exp_avg": t[f"opt.{i}.exp_avg"].to(device), "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(device)}
-    best = {n: t[f"best.{n}"].to(device) for n, _ in model.named_parameters()}
-    return state, best
+    return a[[first_a[x] for x in qs]], b[docs], [relevant[x] for x in qs]
 
 
 # ------------------------------------------------------------------------------------------ candidates
@@ -551,17 +203,15 @@ def calibrate(model: Projection, data: Data, cfg: TrainConfig) -> dict:
     top-cosine and ``calibration_random_negatives`` uniform non-relevant passages per query), or, for
     labelled pairs, the validation labels themselves. Returns {"pairs", "positives", "ece@15", "logloss"}.
     """
-    from projector.evaluate import calibration, sample_calibration_pairs
-
     v = data.val
-    if v["pairs"] is not None:
-        a, b, y = v["pairs"]
+    if v.pairs is not None:
+        a, b, y = v.pairs
     else:
-        cos = v["q"] @ v["docs"].T                                                   # (m, N) frozen cosine
+        cos = v.q @ v.docs.T                                                         # (m, N) frozen cosine
         top = cos.topk(min(cos.shape[1], cfg.calibration_hard_negatives + 16), dim=1).indices.cpu().numpy()
-        qi, di, labels = sample_calibration_pairs(top, v["relevant"], cos.shape[1], cfg.calibration_hard_negatives,
+        qi, di, labels = sample_calibration_pairs(top, v.relevant, cos.shape[1], cfg.calibration_hard_negatives,
                                                   cfg.calibration_random_negatives, cfg.seed)
-        a, b, y = v["q"][torch.as_tensor(qi)], v["docs"][torch.as_tensor(di)], torch.as_tensor(labels)
+        a, b, y = v.q[torch.as_tensor(qi)], v.docs[torch.as_tensor(di)], torch.as_tensor(labels)
     y = y.to(a.device).float()
     with torch.no_grad():
         raw = (model.project_queries(a) * model.project_documents(b)).sum(-1)   # (n,) what s and b act on
@@ -647,7 +297,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     fit_on = (data.corpus if data.corpus is not None else torch.cat([data.q, data.b])).cpu().numpy()
     dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
     log.info("%s pairs (%d train, %d validation queries), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
-             pairs.task, len(data.q), len(data.val["q"]), dim, rank, mode, device, embed_seconds)
+             pairs.task, len(data.q), len(data.val.q), dim, rank, mode, device, embed_seconds)
 
     candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
     cf = _closed_form_weights(data, dirs, mode, cfg.ridge)
@@ -659,15 +309,14 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
 
     started = time.time()
-    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: _write_log(out, st["history"]), ddp=ddp)
+    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: write_log(out, st["history"]), ddp=ddp)
     train_seconds = time.time() - started
     if ddp is not None:
-        dist.barrier()  # without it gloo can abort a rank that tears down while the other still talks to it
-        dist.destroy_process_group()
+        ddp.close()
         if not ddp.main:
             return {"rank": ddp.rank, "exported": False}
     history = state["history"]
-    _write_log(out, history)
+    write_log(out, history)
     candidates["trained"] = model
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
     selected = _select(metrics)
@@ -693,12 +342,12 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
                  selected, metrics[selected]["val_ndcg@10"], t, selected)
     folded = copy.deepcopy(candidates[selected])
     folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
-    folded_ndcg = ndcg_at_10(folded, data.val["q"], data.val["docs"], data.val["relevant"])
+    folded_ndcg = ndcg_at_10(folded, data.val)
     test = None
     if has_test_rows(pairs):
         split = retrieval_split(pairs, "test", cfg, data.corpus, device)
-        _check_finite({"test queries": split["q"], "test text_b": split["pairs"][1] if split["pairs"] else None})
-        if len(split["q"]):
+        _check_finite({"test queries": split.q, "test text_b": split.pairs[1] if split.pairs else None})
+        if len(split.q):
             test = {name: validate(scorers[name], data, cfg.batch_size, split) for name in (baseline, selected)}
             test = {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
     epochs_run = len(history)
@@ -740,7 +389,7 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
 
-def _write_log(out: Path, history: list[dict]) -> None:
+def write_log(out: Path, history: list[dict]) -> None:
     """train_log.jsonl rewritten from the checkpointed history: it always matches what a resume continues."""
     write_text(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 

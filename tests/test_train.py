@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from projector.errors import DataError
+from projector.errors import DataError, ProjectorError
 
 ITEMS = ["mango", "banana", "cherry", "lemon", "peach", "apple", "pear", "plum", "grape", "melon",
          "carrot", "potato", "tomato", "onion", "garlic", "pumpkin", "spinach", "ginger", "coconut", "walnut",
@@ -107,29 +107,29 @@ def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypa
 
     cfg = {**FAST, "epochs": 4, "patience": 10}
     tr.train(pairs=str(qa_pairs), out=str(tmp_path / "full"), **cfg)
-    real = tr._write_log
+    real = tr.write_log
 
     def crash_after_two(out, history):
         real(out, history)
         if len(history) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(tr, "_write_log", crash_after_two)
+    monkeypatch.setattr(tr, "write_log", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)
-    monkeypatch.setattr(tr, "_write_log", real)
+    monkeypatch.setattr(tr, "write_log", real)
     tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)      # the same command again
     a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("full", "cut"))
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert len((tmp_path / "cut/train_log.jsonl").read_text().splitlines()) == 4
-    with pytest.raises(tr.ProjectorError, match="other settings"):
+    with pytest.raises(ProjectorError, match="other settings"):
         tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **{**cfg, "lr": 1e-3})
 
 
 def test_negatives_never_include_the_positive():
     import torch
 
-    from projector.train import Data, _Step, _batch_loss, mine_hard_negatives
+    from projector.fit import Data, TrainStep, batch_loss, mine_hard_negatives
     from projector.projection import Projection, sigmoid_loss
 
     g = torch.Generator().manual_seed(0)
@@ -145,20 +145,20 @@ def test_negatives_never_include_the_positive():
     assert 1 not in hard[0].tolist()                          # the near-duplicate is not a "negative"
 
     # In a batch, two queries of the same passage are positives for each other, never negatives.
-    model, data = Projection(16), Data(corpus, q, pos, None, None, {})
+    model, data = Projection(16), Data(corpus, q, pos, None, None)
     idx = torch.arange(4)
     zq, zd = model.project_queries(q), model.project_documents(corpus[pos])
     labels = pos[:, None] == pos[None, :]
     assert labels[0, 3] and labels[3, 0]
     expected = sigmoid_loss(20 * zq @ zd.T - 10, labels)
-    assert torch.allclose(_batch_loss(_Step(model), data, idx, None, 0, g), expected)
+    assert torch.allclose(batch_loss(TrainStep(model), data, idx, None, 0, g), expected)
 
 
 def test_device_selection(monkeypatch):
     import torch
 
     from projector.errors import ProjectorError
-    from projector.train import pick_device
+    from projector.distributed import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -186,7 +186,7 @@ def test_bad_pairs_folders_name_the_problem(tmp_path, qa_pairs):
 
     from datasets import Dataset, DatasetDict
 
-    from projector.train import load_pairs
+    from projector.pairs import load_pairs
 
     with pytest.raises(DataError, match="manifest.json not found"):
         load_pairs(tmp_path)
@@ -235,22 +235,22 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
     calibrated (ECE falls well below training's in-batch s, b) and W is untouched, so rankings do not change."""
     import torch
 
-    from projector.evaluate import calibration, sample_calibration_pairs
+    from projector.fit import Data, Split
+    from projector.metrics import calibration, sample_calibration_pairs
     from projector.projection import Projection
-    from projector.train import Data, TrainConfig, calibrate
+    from projector.train import TrainConfig, calibrate
 
     g = torch.Generator().manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(400, 32, generator=g), dim=-1)
     pos = torch.arange(0, 400, 2)                                                  # 200 validation queries
     q = torch.nn.functional.normalize(corpus[pos] + 0.6 * torch.randn(200, 32, generator=g), dim=-1)
-    data = Data(corpus, q, pos, None, None, {"q": q, "docs": corpus, "relevant": [{int(p)} for p in pos],
-                                             "pos": pos, "pairs": None})
+    data = Data(corpus, q, pos, None, None, Split(q, corpus, [{int(p)} for p in pos], pos=pos))
     cfg = TrainConfig(pairs="-", out="-")
     model = Projection(32, 32, "asymmetric")                                       # s = 20, b = -10: uncalibrated
     W = model.W_q.detach().clone()
 
     top = (q @ corpus.T).topk(21, dim=1).indices.numpy()
-    qi, di, y = sample_calibration_pairs(top, data.val["relevant"], 400, 5, 5, cfg.seed)
+    qi, di, y = sample_calibration_pairs(top, data.val.relevant, 400, 5, 5, cfg.seed)
     def ece():
         with torch.no_grad():
             return calibration(torch.sigmoid(model(q[qi], corpus[di]).diagonal()).numpy(), y)["ece@15"]

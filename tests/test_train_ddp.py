@@ -71,14 +71,15 @@ def _rank_gradients(rank, world, init_file, task, queue):
     import torch
     import torch.distributed as dist
 
-    from projector.train import Distributed, _batch_loss, _Step
+    from projector.distributed import Distributed
+    from projector.fit import TrainStep, batch_loss
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     model, data, idx = _toy_problem(task)
-    step = torch.nn.parallel.DistributedDataParallel(_Step(model))
+    step = torch.nn.parallel.DistributedDataParallel(TrainStep(model))
     gen = torch.Generator().manual_seed(7)
-    loss = _batch_loss(step, data, idx, None, 3 if task == "qa" else 0, gen, Distributed(rank, world, torch.device("cpu")))
+    loss = batch_loss(step, data, idx, None, 3 if task == "qa" else 0, gen, Distributed(rank, world, torch.device("cpu")))
     loss.backward()
     shares = loss.detach().clone()
     dist.all_reduce(shares)
@@ -91,7 +92,7 @@ def _toy_problem(task):
     import torch
 
     from projector.projection import Projection
-    from projector.train import Data
+    from projector.fit import Data
 
     g = torch.Generator().manual_seed(0)
     x = lambda n: torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=-1)
@@ -102,9 +103,9 @@ def _toy_problem(task):
     if task == "qa":
         corpus = x(30)
         pos = torch.tensor([0, 2, 3, 0, 5, 7, 9, 11, 2, 13, 4])               # repeats: shared positives
-        data = Data(corpus, x(11), pos, None, None, {})
+        data = Data(corpus, x(11), pos, None, None)
     else:
-        data = Data(None, x(11), None, x(11), torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0]), {})
+        data = Data(None, x(11), None, x(11), torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0]))
     return model, data, torch.tensor([3, 1, 4, 10, 5, 9, 2, 6, 8])             # a batch of 9: shares of 5 and 4
 
 
@@ -115,7 +116,7 @@ def test_distributed_step_has_the_one_process_gradient(tmp_path, task):
     import torch
     import torch.multiprocessing as mp
 
-    from projector.train import _batch_loss, _Step
+    from projector.fit import TrainStep, batch_loss
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -128,7 +129,7 @@ def test_distributed_step_has_the_one_process_gradient(tmp_path, task):
         assert p.exitcode == 0
 
     model, data, idx = _toy_problem(task)
-    loss = _batch_loss(_Step(model), data, idx, None, 3 if task == "qa" else 0, torch.Generator().manual_seed(7))
+    loss = batch_loss(TrainStep(model), data, idx, None, 3 if task == "qa" else 0, torch.Generator().manual_seed(7))
     loss.backward()
     for rank, total, grads in results:
         assert total == pytest.approx(loss.item(), rel=1e-6)

@@ -1,0 +1,303 @@
+"""The training loop and what it needs: the embedded inputs (``Data``, ``Split``), one batch's loss
+(``TrainStep``, ``batch_loss``), mined hard negatives, validation (``validate``, ``ndcg_at_10``) and the
+checkpoint a re-run resumes from (``save_checkpoint``, ``load_checkpoint``: checkpoint/state.safetensors).
+
+``projector.train`` embeds the pairs into a ``Data``, builds the candidates and calls ``fit`` on the
+trained one; under torchrun the same loop runs on every rank (``projector.distributed``).
+
+    state = fit(model, data, cfg, Path("runs/model/checkpoint"))   # model now holds the best epoch's weights
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from projector.distributed import Distributed
+from projector.errors import ProjectorError
+from projector.files import write_bytes
+from projector.metrics import ndcg_at_k
+from projector.projection import Projection, labelled_pair_loss, pair_logits, sigmoid_loss
+
+if TYPE_CHECKING:
+    from projector.train import TrainConfig
+
+log = logging.getLogger("projector.train")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Split:
+    """A split as a ranking problem: each query ranks every doc; ``relevant`` says which are right.
+
+    qa: ``pos`` is each query's positive (its row in ``docs``, the corpus); labelled pairs: ``pairs`` holds the
+    split's aligned rows and labels, which the loss and the calibration use instead of the ranking.
+    """
+
+    q: torch.Tensor  # (m, d) queries / text_a that have a positive
+    docs: torch.Tensor  # (N, d) the corpus / distinct text_b
+    relevant: list[set[int]]  # per query: rows of docs that are relevant
+    pos: torch.Tensor | None = None  # (m,) qa: row of each query's positive in docs
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # pairs: (a (n, d), b (n, d), y (n,))
+
+
+@dataclass
+class Data:
+    """Embedded inputs as tensors on the training device. qa: queries + index of the positive passage into
+    the corpus; pairs: aligned a/b rows with labels. ``val`` is the validation split."""
+
+    corpus: torch.Tensor | None  # (n_passages, d)  qa only
+    q: torch.Tensor  # (n, d) train queries / text_a
+    pos: torch.Tensor | None  # (n,) qa: corpus index of each query's positive
+    b: torch.Tensor | None  # (n, d) pairs: text_b
+    y: torch.Tensor | None  # (n,) pairs: labels
+    val: Split | None = None
+
+
+# ---------------------------------------------------------------------------------------------- one batch
+
+
+class TrainStep(nn.Module):
+    """What DistributedDataParallel wraps: one forward projects a batch's query side, document side and extra
+    negatives, and hands back s and b, so every parameter the loss uses went through forward (DDP's rule)."""
+
+    def __init__(self, model: Projection):
+        super().__init__()
+        self.model = model
+
+    def forward(self, q: torch.Tensor, d: torch.Tensor, extra: torch.Tensor | None = None):
+        m = self.model
+        zn = m.project_documents(extra) if extra is not None else None
+        return m.project_queries(q), m.project_documents(d), zn, m.log_scale.exp(), m.bias
+
+
+def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
+               n_random: int, gen: torch.Generator, ddp: Distributed | None = None) -> torch.Tensor:
+    """The loss of one batch of row indices ``idx`` (B,), the same on every rank.
+
+    One process: the loss of the whole batch. Under torchrun (``ddp`` given) this rank computes only its
+    contiguous share of the rows, against the passages of *all* ranks (their projections are gathered with
+    gradient), and returns its share of the batch loss times the world size: DDP averages gradients over
+    ranks, so the step is the one-process step of the same batch.
+    """
+    rows = idx if ddp is None else ddp.share(idx)                                # (b,) this rank's rows
+    extra = None
+    if data.pos is not None:
+        picks = [hard[idx]] if hard is not None else []
+        if n_random:  # drawn for the whole batch on every rank: the generator stays in step with one process
+            picks.append(torch.randint(len(data.corpus), (len(idx), n_random), generator=gen).to(idx.device))
+        extra = torch.cat(picks, dim=1) if picks else None                       # (B, m) corpus indices
+        if extra is not None and ddp is not None:
+            extra = ddp.share(extra)
+    if data.pos is None:  # labelled pairs: the labels themselves, row by row
+        za, zb, _, s, b = step(data.q[rows], data.b[rows])
+        loss = labelled_pair_loss(s * (za * zb).sum(-1) + b, data.y[rows]) * len(rows) / len(idx)  # sum / B
+        return loss if ddp is None else loss * ddp.world
+    pos = data.pos[rows]                                                         # (b,)
+    zq, zd, zn, s, b = step(data.q[rows], data.corpus[pos],
+                            None if extra is None else data.corpus[extra.clamp(min=0)])
+    all_pos = pos
+    if ddp is not None:  # in-batch negatives from every rank
+        zd, all_pos = ddp.gather(zd, len(idx)), data.pos[idx]
+    labels = pos[:, None] == all_pos[None, :]               # (b, B): two queries of one passage are both positive
+    loss = sigmoid_loss(s * zq @ zd.T + b, labels) * len(rows) / len(idx)  # sum over rows / B
+    if extra is not None:
+        weight = ((extra >= 0) & (extra != pos[:, None])).to(zq.dtype)         # never a query's own positive
+        loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight),
+                                   weight) * len(rows) / len(idx)
+    return loss if ddp is None else loss * ddp.world
+
+
+@torch.no_grad()
+def mine_hard_negatives(q: torch.Tensor, pos: torch.Tensor, corpus: torch.Tensor, n: int,
+                        margin: float = 0.9) -> torch.Tensor:
+    """For each query, the ``n`` passages nearest under the frozen encoder that are neither its positive nor
+    near-duplicates of it (frozen cosine to the positive > ``margin``: likely false negatives).
+
+    q (B, d), pos (B,) corpus indices, corpus (N, d) -> (B, n) corpus indices, -1 where too few qualify.
+    """
+    out = torch.full((len(q), n), -1, dtype=torch.long, device=q.device)
+    take = min(len(corpus), 4 * n + 8)
+    for start in range(0, len(q), 1024):
+        qs, ps = q[start:start + 1024], pos[start:start + 1024]
+        cand = (qs @ corpus.T).topk(take, dim=1).indices                        # (c, take)
+        dup = (corpus[cand] @ corpus[ps].unsqueeze(-1)).squeeze(-1) > margin    # (c, take) cos to positive
+        ok = (cand != ps[:, None]) & ~dup
+        for r in range(len(qs)):
+            keep = cand[r][ok[r]][:n]
+            out[start + r, :len(keep)] = keep
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def ndcg_at_10(model: Projection, split: Split) -> float:
+    """Mean NDCG@10 (binary relevance, ``metrics.ndcg_at_k``) of the model ranking all docs for each query."""
+    zd = model.project_documents(split.docs)                                    # (N, k)
+    tops = [(model.project_queries(split.q[i:i + 512]) @ zd.T)                   # (c, N); s, b do not change ranks
+            .topk(min(10, len(zd)), dim=1).indices.cpu().numpy() for i in range(0, len(split.q), 512)]
+    top = np.concatenate(tops) if tops else np.zeros((0, 10), dtype=np.int64)  # (m, 10)
+    return float(ndcg_at_k(top, split.relevant, 10).sum() / max(len(split.q), 1))
+
+
+@torch.no_grad()
+def validate(model: Projection, data: Data, batch_size: int, split: Split | None = None) -> dict:
+    """val_logloss (the training objective on validation, same batch size) and val_ndcg@10."""
+    model.eval()
+    v = data.val if split is None else split
+    if v.pairs is None:  # qa: in-batch sigmoid loss over validation batches in a fixed order
+        losses = [sigmoid_loss(model(v.q[i:i + batch_size], v.docs[p]), p[:, None] == p[None, :]).item()
+                  for i in range(0, len(v.q), batch_size) for p in [v.pos[i:i + batch_size]]]
+        logloss = float(np.mean(losses))
+    else:
+        a, b, y = v.pairs
+        logloss = labelled_pair_loss(pair_logits(model, a, b), y).item()
+    model.train()
+    return {"val_logloss": logloss, "val_ndcg@10": ndcg_at_10(model, v)}
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None,
+        ddp: Distributed | None = None) -> dict:
+    """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
+    kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop.
+    Under torchrun (``ddp``) the same loop runs on every rank (see ``Distributed``)."""
+    device = data.q.device
+    main = ddp is None or ddp.main
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("W_")}  # identity decay target
+    state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
+    best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
+        state, best_params = load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
+        log.info("resuming after epoch %d (best val NDCG@10 %.4f)", state["epoch"], state["best"] or float("nan"))
+    step = TrainStep(model)
+    if ddp is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
+    hard = None
+    if cfg.hard_negatives and data.pos is not None:
+        hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    n = len(data.q)
+    while not state["done"] and state["epoch"] < cfg.epochs:
+        epoch, started, total = state["epoch"] + 1, time.time(), 0.0
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch: resume == uninterrupted
+        perm = torch.randperm(n, generator=gen).to(device)
+        steps = max(1, n // cfg.batch_size)  # drop the ragged tail: a batch of 3 is a poor in-batch problem
+        for i in range(steps):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if n >= cfg.batch_size else perm  # (B,)
+            with amp:
+                loss = batch_loss(step, data, idx, hard, cfg.random_negatives, gen, ddp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.identity_decay:
+                _decay_toward(model, anchor, cfg.lr * cfg.identity_decay)
+            # the logged loss is the whole batch's: under torchrun the ranks' shares summed
+            total += loss.item() if ddp is None else ddp.mean(loss)
+        trained = time.time()
+        row = None
+        if main:
+            row = {"epoch": epoch, "train_loss": total / steps, **validate(model, data, cfg.batch_size),
+                   "lr": cfg.lr, "seconds": round(time.time() - started, 3),
+                   "train_seconds": round(trained - started, 3)}
+        if ddp is not None:  # one decision for all ranks: rank 0's validation
+            row = ddp.broadcast(row)
+        better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
+        if better:
+            state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
+            best_params = {n_: p.detach().clone() for n_, p in model.named_parameters()}
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append(row)
+        state["epoch"] = epoch
+        state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
+        if main:
+            log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch,
+                     row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
+                     row["seconds"])
+            if ckpt_dir is not None:
+                save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
+            if on_epoch is not None:
+                on_epoch(state)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(best_params[name])
+    return state
+
+
+@torch.no_grad()
+def _decay_toward(model: Projection, anchor: dict[str, torch.Tensor], rate: float) -> None:
+    """Decoupled decay of the weights toward their initial values (``--identity-decay``), per step."""
+    for name, p in model.named_parameters():
+        if name in anchor:
+            p.sub_(rate * (p - anchor[name]))
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint
+
+
+def save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
+    """One safetensors file (weights, best weights, AdamW moments; loop state as JSON metadata), atomic."""
+    from safetensors.torch import save
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    t = {f"model.{n}": p.detach() for n, p in model.named_parameters()}
+    t.update({f"best.{n}": p for n, p in best_params.items()})
+    t.update({f"anchor.{n}": p for n, p in anchor.items()})
+    for i, p in enumerate(model.parameters()):
+        for k, v in opt.state.get(p, {}).items():
+            t[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
+    meta = {"state": json.dumps(state), "config": cfg.fingerprint()}
+    # files.write_bytes: atomic and fsynced, mode per umask (save_file made 0600 files), a full disk is an OSError
+    # naming this file (save_file's Rust writer raised a SafetensorError with the OS error as text), and the
+    # temp file of a run killed mid-write is swept by the next write. Temp files of the save_file this replaces
+    # (".state.<pid>.tmp", safetensors' own ".tmpXXXXXX") were never swept: drop them too.
+    for stale in [*ckpt_dir.glob(".state.*.tmp"), *ckpt_dir.glob(".tmp*")]:
+        stale.unlink(missing_ok=True)
+    write_bytes(ckpt_dir / "state.safetensors",
+                save({k: v.float().contiguous().cpu() for k, v in t.items()}, metadata=meta))
+
+
+def load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):
+    """Restore what ``save_checkpoint`` wrote into model, opt and anchor; returns (loop state, best weights)."""
+    from safetensors import safe_open
+
+    path = ckpt_dir / "state.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        state = json.loads(meta["state"])
+    except Exception as e:
+        raise ProjectorError(f"checkpoint {path} is unreadable ({e}); delete {ckpt_dir} to start over") from e
+    if meta.get("config") != cfg.fingerprint():
+        raise ProjectorError(f"{ckpt_dir} holds a run with other settings; use a new --out, or delete {ckpt_dir} "
+                             "to start over with these settings")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(t[f"model.{n}"])
+        for n in anchor:
+            anchor[n].copy_(t[f"anchor.{n}"])
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.step" in t:
+            opt.state[p] = {"step": t[f"opt.{i}.step"].reshape(()).cpu(),
+                            "exp_avg": t[f"opt.{i}.exp_avg"].to(device), "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(device)}
+    best = {n: t[f"best.{n}"].to(device) for n, _ in model.named_parameters()}
+    return state, best
