@@ -25,6 +25,7 @@ from projector.distributed import Distributed
 from projector.errors import ProjectorError
 from projector.files import write_bytes
 from projector.metrics import ndcg_at_k
+from projector.progress import TrainingBar
 from projector.projection import Projection, labelled_pair_loss, pair_logits, sigmoid_loss
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
         hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     n = len(data.q)
+    bar = TrainingBar(cfg.epochs, max(1, n // cfg.batch_size), state["epoch"], enabled=main)  # a terminal only
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch, started, total = state["epoch"] + 1, time.time(), 0.0
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch: resume == uninterrupted
@@ -211,6 +213,7 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
                 _decay_toward(model, anchor, cfg.lr * cfg.identity_decay)
             # the logged loss is the whole batch's: under torchrun the ranks' shares summed
             total += loss.item() if ddp is None else ddp.mean(loss)
+            bar.step()
         trained = time.time()
         row = None
         if main:
@@ -229,13 +232,14 @@ def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None =
         state["epoch"] = epoch
         state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
         if main:
-            log.info("epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)", epoch,
-                     row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
-                     row["seconds"])
+            bar.epoch(row, better, log, "epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)",
+                      epoch, row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
+                      row["seconds"])
             if ckpt_dir is not None:
                 save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
             if on_epoch is not None:
                 on_epoch(state)
+    bar.close()
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(best_params[name])
