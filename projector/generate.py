@@ -123,7 +123,6 @@ def generate(config: GenerateConfig) -> dict:
     cfg = config
     _check_config(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     # Inputs: documents -> passages (sized by the encoder's tokenizer).
@@ -134,6 +133,7 @@ def generate(config: GenerateConfig) -> dict:
     corpus_fp = corpus_mod.fingerprint(passages)
     task_prompt = load_prompt(cfg.task, cfg.prompt_file)
     rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
     _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None)
 
     records = RecordLog(out / "records.jsonl")

@@ -163,6 +163,7 @@ def test_installed_scripts_print_one_line_and_exit_2(cmd, tmp_path):
     assert r.stderr.strip().splitlines() == [f"projector.generate: error: {missing}: no such file or folder. Give "
                                              "--corpus a JSONL/CSV/Parquet file, a folder of .txt/.md files, or a "
                                              "saved datasets folder."]
+    assert not (tmp_path / "x").exists()  # a typo in --corpus leaves no empty output folder behind
 
 
 def test_python_dash_m_projector_is_the_same_command(tmp_path, repo):
