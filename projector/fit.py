@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,8 +28,23 @@ from projector.metrics import ndcg_at_k
 from projector.progress import TrainingBar
 from projector.projection import Projection, labelled_pair_loss, pair_logits, sigmoid_loss
 
-if TYPE_CHECKING:
-    from projector.train import TrainConfig
+
+
+class FitSettings(Protocol):
+    """What the loop reads of its config (``projector.train.TrainConfig`` is one): declared here so that fit
+    depends on no stage module and every arrow points down."""
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    identity_decay: float
+    hard_negatives: int
+    hard_negative_margin: float
+    random_negatives: int
+    seed: int
+
+    def fingerprint(self) -> str: ...
 
 log = logging.getLogger("projector.train")
 
@@ -172,7 +187,7 @@ def validate(model: Projection, data: Data, batch_size: int, split: Split | None
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-def fit(model: Projection, data: Data, cfg: TrainConfig, ckpt_dir: Path | None = None, on_epoch=None,
+def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None = None, on_epoch=None,
         ddp: Distributed | None = None) -> dict:
     """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
     kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop.
