@@ -68,17 +68,17 @@ class Projection:
             raise DataError(f"{what} contain NaN/inf (row{'s' if len(rows) > 1 else ''} "
                             f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''} of {len(x)}); "
                             "check the texts and the encoder")
-        return l2_normalise(x)  # the projection was trained on L2-normalised encoder vectors
+        return l2_normalise(x, precision=np.float64)  # trained on L2-normalised encoder vectors; f64: no overflow
 
     def project_queries(self, emb) -> np.ndarray:
         """(n, d) query embeddings -> (n, k)."""
         z = self._check(emb, "query embeddings") @ self.W_q_.T
-        return l2_normalise(z) if normalises_queries(self.normalize) else z
+        return l2_normalise(z, precision=np.float64) if normalises_queries(self.normalize) else z
 
     def project_documents(self, emb) -> np.ndarray:
         """(n, d) document embeddings -> (n, k)."""
         z = self._check(emb, "document embeddings") @ self.W_a_.T
-        return l2_normalise(z) if normalises_documents(self.normalize) else z
+        return l2_normalise(z, precision=np.float64) if normalises_documents(self.normalize) else z
 
     def score(self, q_emb, d_emb) -> np.ndarray:
         """Logits s · P_q(q) · P_d(d) + b: (nq, d), (nd, d) -> (nq, nd)."""
