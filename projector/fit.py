@@ -26,7 +26,7 @@ from projector.errors import ProjectorError
 from projector.files import write_bytes
 from projector.metrics import ndcg_at_k
 from projector.progress import TrainingBar
-from projector.projection import Projection, labelled_pair_loss, pair_logits, sigmoid_loss
+from projector.projection import Projection, drift, labelled_pair_loss, pair_logits, sigmoid_loss
 
 
 
@@ -42,6 +42,7 @@ class FitSettings(Protocol):
     hard_negatives: int
     hard_negative_margin: float
     random_negatives: int
+    stay_close: float
     seed: int
 
     def fingerprint(self) -> str: ...
@@ -98,8 +99,12 @@ class TrainStep(nn.Module):
 
 
 def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tensor | None,
-               n_random: int, gen: torch.Generator, ddp: Distributed | None = None) -> torch.Tensor:
+               n_random: int, gen: torch.Generator, ddp: Distributed | None = None,
+               stay_close: float = 0.0) -> torch.Tensor:
     """The loss of one batch of row indices ``idx`` (B,), the same on every rank.
+
+    ``stay_close`` λ > 0 (residual/lowrank adapters) adds λ · Σ_rows (drift(query) + drift(passage)) / B: each
+    projected vector's squared distance from where the start map W₀ put it (``projection.drift``).
 
     One process: the loss of the whole batch. Under torchrun (``ddp`` given) this rank computes only its
     contiguous share of the rows, against the passages of *all* ranks (their projections are gathered with
@@ -118,11 +123,15 @@ def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tenso
     if data.pos is None:  # labelled pairs: the labels themselves, row by row
         za, zb, _, s, b = step(data.q[rows], data.b[rows])
         loss = labelled_pair_loss(s * (za * zb).sum(-1) + b, data.y[rows]) * len(rows) / len(idx)  # sum / B
+        if stay_close:
+            loss = loss + stay_close * _drift(step, data.q[rows], data.b[rows], za, zb) / len(idx)
         return loss if ddp is None else loss * ddp.world
     pos = data.pos[rows]                                                         # (b,)
     zq, zd, zn, s, b = step(data.q[rows], data.corpus[pos],
                             None if extra is None else data.corpus[extra.clamp(min=0)])
     all_pos = pos
+    if stay_close:  # before the gather: this rank's own passages
+        penalty = stay_close * _drift(step, data.q[rows], data.corpus[pos], zq, zd) / len(idx)
     if ddp is not None:  # in-batch negatives from every rank
         zd, all_pos = ddp.gather(zd, len(idx)), data.pos[idx]
     labels = pos[:, None] == all_pos[None, :]               # (b, B): two queries of one passage are both positive
@@ -131,7 +140,17 @@ def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tenso
         weight = ((extra >= 0) & (extra != pos[:, None])).to(zq.dtype)         # never a query's own positive
         loss = loss + sigmoid_loss(s * (zn @ zq.unsqueeze(-1)).squeeze(-1) + b, torch.zeros_like(weight),
                                    weight) * len(rows) / len(idx)
+    if stay_close:
+        loss = loss + penalty
     return loss if ddp is None else loss * ddp.world
+
+
+def _drift(step: nn.Module, q: torch.Tensor, d: torch.Tensor, zq: torch.Tensor, zd: torch.Tensor) -> torch.Tensor:
+    """Σ over rows of drift(zq) + drift(zd): q, d (b, d) inputs, zq, zd (b, k) their projections (with grad)."""
+    model = getattr(step, "module", step).model                                  # TrainStep, or DDP around it
+    with torch.no_grad():
+        zq0, zd0 = model.project_queries(q, start=True), model.project_documents(d, start=True)  # (b, k) each
+    return (drift(zq, zq0) + drift(zd, zd0)).sum()
 
 
 @torch.no_grad()
@@ -195,7 +214,8 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
     device = data.q.device
     main = ddp is None or ddp.main
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("W_")}  # identity decay target
+    # identity decay target: the map's parameters as they start (full: W = identity; residual: ΔW = 0)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n not in ("log_scale", "bias")}
     state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
     best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
     if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
@@ -220,7 +240,7 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
         for i in range(steps):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if n >= cfg.batch_size else perm  # (B,)
             with amp:
-                loss = batch_loss(step, data, idx, hard, cfg.random_negatives, gen, ddp)
+                loss = batch_loss(step, data, idx, hard, cfg.random_negatives, gen, ddp, cfg.stay_close)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -12,6 +12,12 @@ q, d are the encoder's L2-normalised embeddings.
 Initialisation: identity for k = d, so step 0 ranks exactly like frozen cosine; the top-k principal
 directions for k < d. ``closed_form`` is a ridge least-squares map (no gradient steps).
 
+How a map is learned (``adapter``, issue 11; docs/research.md): ``"full"`` learns W itself; ``"residual"``
+learns ΔW in ``W = W₀ + ΔW`` and ``"lowrank"`` learns U (k, r), V (d, r) in ``W = W₀ + U Vᵀ``, with W₀ the
+start (``set_weights``: identity = cosine) kept as a buffer, so the loss can ask where a vector started
+(``drift``, the ``--stay-close`` penalty). ``query_only`` keeps W_a at its start (a buffer, not learned).
+Whatever the adapter, ``query_weight``/``doc_weight`` are the materialised (k, d) maps.
+
 The module is a small ``nn.Module`` whose state is a flat dict of tensors (``W_q``/``W_a`` or ``W``,
 ``scale``, ``bias``): that dict is what ``projector.export`` writes to ``model.safetensors``.
 """
@@ -27,11 +33,20 @@ from projector.errors import DataError
 from projector.vectors import NORMALIZE, normalises_documents, normalises_queries
 
 
+ADAPTERS = ("full", "residual", "lowrank")
+
+
 class Projection(nn.Module):
-    """Learnable W_q (and W_a), log-scale and bias. Parameters only; the math is in the functions below."""
+    """Learnable W_q (and W_a), log-scale and bias. Parameters only; the math is in the functions below.
+
+    adapter "full": parameters ``W_q``, ``W_a`` (k, d). "residual": buffer ``W_q_start`` + parameter ``dW_q``
+    (k, d); "lowrank": buffer ``W_q_start`` + parameters ``U_q`` (k, r), ``V_q`` (d, r) (likewise for ``a``).
+    ``query_only``: ``W_a`` is a buffer whatever the adapter.
+    """
 
     def __init__(self, dim: int, rank: int | None = None, mode: str = "asymmetric", normalize: str = "both",
-                 scale_init: float = 20.0, bias_init: float = -10.0):
+                 scale_init: float = 20.0, bias_init: float = -10.0, adapter: str = "full", adapter_rank: int = 16,
+                 query_only: bool = False):
         super().__init__()
         rank = dim if rank is None else rank
         if mode not in MODES:
@@ -42,22 +57,65 @@ class Projection(nn.Module):
             raise DataError(f"rank must be in [1, {dim}] (the embedding dimension), got {rank}")
         if scale_init <= 0:
             raise DataError(f"scale_init must be > 0, got {scale_init}")
+        if adapter not in ADAPTERS:
+            raise DataError(f"adapter must be one of {ADAPTERS}, got {adapter!r}")
+        if adapter == "lowrank" and not 1 <= adapter_rank <= min(rank, dim):
+            raise DataError(f"adapter_rank must be in [1, {min(rank, dim)}], got {adapter_rank}")
+        if query_only and mode != "asymmetric":
+            raise DataError("query_only needs mode asymmetric (a symmetric model has one W for both sides)")
         self.dim, self.rank, self.mode, self.normalize = dim, rank, mode, normalize
-        self.W_q = nn.Parameter(torch.eye(rank, dim))                     # (k, d)
-        self.W_a = nn.Parameter(torch.eye(rank, dim)) if mode == "asymmetric" else None  # (k, d)
+        self.adapter, self.adapter_rank, self.query_only = adapter, adapter_rank, query_only
+        gen = torch.Generator().manual_seed(0)  # lowrank V: the same settings give the same start
+        for side in ("q", "a") if mode == "asymmetric" else ("q",):
+            self._add_map(side, torch.eye(rank, dim), frozen=query_only and side == "a", gen=gen)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale_init))))  # s = exp(.) stays > 0
         self.bias = nn.Parameter(torch.tensor(float(bias_init)))
 
+    def _add_map(self, side: str, start: torch.Tensor, frozen: bool, gen: torch.Generator) -> None:
+        """Register one side's tensors (see the class docstring); ``start`` (k, d)."""
+        if frozen:
+            self.register_buffer(f"W_{side}", start.clone())
+        elif self.adapter == "full":
+            setattr(self, f"W_{side}", nn.Parameter(start.clone()))
+        else:
+            self.register_buffer(f"W_{side}_start", start.clone())                          # (k, d) W₀
+            if self.adapter == "residual":
+                setattr(self, f"dW_{side}", nn.Parameter(torch.zeros_like(start)))           # (k, d) ΔW = 0
+            else:  # LoRA-style: U = 0 so ΔW = U Vᵀ = 0 at the start; V orthonormal columns so U moves ΔW 1:1
+                v = torch.linalg.qr(torch.randn(self.dim, self.adapter_rank, generator=gen)).Q  # (d, r)
+                setattr(self, f"U_{side}", nn.Parameter(torch.zeros(self.rank, self.adapter_rank)))  # (k, r)
+                setattr(self, f"V_{side}", nn.Parameter(v))
+
+    def _learns(self, side: str) -> bool:
+        return self.adapter != "full" and not (self.query_only and side == "a")
+
+    def weight(self, side: str, start: bool = False) -> torch.Tensor:
+        """The (k, d) map of side "q" or "a" as it stands (W₀ + ΔW, W₀ + U Vᵀ materialised); ``start``: W₀
+        (residual/lowrank only; a full or frozen side is its own start only before training)."""
+        side = "q" if self.mode == "symmetric" else side
+        if not self._learns(side):
+            return getattr(self, f"W_{side}")
+        w0 = getattr(self, f"W_{side}_start")                                              # (k, d)
+        if start:
+            return w0
+        if self.adapter == "residual":
+            return w0 + getattr(self, f"dW_{side}")
+        return w0 + getattr(self, f"U_{side}") @ getattr(self, f"V_{side}").T            # (k, r) @ (r, d)
+
+    @property
+    def query_weight(self) -> torch.Tensor:
+        return self.weight("q")
+
     @property
     def doc_weight(self) -> torch.Tensor:
-        return self.W_q if self.W_a is None else self.W_a
+        return self.weight("a")
 
-    def project_queries(self, x: torch.Tensor) -> torch.Tensor:
-        z = x @ self.W_q.T                                                 # (B, d) @ (d, k) -> (B, k)
+    def project_queries(self, x: torch.Tensor, start: bool = False) -> torch.Tensor:
+        z = x @ self.weight("q", start).T                                  # (B, d) @ (d, k) -> (B, k)
         return F.normalize(z, dim=-1) if normalises_queries(self.normalize) else z
 
-    def project_documents(self, x: torch.Tensor) -> torch.Tensor:
-        z = x @ self.doc_weight.T                                          # (N, k)
+    def project_documents(self, x: torch.Tensor, start: bool = False) -> torch.Tensor:
+        z = x @ self.weight("a", start).T                                  # (N, k)
         return F.normalize(z, dim=-1) if normalises_documents(self.normalize) else z
 
     def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -66,14 +124,20 @@ class Projection(nn.Module):
 
     @torch.no_grad()
     def set_weights(self, W_q: np.ndarray, W_a: np.ndarray | None = None) -> "Projection":
-        self.W_q.copy_(torch.as_tensor(W_q, dtype=torch.float32))
-        if self.W_a is not None:
-            self.W_a.copy_(torch.as_tensor(W_q if W_a is None else W_a, dtype=torch.float32))
+        """Set the maps (k, d) each; W_a None: W_q. For residual/lowrank this is the start W₀ (ΔW reset to 0)."""
+        for side, w in (("q", W_q), ("a", W_q if W_a is None else W_a))[:2 if self.mode == "asymmetric" else 1]:
+            w = torch.as_tensor(w, dtype=torch.float32)
+            if not self._learns(side):
+                getattr(self, f"W_{side}").copy_(w)
+                continue
+            getattr(self, f"W_{side}_start").copy_(w)
+            getattr(self, f"dW_{side}" if self.adapter == "residual" else f"U_{side}").zero_()
         return self
 
     def tensors(self) -> dict[str, np.ndarray]:
-        """The flat state written to model.safetensors (float32 numpy)."""
-        out = {"W": self.W_q} if self.mode == "symmetric" else {"W_q": self.W_q, "W_a": self.W_a}
+        """The flat state written to model.safetensors (float32 numpy): plain maps whatever the adapter."""
+        out = {"W": self.query_weight} if self.mode == "symmetric" else {"W_q": self.query_weight,
+                                                                          "W_a": self.doc_weight}
         out = {k: v.detach().float().cpu().numpy() for k, v in out.items()}
         out["scale"] = self.log_scale.detach().exp().float().cpu().numpy().reshape(1)
         out["bias"] = self.bias.detach().float().cpu().numpy().reshape(1)
@@ -103,6 +167,12 @@ def sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tenso
 def labelled_pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean binary log-loss of labelled pairs: logits, labels (B,)."""
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def drift(z: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+    """Squared distance of each projected vector from where the start map put it: (B, k), (B, k) -> (B,).
+    The ``--stay-close`` penalty (Search-Adaptor): with the identity start, z0 is the original embedding."""
+    return (z - z0).pow(2).sum(-1)
 
 
 def pair_logits(model: Projection, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,10 @@ training does not beat cosine, the log and projector.json say so. Its scale and 
 on validation pairs sampled the way ``projector.evaluate`` samples calibration pairs (``calibrate``), so
 ``probability()`` is a calibrated probability of relevance, not a training by-product.
 
+Few pairs (issue 11): ``--adapter residual|lowrank`` learns ΔW on top of the start (``--adapter-rank`` r for
+``W₀ + U Vᵀ``), ``--stay-close λ`` keeps projected vectors near the originals, ``--query-only`` learns W_q
+alone; the trained model still goes through the same selection, and the export is plain W_q/W_a.
+
 Outputs in --out: model.safetensors + projector.json (see ``projector.export``), sentence-transformers/
 (the same model as a SentenceTransformer), train_log.jsonl (one line per epoch), config.json, and
 checkpoint/ (re-running the same command after an interruption resumes from the last finished epoch).
@@ -47,7 +51,7 @@ from projector.distributed import init_distributed, pick_device
 from projector.fit import Data, Split, fit, ndcg_at_10, validate
 from projector.metrics import calibration, sample_calibration_pairs
 from projector.pairs import Pairs, has_test_rows, load_pairs
-from projector.projection import (MODES, NORMALIZE, Projection, cca, closed_form, principal_directions,
+from projector.projection import (ADAPTERS, MODES, NORMALIZE, Projection, cca, closed_form, principal_directions,
                                   symmetric_closed_form)
 
 log = logging.getLogger("projector.train")
@@ -71,6 +75,16 @@ class TrainConfig:
     normalize: str = option("both", choices=NORMALIZE,
                             help="L2-normalise projected vectors: both, query (folding into the corpus vectors "
                                  "is then exact) or none")
+    adapter: str = option("full", choices=ADAPTERS,
+                          help="how the trained map is learned: full (W itself), residual (ΔW in W = W₀ + ΔW, W₀ "
+                               "the start: identity = cosine) or lowrank (W = W₀ + U Vᵀ, rank --adapter-rank); "
+                               "the export is the plain W either way")
+    adapter_rank: int = option(16, help="lowrank: r, the rank of ΔW = U Vᵀ (U (k, r), V (d, r))")
+    stay_close: float = option(0.0, help="residual/lowrank: λ of a penalty λ·‖p(x) − p₀(x)‖² per training query "
+                                         "and passage, keeping projected vectors near where the start map put "
+                                         "them (the original embeddings with the identity start; Search-Adaptor)")
+    query_only: bool = option(False, help="asymmetric: learn W_q only; W_a stays at its start (identity: stored "
+                                          "passage vectors stay valid as they are)")
     epochs: int = option(100, help="upper bound: early stopping normally ends far sooner")
     patience: int = option(5, help="epochs without a better validation NDCG@10 before stopping")
     batch_size: int = option(256, help="pairs per step; every in-batch (query, other passage) cell is a negative")
@@ -268,6 +282,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(cfg.pairs)
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
+    if cfg.query_only and mode != "asymmetric":
+        raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
     if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
         log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
     ddp = init_distributed(cfg.device)
@@ -306,7 +322,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if mode == "asymmetric" and data.pos is not None and len(data.q) >= 4 * dim:  # CCA needs n >> d
         candidates["cca"] = new().set_weights(*cca(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(),
                                                    rank=rank))
-    model = new().set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
+    model = Projection(dim, rank, mode, cfg.normalize, cfg.scale_init, cfg.bias_init, cfg.adapter,  # the trained one
+                       cfg.adapter_rank, cfg.query_only).to(device)
+    model.set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
 
     started = time.time()
     state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: write_log(out, st["history"]), ddp=ddp)
@@ -373,7 +391,7 @@ def _check_config(cfg: TrainConfig) -> None:
     from projector.projection import MODES, NORMALIZE
 
     for name, value, allowed in (("--mode", cfg.mode, (None, *MODES)), ("--normalize", cfg.normalize, NORMALIZE),
-                                 ("--init", cfg.init, ("identity", "closed-form"))):
+                                 ("--init", cfg.init, ("identity", "closed-form")), ("--adapter", cfg.adapter, ADAPTERS)):
         if value not in allowed:
             raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
     if cfg.encode_workers is not None and cfg.encode_workers < 1:
@@ -385,6 +403,11 @@ def _check_config(cfg: TrainConfig) -> None:
                              ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
         if value < low:
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
+    if cfg.adapter_rank < 1 or cfg.stay_close < 0:
+        raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
+                             f"{cfg.stay_close}")
+    if cfg.stay_close and cfg.adapter == "full":
+        raise ProjectorError("--stay-close needs --adapter residual or lowrank (the penalty measures from W₀)")
     if cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
         raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
