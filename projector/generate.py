@@ -9,6 +9,8 @@ Tasks:
          Rows: query, passage, passage_id, doc_id, title, question_index.
   pairs  (symmetric) candidate pairs (nearest neighbours under the frozen encoder + random pairs) are judged
          by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
+         With --judge attribute the LLM instead names each item's value for CRITERION once (one of --labels,
+         or a set it proposes from a sample); rows are items: id, text, label, split (projector.attribute).
   --rewrite first rewrites every passage into plain content (prompt overridable); recorded in the manifest,
          to be applied the same way in production.
 
@@ -32,14 +34,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from projector import cli
+from projector import attribute, cli
 from projector import corpus as corpus_mod
 from projector import pairs as pairs_format
 from projector.cli import option
 from projector.errors import DataError, ProjectorError
 from projector.files import read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
-from projector.records import RecordLog, make_record
+from projector.records import Job, RecordLog, make_record
 
 
 @dataclass
@@ -63,6 +65,14 @@ class GenerateConfig:
                    "larger number later keeps what was made (None: all)",
         unset_by=("--all", "generate for every passage (drops --max-passages)"))
     criterion: str | None = option(None, help='pairs: the sense of similarity the LLM judges, e.g. "same nationality"')
+    judge: str = option("pairwise", choices=("pairwise", "attribute"),
+                        help="pairs: pairwise: the LLM judges candidate pairs (one call per pair); attribute: the "
+                             "LLM names each item's value for --criterion once (one call per item, every two "
+                             "labelled items a pair; rows are items: id, text, label, split)")
+    labels: str | None = option(None, help='attribute: the label set, "a,b=synonym|other spelling,c" (synonyms '
+                                           "and spellings are merged onto each name; unsure answers are kept as "
+                                           "unknown); None: the LLM proposes a set once from a sample of train "
+                                           "items")
     neighbours: int = option(3, help="pairs: nearest neighbours per item under the frozen encoder as candidates "
                                      "(likely positives)")
     random_pairs: int = option(2, help="pairs: random partners per item as candidates (likely negatives)")
@@ -112,6 +122,8 @@ class GenerateConfig:
         keep = ("task", "text_field", "id_field", "title_field", "chunk_tokens", "chunk_overlap", "encoder",
                 "questions_per_passage", "criterion", "neighbours", "random_pairs",
                 "rewrite", "seed", "split_by", "validation_fraction", "test_fraction")
+        if self.judge != "pairwise":  # named only when set, so runs made before --judge still resume
+            keep += ("judge", "labels")
         return {k: getattr(self, k) for k in keep}
 
 
@@ -131,7 +143,9 @@ def generate(config: GenerateConfig) -> dict:
     if not passages:
         raise DataError(f"{cfg.corpus}: no non-empty passages after cleaning ({pstats.empty_dropped} empty).")
     corpus_fp = corpus_mod.fingerprint(passages)
-    task_prompt = load_prompt(cfg.task, cfg.prompt_file)
+    attr = cfg.task == "pairs" and cfg.judge == "attribute"
+    layout = pairs_format.ITEMS if attr else cfg.task
+    task_prompt = load_prompt("attribute" if attr else cfg.task, cfg.prompt_file)
     rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
     _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None)
@@ -153,33 +167,32 @@ def generate(config: GenerateConfig) -> dict:
         # The task itself.
         if cfg.task == "qa":
             jobs = _qa_jobs(passages, cfg, task_prompt)
+        elif attr:  # one call per item; see projector.attribute
+            labels = _label_set(llm, cfg, passages, split_of, done, records)
+            jobs = attribute.item_jobs(_sample(passages, cfg.max_items, cfg.seed), labels, cfg.criterion, task_prompt)
         else:
             jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
-        _run_jobs(llm, jobs, done, records, cfg, "questions" if cfg.task == "qa" else "judging")
+        _run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
         model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
-    rows, failed = _rows(cfg.task, jobs, done, passages, split_of)
+    rows, failed = (attribute.rows(jobs, done, passages, split_of) if attr
+                    else _rows(cfg.task, jobs, done, passages, split_of))
     pairs_format.write_passages(passages, out / pairs_format.PASSAGES)
-    pairs_format.write_dataset(rows, out, cfg.task)
+    pairs_format.write_dataset(rows, out, layout)
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
+    if attr:
+        manifest.update(attribute.manifest_fields(labels, rows, jobs, done))
     write_json(out / "manifest.json", manifest)
     _print_summary(manifest, rows, cfg.task)
+    if attr:
+        print(attribute.summary(manifest), file=sys.stderr)
+        attribute.check_usable(rows, manifest["counts"]["pending"], cfg.criterion)
     return manifest
 
 
 # ------------------------------------------------------------------------------------------------ jobs
-
-
-@dataclass
-class Job:
-    key: str  # unique and stable across runs: what "done" means in records.jsonl
-    meta: dict  # ids recorded with the result
-    prompt: str
-    schema: type
-    validate: object  # callable(value) -> value, raising InvalidReply
-    json_schema: dict | None = None  # a tighter schema for the server to enforce (default: the pydantic one)
 
 
 def _qa_jobs(passages, cfg, prompt) -> list[Job]:
@@ -191,6 +204,19 @@ def _qa_jobs(passages, cfg, prompt) -> list[Job]:
     return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
                 prompt.render(n=n, passage=p.text, title=p.title or "(none)"), Questions,
                 _question_checker(p.text, n), schema) for p in chosen]
+
+
+def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
+    """--labels, else the set the LLM proposes once from a seeded sample of train items (recorded: a resume
+    keeps it)."""
+    if cfg.labels is not None:
+        return attribute.Labels.parse(cfg.labels)
+    prompt = load_prompt("labelset")
+    train = [p for p in passages if split_of[p.passage_id] == "train"] or list(passages)
+    shown = _sample(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
+    _run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
+              "proposing the label set")
+    return attribute.proposed_labels(done.get(attribute.LABELSET_KEY), prompt)
 
 
 def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
@@ -384,7 +410,7 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, t
         "invalid_replies": sum(r["invalid"] for r in recs),
         "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
     }
-    if cfg.task == "pairs":
+    if cfg.task == "pairs" and cfg.judge == "pairwise":
         counts["positives"] = sum(r["label"] for r in rows)
     return {
         "format": pairs_format.FORMAT, "format_version": pairs_format.FORMAT_VERSION, "task": cfg.task,
@@ -429,6 +455,12 @@ def _print_summary(m: dict, rows, task: str) -> None:
 def _check_config(cfg: GenerateConfig) -> None:
     if cfg.task not in ("qa", "pairs"):
         raise ProjectorError(f"--task {cfg.task!r}: use qa or pairs.")
+    if cfg.judge not in ("pairwise", "attribute"):
+        raise ProjectorError(f"--judge {cfg.judge!r}: use pairwise or attribute.")
+    if cfg.judge == "attribute" and cfg.task != "pairs":
+        raise ProjectorError("--judge attribute labels items for --task pairs; add --task pairs.")
+    if cfg.labels is not None:
+        attribute.Labels.parse(cfg.labels)  # an empty or ambiguous set is refused before any call
     if cfg.task == "pairs" and not (cfg.criterion and cfg.criterion.strip()):
         raise ProjectorError("--task pairs needs --criterion, the sense of similarity to judge "
                              '(e.g. --criterion "same nationality").')
@@ -468,10 +500,10 @@ def _split(unit_id: str, cfg) -> str:
     return "train"
 
 
-def _sample(items, k, seed):
+def _sample(items, k, seed, salt: str = "sample"):
     """A seeded sample that only grows with k: the 60 chosen first stay chosen when you ask for 200."""
-    # Salted differently from _split, so that the sample is not all of one split.
-    ranked = sorted(items, key=lambda p: hashlib.sha256(f"sample:{seed}:{p.passage_id}".encode()).hexdigest())
+    # Salted differently from _split, so that the sample is not all of one split (and per use: "labelset").
+    ranked = sorted(items, key=lambda p: hashlib.sha256(f"{salt}:{seed}:{p.passage_id}".encode()).hexdigest())
     return ranked if k is None else ranked[:k]
 
 

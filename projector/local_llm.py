@@ -229,6 +229,14 @@ def _is_verified(target: pathlib.Path, spec: ModelSpec) -> bool:
 
 
 def _default_threads() -> int:
+    # $PROJECTOR_LLM_THREADS if set: on a machine whose cores are busy with other work, fewer threads than
+    # cores is much faster (llama.cpp's threads wait for each other at every layer; measured on 2 busy cores,
+    # load ~7: 1 thread 12-20 s per short reply, 2 threads 60-80 s).
+    if os.environ.get("PROJECTOR_LLM_THREADS", "").strip():
+        try:
+            return max(1, int(os.environ["PROJECTOR_LLM_THREADS"]))
+        except ValueError:
+            raise LLMError(f"PROJECTOR_LLM_THREADS={os.environ['PROJECTOR_LLM_THREADS']!r}: not a whole number") from None
     # All CPUs this process may use, capped: small models stop gaining beyond ~8 threads.
     try:
         n = len(os.sched_getaffinity(0))

@@ -5,6 +5,8 @@ Pure numpy functions of rankings, scores and labels; nothing here knows about mo
   ranking      ``ndcg_at_k`` (train's early-stopping metric, equal to trec_eval's ``ndcg_cut_10``: tests check
                it) and ``retrieval_metrics`` (the trec_eval table evaluate reports, via pytrec_eval)
   pairs        ``auc_ap`` (ROC-AUC and AP, numpy only), ``best_threshold``, ``pair_stat``
+  labels       ``label_map``: each labelled item a query over the others, relevant = same label (mAP, P@10,
+               chance mAP): the criterion metric of item labels (``--judge attribute``, human labels)
   calibration  ``calibration`` (log-loss, Brier, ECE), ``reliability`` (the diagram's bins), and
                ``sample_calibration_pairs``: the (query, passage) pairs both stages calibrate on
   uncertainty  ``bootstrap_ci`` and ``bootstrap_stat_ci`` (percentile CIs, paired when fed differences)
@@ -12,6 +14,8 @@ Pure numpy functions of rankings, scores and labels; nothing here knows about mo
 from __future__ import annotations
 
 import numpy as np
+
+from projector.errors import DataError
 
 # Our names -> trec_eval measures (run truncated to the top 100; MRR@10 is recip_rank on the top 10).
 TREC_MEASURES = {"ndcg@10": "ndcg_cut_10", "map@100": "map_cut_100", "recall@1": "recall_1",
@@ -102,6 +106,41 @@ def pair_stat(name: str, s: np.ndarray, y: np.ndarray, idx: np.ndarray, threshol
         return float(((ss >= threshold) == ys).mean())
     auc, ap = auc_ap(ss, ys)
     return auc if name == "roc_auc" else ap
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def label_map(z: np.ndarray, labels, min_class: int = 10, ignore: str | None = None) -> dict:
+    """Each item a query over the other items, ranked by cosine of ``z`` (n, k); relevant = same label.
+
+    Items labelled ``ignore`` (e.g. ``projector.pairs.UNKNOWN``) and classes of fewer than ``min_class``
+    items are left out entirely. Returns map, p_at_10, chance_map (the mAP of a random ranking: the sum of
+    squared class shares), queries, classes.
+    """
+    labels = np.asarray(labels, dtype=object)
+    z = np.asarray(z, dtype=np.float64)
+    if ignore is not None:
+        z, labels = z[labels != ignore], labels[labels != ignore]
+    names, counts = np.unique(labels, return_counts=True)
+    big = set(names[counts >= min_class])
+    keep = np.array([lab in big for lab in labels], dtype=bool)
+    z, labels = z[keep], labels[keep]
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    n = len(labels)
+    if n < 2:
+        raise DataError(f"label_map: {n} items in classes of >= {min_class} items; nothing to score")
+    _, y = np.unique(labels, return_inverse=True)
+    sims = z @ z.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, : n - 1]                 # (n, n-1): self (last) cut
+    rel = (y[order] == y[:, None]).astype(np.float64)                             # (n, n-1)
+    prec = np.cumsum(rel, axis=1) / np.arange(1, n)[None, :]
+    n_rel = rel.sum(1)
+    ap = np.where(n_rel > 0, (prec * rel).sum(1) / np.maximum(n_rel, 1), 0.0)
+    share = np.bincount(y) / n
+    return {"map": float(ap.mean()), "p_at_10": float(rel[:, :10].mean(1).mean()),
+            "chance_map": float((share ** 2).sum()), "queries": int(n), "classes": int(len(big))}
 
 
 # ---------------------------------------------------------------------------------------------- calibration

@@ -1,15 +1,21 @@
 """The pairs folder: the contract between ``projector.generate`` and every stage after it.
 
-    PAIRS/manifest.json          format "projector.pairs", format_version, task ("qa" | "pairs"), corpus
+    PAIRS/manifest.json          format "projector.pairs", format_version, task ("qa" | "pairs"), layout
+                                 (absent: the task's own; "items" for ``--judge attribute``), corpus
                                  fingerprint, prompts, counts (the rest is generate's run record)
     PAIRS/passages.jsonl         the retrieval corpus, one JSON object per line:
                                  {"passage_id", "doc_id", "title", "text"[, "original_text"]}
-    PAIRS/dataset/               datasets.DatasetDict train/validation/test (``save_to_disk``), ``COLUMNS[task]``
+    PAIRS/dataset/               datasets.DatasetDict train/validation/test (``save_to_disk``), ``COLUMNS[layout]``
     PAIRS/parquet/<split>.parquet  the same splits as Parquet
 
-This module owns that format: its version, the columns of each task, writing (``qa_rows``/``pair_row``,
-``write_dataset``, ``write_passages``) and reading (``read_manifest``, ``read_passages``, ``load_split``,
-``load_pairs``). Every problem with a folder is one DataError naming the file and what to do.
+Layouts: "qa" (query -> passage rows), "pairs" (judged pairs, label 0/1) and "items" (task pairs judged with
+``--judge attribute``: one row per item, ``id``, ``text``, ``label`` (a label name, ``UNKNOWN`` when the LLM
+was unsure), ``split``; the pairs are implied: two items with the same known label are similar).
+
+This module owns that format: its version, the columns of each layout, writing (``qa_rows``/``pair_row``/
+``item_row``, ``write_dataset``, ``write_passages``) and reading (``read_manifest``, ``layout_of``,
+``read_passages``, ``load_split``, ``load_pairs``, ``load_items``). Every problem with a folder is one
+DataError naming the file and what to do.
 
     from projector.pairs import load_pairs
     pairs = load_pairs("runs/quickstart/pairs")       # Pairs: manifest, passages, splits as column lists
@@ -32,10 +38,15 @@ FORMAT_VERSION = 1
 TASKS = ("qa", "pairs")
 SPLITS = ("train", "validation", "test")
 MANIFEST, PASSAGES, DATASET, PARQUET = "manifest.json", "passages.jsonl", "dataset", "parquet"
+ITEMS = "items"  # the layout of --judge attribute (task "pairs")
+LAYOUTS = (*TASKS, ITEMS)
+UNKNOWN = "unknown"  # items layout: the label of an item the LLM could not place (takes part in no pair)
 COLUMNS = {"qa": ("query", "passage", "passage_id", "doc_id", "title", "question_index"),  # what generate writes
-           "pairs": ("text_a", "text_b", "id_a", "id_b", "label", "reason")}
-REQUIRED = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label")}  # what is read
-_INTEGER_COLUMNS = ("label", "question_index")
+           "pairs": ("text_a", "text_b", "id_a", "id_b", "label", "reason"),
+           ITEMS: ("id", "text", "label", "split")}
+REQUIRED = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label"),  # what is read
+            ITEMS: ("id", "text", "label")}
+_INTEGER_COLUMNS = {"qa": ("question_index",), "pairs": ("label",), ITEMS: ()}  # items: label names (strings)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -53,13 +64,18 @@ def pair_row(a: Passage, b: Passage, similar: bool, reason: str, split: str) -> 
             "label": int(similar), "reason": reason, "split": split}
 
 
-def write_dataset(rows: list[dict], out: Path, task: str) -> None:
+def item_row(item: Passage, label: str, split: str) -> dict:
+    """A dataset row of layout items: one item and the label the LLM named for it (``UNKNOWN`` kept)."""
+    return {"id": item.passage_id, "text": item.text, "label": label, "split": split}
+
+
+def write_dataset(rows: list[dict], out: Path, layout: str) -> None:
     """OUT/dataset (a DatasetDict) + OUT/parquet/<split>.parquet, each written to a temp path and renamed."""
     import datasets
 
     datasets.disable_progress_bars()  # generate's own summary says what was written
-    columns = COLUMNS[task]
-    features = datasets.Features({c: datasets.Value("int64" if c in _INTEGER_COLUMNS else "string")
+    columns = COLUMNS[layout]
+    features = datasets.Features({c: datasets.Value("int64" if c in _INTEGER_COLUMNS[layout] else "string")
                                   for c in columns})
     splits = {}
     for split in SPLITS:
@@ -129,7 +145,15 @@ def read_manifest(path) -> dict:
                         "upgrade projector or re-run projector.generate")
     if manifest.get("task") not in TASKS:
         raise DataError(f"{mpath}: 'task' must be 'qa' or 'pairs', got {manifest.get('task')!r}")
+    if layout_of(manifest) not in LAYOUTS or (layout_of(manifest) == ITEMS and manifest["task"] != "pairs"):
+        raise DataError(f"{mpath}: 'layout' {manifest.get('layout')!r} is not one of {list(LAYOUTS)} "
+                        f"for task {manifest['task']!r}; re-run projector.generate")
     return manifest
+
+
+def layout_of(manifest: dict) -> str:
+    """The folder's layout: the manifest's "layout" (items), else its task (folders made before layouts)."""
+    return manifest.get("layout") or manifest.get("task")
 
 
 def _open_dataset(path):
@@ -177,6 +201,9 @@ def load_pairs(path) -> Pairs:
     path = Path(path)
     manifest = read_manifest(path)
     task = manifest["task"]
+    if layout_of(manifest) == ITEMS:
+        raise DataError(f"{path / MANIFEST}: labelled items (generate --judge attribute), not pairs; "
+                        "read them with projector.pairs.load_items")
     ids, texts = [], []
     if task == "qa":
         ppath = path / PASSAGES
@@ -226,3 +253,31 @@ def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
 def has_test_rows(pairs: Pairs) -> bool:
     """Whether the folder has a non-empty test split."""
     return "test" in pairs.splits and bool(pairs.splits["test"][REQUIRED[pairs.task][0]])
+
+
+def load_items(path) -> dict[str, list[dict]]:
+    """The labelled items of a folder of layout items: split -> rows {id, text, label} (``UNKNOWN`` kept).
+
+    Every split present is returned (an empty one as []); ids must be unique across splits."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if layout_of(manifest) != ITEMS:
+        raise DataError(f"{path / MANIFEST}: layout {layout_of(manifest)!r}, not {ITEMS!r} "
+                        "(made without --judge attribute?)")
+    dd = _open_dataset(path)
+    dpath = path / DATASET
+    out, seen = {}, set()
+    for split in dd:
+        missing = [c for c in REQUIRED[ITEMS] if c not in dd[split].column_names]
+        if missing:
+            raise DataError(f"{dpath}/{split}: missing column(s) {missing} for layout {ITEMS!r} "
+                            f"(has {dd[split].column_names})")
+        rows = [{c: r[c] for c in REQUIRED[ITEMS]} for r in dd[split]]
+        for i, r in enumerate(rows):
+            if not isinstance(r["label"], str) or not r["label"]:
+                raise DataError(f"{dpath}/{split} row {i}: field 'label' must be a label name, got {r['label']!r}")
+            if r["id"] in seen:
+                raise DataError(f"{dpath}/{split} row {i}: id {r['id']!r} appears twice; re-run projector.generate")
+            seen.add(r["id"])
+        out[split] = rows
+    return out

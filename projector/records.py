@@ -1,6 +1,7 @@
 """records.jsonl: the append-only log of every LLM request ``projector.generate`` makes, live or by batch.
 
-One JSON object per finished request (``make_record`` builds it, for both paths)::
+A request is a ``Job`` (its key, the ids recorded with it, the prompt and how its reply is checked); one
+JSON object per finished request (``make_record`` builds it, for both paths)::
 
     {"key": "qa:doc#0", <the job's ids>, "status": "ok" | "failed", "result": <parsed reply> | null,
      "raw": <reply text>, "attempts": 1, "invalid": 0, "faults": {"429": 1, ...},
@@ -15,13 +16,26 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from projector.errors import DataError
 from projector.files import naming
 
 
-def make_record(job, *, model: str, ok: bool, result: dict | None, raw: str | None, attempts: int, invalid: int,
+@dataclass
+class Job:
+    """One LLM request of a run."""
+
+    key: str  # unique and stable across runs: what "done" means in records.jsonl
+    meta: dict  # ids recorded with the result
+    prompt: str
+    schema: type  # the pydantic model of the reply
+    validate: object  # callable(value) -> value, raising projector.llm.InvalidReply
+    json_schema: dict | None = None  # a tighter schema for the server to enforce (default: the pydantic one)
+
+
+def make_record(job: Job, *, model: str, ok: bool, result: dict | None, raw: str | None, attempts: int, invalid: int,
                 faults: dict, prompt_tokens: int, completion_tokens: int, partial: bool, error: str | None,
                 via: str | None = None) -> dict:
     """The record of one finished request for ``job`` (its ``key`` and ``meta`` ids)."""

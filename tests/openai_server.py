@@ -7,7 +7,8 @@ the tests can check which passage each pair came from.
 Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500", "503", "timeout"
 (sleeps past the client's time-out), "reset" (closes the socket), "malformed" (not JSON), "offschema"
 (JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
-"copy" (the passage copied verbatim), "meta" (a question about "this passage"), and
+"copy" (the passage copied verbatim), "meta" (a question about "this passage"), for item labels
+"outside" (a value not in the label set) and "spelling" (the label in other words and case), and
 in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
 routes (a batch completes on its second status check). Run standalone (for subprocess tests):
 
@@ -80,6 +81,19 @@ class FakeOpenAI:
         if "Rewrite the text below" in prompt:
             text = re.search(r'Text:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
             return json.dumps({"text": "PLAIN " + " ".join(text.split())})
+        if "Task: put one item into one group" in prompt:  # attribute judge: the group named by the first word
+            groups = re.findall(r'"([^"]+)"', re.search(r"Groups: (.*); or ", prompt).group(1))
+            item = re.search(r'Item:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
+            first = item.split()[0].lower() if item.split() else ""
+            label = next((g for g in groups if g.split()[0].lower() == first), "unknown")
+            if fault == "outside":
+                label = "something else entirely"
+            elif fault == "spelling" and label != "unknown":
+                label = f"The {label.upper()} group"
+            return json.dumps({"label": label})
+        if "Name the groups to use" in prompt:  # label-set proposal: the examples' first words
+            firsts = [line[2:].split()[0].lower() for line in prompt.splitlines() if line.startswith("- ")]
+            return json.dumps({"labels": sorted(set(firsts))})
         if "Are A and B similar" in prompt:
             a = re.search(r'Text A:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
             b = re.search(r'Text B:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
