@@ -123,3 +123,38 @@ def test_load_split_names_the_choices(tmp_path):
     root, _, _ = write_folder(tmp_path / "qa")
     with pytest.raises(DataError, match=r"split 'dev' not in .*choose one of \['test', 'train', 'validation'\]"):
         P.load_split(root, "dev")
+
+
+def write_items(root, labels=("alpha", "beta", P.UNKNOWN, "alpha", "beta", "alpha")):
+    """A folder of layout items (generate --judge attribute) through the same writer."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [P.item_row(p, lab, SPLIT[p.passage_id]) for p, lab in zip(PASSAGES, labels)]
+    P.write_dataset(rows, root, P.ITEMS)
+    (root / P.MANIFEST).write_text(json.dumps({"format": P.FORMAT, "format_version": P.FORMAT_VERSION,
+                                               "task": "pairs", "layout": P.ITEMS, "corpus_fingerprint": "fp"}))
+    return root, rows
+
+
+def test_items_folder_round_trip_and_the_pair_loader_refuses_it(tmp_path):
+    root, rows = write_items(tmp_path / "items")
+    items = P.load_items(root)
+    for split in P.SPLITS:
+        assert items[split] == [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in rows
+                                if r["split"] == split]
+    assert P.load_split(root, "train").column_names == list(P.COLUMNS[P.ITEMS])  # label names stay strings
+    with pytest.raises(DataError, match="load_items"):
+        P.load_pairs(root)
+    qa, _, _ = write_folder(tmp_path / "qa")
+    with pytest.raises(DataError, match="not 'items'"):
+        P.load_items(qa)
+
+
+def test_a_bad_items_folder_is_one_clear_error(tmp_path):
+    root, _ = write_items(tmp_path / "dup", labels=("a", "b", "a", "b", "a", "b"))
+    m = json.loads((root / P.MANIFEST).read_text())
+    (root / P.MANIFEST).write_text(json.dumps({**m, "layout": "bundles"}))
+    with pytest.raises(DataError, match="'layout' 'bundles'"):
+        P.load_items(root)
+    root, _ = write_items(tmp_path / "empty", labels=("a", "", "a", "b", "a", "b"))
+    with pytest.raises(DataError, match=r"train row 1: field 'label'"):
+        P.load_items(root)
