@@ -3,6 +3,7 @@
     python benchmarks/compare.py faq-perl-debian                    # -> benchmarks/results/faq-perl-debian.{md,json}
     python benchmarks/compare.py faq-perl-debian nq-wiki --anchors none
     python benchmarks/compare.py --scaling                           # projector pairs/s at 10k, 100k, 1M pairs
+    python benchmarks/compare.py faq-perl-debian --adapters          # -> benchmarks/results/adapters-NAME.{md,json}
 
 Inputs per set: the real-query BEIR folder ``benchmark_dir(NAME)`` (corpus.jsonl, queries.jsonl,
 qrels/test.tsv: the *test*, never trained on) and the pairs folder ``benchmarks/pairs/NAME`` that
@@ -27,6 +28,10 @@ the ``import floor`` row gives that floor); baselines run in this process and re
 per text for all projector rows and baselines); the cold cost of that one encoder pass is measured
 separately (``embed once``) and added where a comparison must be like for like. The anchors embed by
 themselves, inside their wall time.
+
+``--adapters`` (issue 11, piece 5): instead of the projector/anchor rows above, today's recipe beside the
+few-pairs maps of ``projector.train`` (``ADAPTER_ROWS``: query-only, residual with ``--stay-close`` λ,
+low-rank ΔW), each through the same train() with its candidate selection; written as ``adapters-NAME``.
 
 Outputs: the markdown table on stdout and in ``--out/NAME.md``, everything in ``--out/NAME.json``.
 """
@@ -70,6 +75,27 @@ class CompareConfig:
     threads: int = 1  # torch threads in every child (the same for all methods; 1 is fastest on a busy box)
     bootstrap: int = 1000  # paired bootstrap resamples (evaluate's CIs)
     seed: int = 0
+    adapters: bool = False  # the ADAPTER_ROWS table instead of the shipped projector rows and anchors
+
+
+# --adapters: (label, train() overrides), every one asymmetric k = d on the same LLM pairs. residual without a
+# penalty would take AdamW's very steps of full W (Adam is shift-invariant), so only stay-close rows are listed.
+# With fewer pairs than a batch an epoch is one step: ΔW = U Vᵀ from U = 0 barely moves at the recipe's lr 1e-4.
+ADAPTER_ROWS = [
+    ("projector asym k=d", {}),
+    ("query-only", {"query_only": True}),
+    ("residual, stay-close 1", {"adapter": "residual", "stay_close": 1.0}),
+    ("residual, stay-close 10", {"adapter": "residual", "stay_close": 10.0}),
+    ("residual, stay-close 30", {"adapter": "residual", "stay_close": 30.0}),
+    ("residual, stay-close 100", {"adapter": "residual", "stay_close": 100.0}),
+    ("residual, stay-close 10, query-only", {"adapter": "residual", "stay_close": 10.0, "query_only": True}),
+    ("full W, lr 1e-3 (control for the lowrank rows)", {"lr": 1e-3}),
+    ("lowrank r=8", {"adapter": "lowrank", "adapter_rank": 8}),
+    ("lowrank r=8, lr 1e-3", {"adapter": "lowrank", "adapter_rank": 8, "lr": 1e-3}),
+    ("lowrank r=32, lr 1e-3", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3}),
+    ("lowrank r=32, lr 1e-3, stay-close 10", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "stay_close": 10.0}),
+    ("lowrank r=32, lr 1e-3, query-only", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "query_only": True}),
+]
 
 
 # ---------------------------------------------------------------------------------------------- children
@@ -288,14 +314,19 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
 
     floor = run_child("floor", {}, cfg.threads)
     base_train = dict(pairs=str(pairs_dir), threads=cfg.threads, sentence_transformers=False, seed=cfg.seed)
-    for mode in ("asymmetric", "symmetric"):
-        for rank in (None, cfg.low_rank):
-            label = f"projector {mode[:4]} k={'d' if rank is None else rank}"
-            out = work / name / label.replace(" ", "_").replace("=", "")
-            r = run_child("projector", {"train": {**base_train, "out": str(out), "mode": mode, "rank": rank}},
-                          cfg.threads)
-            results.append(_projector_row(label, out, r))
-            print(f"[{name}] {label}: {r.get('wall_s')}s, selected {r.get('summary', {}).get('selected')}", flush=True)
+    shipped = [(f"projector {mode[:4]} k={'d' if rank is None else rank}", {"mode": mode, "rank": rank})
+               for mode in ("asymmetric", "symmetric") for rank in (None, cfg.low_rank)]
+    for label, overrides in ADAPTER_ROWS if cfg.adapters else shipped:
+        out = work / name / label.replace(" ", "_").replace("=", "").replace(",", "")
+        r = run_child("projector", {"train": {**base_train, "out": str(out), "mode": "asymmetric", **overrides}},
+                      cfg.threads)
+        results.append(_projector_row(label, out, r))
+        print(f"[{name}] {label}: {r.get('wall_s')}s, selected {r.get('summary', {}).get('selected')}", flush=True)
+    if cfg.adapters:  # no anchors: the question is which map to learn from the same pairs
+        return _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
+                             {"embed_once_s": round(embed_once, 2), "embed_once_texts": len(texts),
+                              "import_floor_rss_mb": floor.get("peak_rss_mb"), "train_pairs": n_train,
+                              "anchor_pairs": "none (--adapters)", "timed_projector": None})
 
     anchors = [] if cfg.anchors == "none" else [a.strip() for a in cfg.anchors.split(",") if a.strip()]
     rows = train_pairs(pairs, cfg.anchor_max_pairs, cfg.seed)
@@ -330,8 +361,10 @@ def _projector_row(label: str, out: Path, r: dict, note: str = "") -> dict:
     import projector
 
     s = r["summary"]
+    val = s["validation"]
     note = (note + "; " if note else "") + (f"exported '{s['selected']}', {s['epochs_run']} epochs, "
-                                            f"{s['pairs_per_second']} pairs/s")
+                                            f"{s['pairs_per_second']} pairs/s; val NDCG@10 trained "
+                                            f"{val['trained']['val_ndcg@10']:.3f}, cosine {val['cosine']['val_ndcg@10']:.3f}")
     return {"name": label, "kind": "projector", "scorer": projector.load(out), "note": note,
             "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child peak RSS (VmHWM)",
                      "train_only_s": s["train_seconds"], "epochs": s["epochs_run"]}}
@@ -491,8 +524,9 @@ def markdown(res: dict) -> str:
               f"Costs: `train wall s` of a trained row is its child process's wall time (projector: `train()` on "
               f"cached embeddings, incl. loading and candidate selection; anchors: including the embedding they do "
               f"themselves). The shared encoder pass, cold: {info['embed_once_s']}s for {info['embed_once_texts']} "
-              f"texts (`embed once`); the anchors' pairs' texts alone: {info.get('embed_anchor_texts_s')}s for "
-              f"{info.get('embed_anchor_texts')} texts. Peak MB: the child process's peak RSS (VmHWM; its imports alone "
+              f"texts (`embed once`)"
+              + (f"; the anchors' pairs' texts alone: {info['embed_anchor_texts_s']}s for {info['embed_anchor_texts']} "
+                 "texts" if info.get("embed_anchor_texts") else "") + ". Peak MB: the child process's peak RSS (VmHWM; its imports alone "
               f"(Python, numpy, torch, projector): "
               f"{info['import_floor_rss_mb']} MB); (tm) = tracemalloc peak of an in-process baseline fit. "
               "ECE: 15 bins, on every positive + 5 hard + 5 random negatives per real query; only for rows with "
@@ -514,8 +548,9 @@ def recorded_config(cfg: CompareConfig) -> dict:
 
 def write(res: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{res['set']}.md").write_text(markdown(res))
-    (out / f"{res['set']}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    stem = f"adapters-{res['set']}" if res["config"].get("adapters") else res["set"]
+    (out / f"{stem}.md").write_text(markdown(res))
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- scaling
@@ -593,11 +628,12 @@ def main(argv=None) -> int:
     d = CompareConfig()
     p.add_argument("sets", nargs="*", default=d.sets)
     p.add_argument("--scaling", action="store_true", help="only the synthetic throughput table")
+    p.add_argument("--adapters", action="store_true", help="the few-pairs maps (ADAPTER_ROWS) beside today's recipe")
     p.add_argument("--scaling-sizes", default="10000,100000,1000000")
     p.add_argument("--scaling-runs", default="1x1",
                    help="processes x threads per run, comma-separated, e.g. 1x1,1x2,2x1 (2x1: torchrun, 2 gloo ranks)")
     for f in dataclasses.fields(CompareConfig):
-        if f.name != "sets":
+        if f.name not in ("sets", "adapters"):
             kind = {"int": int, "int | None": int}.get(str(f.type), str)
             p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(d, f.name))
     a = vars(p.parse_args(argv))

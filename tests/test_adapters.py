@@ -95,3 +95,25 @@ def test_bad_adapter_settings_name_the_flag(qa_pairs, tmp_path):
         train(pairs=str(qa_pairs), out=str(tmp_path / "b"), query_only=True, mode="symmetric", **FAST)
     with pytest.raises(DataError, match="adapter_rank"):
         Projection(8, adapter="lowrank", adapter_rank=9)
+
+
+def test_compare_adapter_rows_are_train_settings():
+    """benchmarks/compare.py --adapters: every row is a distinct label with TrainConfig fields, today's recipe first."""
+    import dataclasses
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from projector.train import TrainConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_compare", path)
+    compare = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks_compare"] = compare
+    spec.loader.exec_module(compare)
+    labels = [label for label, _ in compare.ADAPTER_ROWS]
+    assert len(set(labels)) == len(labels) and compare.ADAPTER_ROWS[0] == ("projector asym k=d", {})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for _, overrides in compare.ADAPTER_ROWS:
+        assert set(overrides) <= fields
+        TrainConfig(pairs="-", out="-", **overrides)
