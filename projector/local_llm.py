@@ -276,7 +276,8 @@ class LocalServer:
     ----------
     model : a name in KNOWN_MODELS, a path to a .gguf file, or None for DEFAULT_MODEL.
     n_ctx : context size in tokens (prompt + reply).
-    n_threads : CPU threads for generation and prompt processing; None = the usable CPUs (max 8).
+    n_threads : CPU threads for generation and prompt processing; None = $PROJECTOR_LLM_THREADS if set, else
+                the usable CPUs (max 8).
     startup_timeout : seconds to wait for the model to load and the server to answer.
     log_path : where the server's stdout/stderr go; None = a temp file (kept, its path in ``log_path``).
 
