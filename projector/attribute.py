@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from projector.errors import DataError, ProjectorError
 from projector.llm import InvalidReply
 from projector.pairs import COLUMNS, ITEMS, SPLITS, UNKNOWN, item_row
-from projector.records import Job
+from projector.records import Job, finished
 
 LABELSET_KEY = "labelset"  # the records.jsonl key of the label-set proposal
 ITEM_CHARS = 400  # item text shown to the LLM (~90 tokens: the synopsis and first lines carry the gist)
@@ -194,12 +194,9 @@ def item_jobs(chosen, labels: Labels, criterion: str, prompt) -> list[Job]:
 def rows(jobs, done: dict, passages, split_of) -> tuple[list[dict], int]:
     """Labelled items from the recorded results (unknown kept as ``UNKNOWN``), and the number failed."""
     by_id = {p.passage_id: p for p in passages}
-    out, failed = [], 0
-    for job in jobs:
-        rec = done.get(job.key)
-        if rec is None or rec["status"] != "ok":
-            failed += rec is not None
-            continue
+    ok, failed = finished(jobs, done)
+    out = []
+    for rec in ok:
         p = by_id[rec["passage_id"]]
         out.append(item_row(p, rec["result"]["label"], split_of[p.passage_id]))
     return out, failed

@@ -41,7 +41,7 @@ from projector.cli import option
 from projector.errors import DataError, ProjectorError
 from projector.files import read_json, write_json
 from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
-from projector.records import Job, RecordLog, make_record
+from projector.records import Job, RecordLog, finished, make_record
 
 
 @dataclass
@@ -378,12 +378,9 @@ async def _run_async(client, pending, done, records, cfg, label):
 def _rows(task: str, jobs, done, passages, split_of):
     """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth)."""
     by_id = {p.passage_id: p for p in passages}
-    rows, failed = [], 0
-    for job in jobs:
-        rec = done.get(job.key)
-        if rec is None or rec["status"] != "ok":
-            failed += rec is not None
-            continue
+    ok, failed = finished(jobs, done)
+    rows = []
+    for rec in ok:
         result = rec["result"]
         if task == "qa":
             p = by_id[rec["passage_id"]]

@@ -48,6 +48,19 @@ def make_record(job: Job, *, model: str, ok: bool, result: dict | None, raw: str
     return rec
 
 
+def finished(jobs: list[Job], done: dict) -> tuple[list[dict], int]:
+    """The ok records of ``jobs`` in job order (the record log is the only source of truth for dataset rows),
+    and how many of them failed for good."""
+    ok, failed = [], 0
+    for job in jobs:
+        rec = done.get(job.key)
+        if rec is not None and rec["status"] == "ok":
+            ok.append(rec)
+        else:
+            failed += rec is not None
+    return ok, failed
+
+
 class RecordLog:
     """Append-only JSONL of LLM results. One line per finished request; the last record of a key wins.
 
