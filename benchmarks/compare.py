@@ -93,7 +93,8 @@ ADAPTER_ROWS = [
     ("lowrank r=8", {"adapter": "lowrank", "adapter_rank": 8}),
     ("lowrank r=8, lr 1e-3", {"adapter": "lowrank", "adapter_rank": 8, "lr": 1e-3}),
     ("lowrank r=32, lr 1e-3", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3}),
-    ("lowrank r=32, lr 1e-3, stay-close 10", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "stay_close": 10.0}),
+    ("lowrank r=32, lr 1e-3, stay-close 10",
+     {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "stay_close": 10.0}),
     ("lowrank r=32, lr 1e-3, query-only", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "query_only": True}),
 ]
 
@@ -364,7 +365,8 @@ def _projector_row(label: str, out: Path, r: dict, note: str = "") -> dict:
     val = s["validation"]
     note = (note + "; " if note else "") + (f"exported '{s['selected']}', {s['epochs_run']} epochs, "
                                             f"{s['pairs_per_second']} pairs/s; val NDCG@10 trained "
-                                            f"{val['trained']['val_ndcg@10']:.3f}, cosine {val['cosine']['val_ndcg@10']:.3f}")
+                                            f"{val['trained']['val_ndcg@10']:.3f}, "
+                                            f"cosine {val['cosine']['val_ndcg@10']:.3f}")
     return {"name": label, "kind": "projector", "scorer": projector.load(out), "note": note,
             "cost": {"wall_s": r["wall_s"], "peak_mb": r["peak_rss_mb"], "memory": "child peak RSS (VmHWM)",
                      "train_only_s": s["train_seconds"], "epochs": s["epochs_run"]}}
@@ -526,8 +528,8 @@ def markdown(res: dict) -> str:
               f"themselves). The shared encoder pass, cold: {info['embed_once_s']}s for {info['embed_once_texts']} "
               f"texts (`embed once`)"
               + (f"; the anchors' pairs' texts alone: {info['embed_anchor_texts_s']}s for {info['embed_anchor_texts']} "
-                 "texts" if info.get("embed_anchor_texts") else "") + ". Peak MB: the child process's peak RSS (VmHWM; its imports alone "
-              f"(Python, numpy, torch, projector): "
+                 "texts" if info.get("embed_anchor_texts") else "")
+              + ". Peak MB: the child process's peak RSS (VmHWM; its imports alone (Python, numpy, torch, projector): "
               f"{info['import_floor_rss_mb']} MB); (tm) = tracemalloc peak of an in-process baseline fit. "
               "ECE: 15 bins, on every positive + 5 hard + 5 random negatives per real query; only for rows with "
               "probability(). `× projector`: wall time over `projector asym k=d`'s.",

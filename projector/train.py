@@ -80,8 +80,8 @@ class TrainConfig:
                                "the start: identity = cosine) or lowrank (W = W₀ + U Vᵀ, rank --adapter-rank); "
                                "the export is the plain W either way")
     adapter_rank: int = option(16, help="lowrank: r, the rank of ΔW = U Vᵀ (U (k, r), V (d, r))")
-    stay_close: float = option(0.0, help="residual/lowrank: λ of a penalty λ·‖p(x) − p₀(x)‖² per training query "
-                                         "and passage, keeping projected vectors near where the start map put "
+    stay_close: float = option(0.0, help="residual/lowrank: λ of a penalty λ·‖p(x) − p₀(x)‖² per training "
+                                         "query and passage, keeping projected vectors near where the start map put "
                                          "them (the original embeddings with the identity start; Search-Adaptor)")
     query_only: bool = option(False, help="asymmetric: learn W_q only; W_a stays at its start (identity: stored "
                                           "passage vectors stay valid as they are)")
@@ -391,7 +391,8 @@ def _check_config(cfg: TrainConfig) -> None:
     from projector.projection import MODES, NORMALIZE
 
     for name, value, allowed in (("--mode", cfg.mode, (None, *MODES)), ("--normalize", cfg.normalize, NORMALIZE),
-                                 ("--init", cfg.init, ("identity", "closed-form")), ("--adapter", cfg.adapter, ADAPTERS)):
+                                 ("--init", cfg.init, ("identity", "closed-form")),
+                                 ("--adapter", cfg.adapter, ADAPTERS)):
         if value not in allowed:
             raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
     if cfg.encode_workers is not None and cfg.encode_workers < 1:
