@@ -68,6 +68,8 @@ class Projection(nn.Module):
         gen = torch.Generator().manual_seed(0)  # lowrank V: the same settings give the same start
         for side in ("q", "a") if mode == "asymmetric" else ("q",):
             self._add_map(side, torch.eye(rank, dim), frozen=query_only and side == "a", gen=gen)
+        if mode == "symmetric":
+            self.W_a = None  # public: a symmetric model has one W (callers test ``W_a is None``)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale_init))))  # s = exp(.) stays > 0
         self.bias = nn.Parameter(torch.tensor(float(bias_init)))
 
