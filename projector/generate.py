@@ -24,11 +24,9 @@ split by passage with a fixed seed), parquet/<split>.parquet, manifest.json, con
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -40,8 +38,10 @@ from projector import pairs as pairs_format
 from projector.cli import option
 from projector.errors import DataError, ProjectorError
 from projector.files import read_json, write_json
-from projector.llm import ChatClient, InvalidReply, Judgement, Questions, Rewrite, load_prompt, public_url
-from projector.records import Job, RecordLog, finished, make_record
+from projector.llm import Judgement, Questions, Rewrite, load_prompt
+from projector.records import Job, RecordLog, finished
+from projector.replies import question_checker, rewrite_checker
+from projector.runner import Endpoint, run_jobs
 
 
 @dataclass
@@ -154,12 +154,12 @@ def generate(config: GenerateConfig) -> dict:
     done = records.load(retry_failed=cfg.retry_failed)
     split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
 
-    with _LLM(cfg) as llm:
+    with Endpoint(cfg) as llm:
         # Optional rewrite of every passage: the main task then sees the rewritten text.
         if rewrite_prompt is not None:
             jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
-                        rewrite_prompt.render(text=p.text), Rewrite, _rewrite_checker(p.text)) for p in passages]
-            _run_jobs(llm, jobs, done, records, cfg, "rewriting")
+                        rewrite_prompt.render(text=p.text), Rewrite, rewrite_checker(p.text)) for p in passages]
+            run_jobs(llm, jobs, done, records, cfg, "rewriting")
             for p in passages:
                 rec = done.get(f"rewrite:{p.passage_id}")
                 if rec and rec["status"] == "ok":
@@ -172,7 +172,7 @@ def generate(config: GenerateConfig) -> dict:
             jobs = attribute.item_jobs(_sample(passages, cfg.max_items, cfg.seed), labels, cfg.criterion, task_prompt)
         else:
             jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
-        _run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
+        run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
         model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
@@ -203,7 +203,7 @@ def _qa_jobs(passages, cfg, prompt) -> list[Job]:
         "type": "array", "minItems": n, "maxItems": n, "items": {"type": "string", "minLength": 8}}}}
     return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
                 prompt.render(n=n, passage=p.text, title=p.title or "(none)"), Questions,
-                _question_checker(p.text, n), schema) for p in chosen]
+                question_checker(p.text, n), schema) for p in chosen]
 
 
 def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
@@ -214,7 +214,7 @@ def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
     prompt = load_prompt("labelset")
     train = [p for p in passages if split_of[p.passage_id] == "train"] or list(passages)
     shown = _sample(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
-    _run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
+    run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
               "proposing the label set")
     return attribute.proposed_labels(done.get(attribute.LABELSET_KEY), prompt)
 
@@ -255,121 +255,6 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
         jobs.append(Job(f"pair:{a}|{b}", {"id_a": a, "id_b": b},
                         prompt.render(text_a=pa.text, text_b=pb.text, criterion=cfg.criterion), Judgement, None))
     return jobs
-
-
-_PREAMBLE = re.compile(r"^(here (are|is)|sure|certainly|of course|okay|ok,|the following|below are|questions?:)", re.I)
-# Small models sometimes ask about the passage itself instead of its content. A trailing reference
-# ("..., according to the passage?") is cut off; one left inside the question makes it unusable.
-_META_SUFFIX = re.compile(r"[\s,]*\b((as )?(mentioned|described|stated|given|discussed|explained)|according to|based on|from|in)"
-                          r" (the|this) (passage|text|paragraph|document|excerpt)\s*(?=\?*$)", re.I)
-_META = re.compile(r"\b(th(is|e) (passage|text|paragraph|document|excerpt|above)|who has not seen)\b", re.I)
-# A question that ends on one of these was cut off mid-sentence.
-_DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
-_NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
-
-
-def _question_checker(passage: str, n: int):
-    flat_passage = corpus_mod.normalise_for_dedup(passage)
-
-    def check(value: Questions) -> Questions:
-        usable, reasons = [], []
-        for q in value.questions:
-            q = _NUMBERING.sub("", " ".join(str(q).split())).strip().strip('"').strip()
-            q = _META_SUFFIX.sub("", q).strip()
-            flat = corpus_mod.normalise_for_dedup(q)
-            if not q:
-                reasons.append("an empty question")
-            elif q.endswith(":") or _PREAMBLE.match(q):
-                reasons.append(f"{q[:40]!r} is a preamble, not a question")
-            elif _META.search(q):
-                reasons.append(f"{q[:50]!r} refers to the passage; ask about its content instead")
-            elif len(q.split()) < 2:
-                reasons.append(f"{q!r} is too short")
-            elif not q.endswith("?") and q.split()[-1].lower() in _DANGLING:
-                reasons.append(f"{q[:50]!r} is cut off")
-            elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
-                reasons.append(f"{q[:40]!r} copies the passage word for word")
-            elif flat in {corpus_mod.normalise_for_dedup(u) for u in usable}:
-                reasons.append("two questions are the same")
-            else:
-                usable.append(q)
-        if len(usable) < n:
-            detail = f" ({'; '.join(reasons[:3])})" if reasons else ""
-            raise InvalidReply(f"expected {n} distinct questions, got {len(usable)} usable{detail}",
-                               partial=Questions(questions=usable) if usable else None)
-        return Questions(questions=usable[:n])
-
-    return check
-
-
-def _rewrite_checker(original: str, min_kept: float = 0.3):
-    """A rewrite keeps the content: one much shorter than the original has dropped facts (small models do)."""
-
-    def check(value: Rewrite) -> Rewrite:
-        text = value.text.strip()
-        if not text:
-            raise InvalidReply("the rewritten text is empty")
-        if len(text) < min_kept * len(original.strip()):
-            raise InvalidReply(f"the rewrite kept {len(text)} of {len(original.strip())} characters: "
-                               "keep every fact, only change the style")
-        return Rewrite(text=text)
-
-    return check
-
-
-def _run_jobs(llm: "_LLM", jobs: list[Job], done: dict, records: "RecordLog", cfg, label: str) -> None:
-    """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
-    pending = [j for j in jobs if j.key not in done]
-    if pending and cfg.batch:
-        from projector.batch import run_batch
-
-        run_batch(llm.get(), jobs, done, records, cfg, Path(cfg.out), label)
-    elif pending:
-        client = llm.get()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # the usual case: no event loop in this thread
-            asyncio.run(_run_async(client, pending, done, records, cfg, label))
-        else:  # called from a running loop (Jupyter): run ours in a worker thread of its own
-            import concurrent.futures
-
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                pool.submit(asyncio.run, _run_async(client, pending, done, records, cfg, label)).result()
-
-
-async def _run_async(client, pending, done, records, cfg, label):
-    from tqdm.auto import tqdm
-
-    sem = asyncio.Semaphore(cfg.concurrency)
-    started, tokens, made = time.time(), 0, 0
-
-    async def one(job):
-        async with sem:
-            return job, await client.ask(job.prompt, job.schema, job.validate, job.json_schema)
-
-    tasks = [asyncio.create_task(one(j)) for j in pending]
-    bar = tqdm(total=len(pending), desc=label, unit="req", dynamic_ncols=True)
-    try:
-        for fut in asyncio.as_completed(tasks):
-            job, res = await fut
-            rec = make_record(job, model=client.model, ok=res.ok, result=res.value.model_dump() if res.ok else None,
-                              raw=res.raw, attempts=res.attempts, invalid=res.invalid, faults=res.faults,
-                              prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
-                              partial=res.partial, error=res.error)
-            records.append(rec)  # flushed + fsynced: a kill after this line loses nothing
-            done[job.key] = rec
-            tokens += res.prompt_tokens + res.completion_tokens
-            if res.ok:
-                made += len(res.value.questions) if isinstance(res.value, Questions) else 1
-            dt = max(time.time() - started, 1e-9)
-            bar.set_postfix(pairs_s=f"{made / dt:.2f}", tok_s=f"{tokens / dt:.0f}", refresh=False)
-            bar.update(1)
-    finally:
-        bar.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -522,53 +407,6 @@ def _token_counter(encoder: str | None):
         raise ProjectorError(f"--encoder {encoder!r}: no such folder, and no model of that name in the local Hugging "
                              f"Face cache ({type(e).__name__}); pass a local sentence-transformers folder or a "
                              "model name already downloaded (there is no hub download)") from e
-
-
-class _LLM:
-    """The configured endpoint, connected on first use: a finished run never starts the embedded server."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.client, self.endpoint, self._server = None, None, None
-
-    def get(self) -> ChatClient:
-        if self.client is not None:
-            return self.client
-        cfg = self.cfg
-        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-        if cfg.batch and not base_url:
-            if not (cfg.batch_file_only or cfg.batch_results):
-                raise ProjectorError("--batch needs an endpoint with the Batch API (--base-url); the embedded server "
-                                     "has none. For an offline runner use --batch --batch-file-only.")
-            base_url = "http://127.0.0.1/v1"  # not contacted: the files are written / read locally
-        fmt = cfg.response_format
-        common = dict(timeout=cfg.timeout, max_retries=cfg.max_retries, max_invalid=cfg.max_invalid,
-                      temperature=cfg.temperature, max_tokens=cfg.max_tokens, backoff_base=cfg.backoff)
-        if base_url:
-            if not cfg.model:
-                raise ProjectorError("--model is required with --base-url (the model name at that endpoint).")
-            self.client = ChatClient(base_url, cfg.model, os.environ.get("OPENAI_API_KEY"),
-                                     response_format="json_object" if fmt == "auto" else fmt, **common)
-            self.endpoint = public_url(base_url)
-        else:
-            from projector.local_llm import LocalServer
-
-            # Requests to our own server must not go through a proxy set for the outside world.
-            no_proxy = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
-            os.environ["NO_PROXY"] = ",".join(no_proxy + ["127.0.0.1", "localhost"])
-            self._server = LocalServer(cfg.local_model)
-            self._server.__enter__()
-            self.client = ChatClient(self._server.base_url, self._server.model_name, None,
-                                     response_format="json_object+schema" if fmt == "auto" else fmt, **common)
-            self.endpoint = f"embedded llama.cpp server ({self._server.model_name})"
-        return self.client
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._server is not None:
-            self._server.__exit__(*exc)  # stops the server by its PID, also on errors and Ctrl-C
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -214,10 +214,10 @@ def test_sigkill_at_a_random_point_then_rerun_loses_and_duplicates_nothing(tmp_p
 
 
 def test_question_checks_clean_trailing_references_and_keep_the_usable_part():
-    from projector.generate import _question_checker
+    from projector.replies import question_checker
     from projector.llm import InvalidReply, Questions
 
-    check = _question_checker("Dictionaries preserve insertion order since Python 3.7.", 2)
+    check = question_checker("Dictionaries preserve insertion order since Python 3.7.", 2)
     ok = check(Questions(questions=["What does split() split on, according to the passage?", "1. Are dicts ordered?"]))
     assert ok.questions == ["What does split() split on?", "Are dicts ordered?"]
     with pytest.raises(InvalidReply) as e:
@@ -339,10 +339,10 @@ def test_sigterm_stops_cleanly_and_the_rerun_completes(tmp_path, repo):
 
 
 def test_rewrite_that_drops_most_of_the_text_is_re_asked():
-    from projector.generate import _rewrite_checker
+    from projector.replies import rewrite_checker
     from projector.llm import InvalidReply, Rewrite
 
-    check = _rewrite_checker("The break statement ends the nearest enclosing loop, skipping its else clause. " * 3)
+    check = rewrite_checker("The break statement ends the nearest enclosing loop, skipping its else clause. " * 3)
     with pytest.raises(InvalidReply, match="kept"):
         check(Rewrite(text="break_stmt ::= 'break'"))
     assert check(Rewrite(text=" Break ends the innermost loop and skips the loop's else clause. " * 3)).text
