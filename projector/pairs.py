@@ -203,7 +203,8 @@ def load_pairs(path) -> Pairs:
     task = manifest["task"]
     if layout_of(manifest) == ITEMS:
         raise DataError(f"{path / MANIFEST}: labelled items (generate --judge attribute), not pairs; "
-                        "read them with projector.pairs.load_items")
+                        "projector.train does not train on item labels yet: fit a map from Python with "
+                        "projector.labelfit.candidates on projector.pairs.load_items(folder)")
     ids, texts = [], []
     if task == "qa":
         ppath = path / PASSAGES
