@@ -7,7 +7,7 @@ from safetensors.numpy import load_file
 
 from projector.errors import DataError, ProjectorError
 from projector.projection import Projection, init_weights
-from test_train import FAST, make_qa_pairs
+from test_train import FAST, make_qa_pairs, train_whole_and_resumed
 
 
 def unit(x):
@@ -121,22 +121,7 @@ def test_compare_adapter_rows_are_train_settings():
 
 def test_interrupted_lowrank_run_resumes_to_the_same_matrices(qa_pairs, tmp_path, monkeypatch):
     """W₀ is a buffer set again from the same start, U and V come back from the checkpoint."""
-    import projector.train as tr
-
     cfg = {**FAST, "epochs": 4, "patience": 10, "adapter": "lowrank", "adapter_rank": 4, "stay_close": 1.0}
-    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "full"), **cfg)
-    real = tr.write_log
-
-    def crash_after_two(out, history):
-        real(out, history)
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "write_log", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)
-    monkeypatch.setattr(tr, "write_log", real)
-    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)
-    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("full", "cut"))
+    a, b = train_whole_and_resumed(qa_pairs, tmp_path, monkeypatch, cfg)
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not np.allclose(a["W_q"], np.eye(384), atol=1e-4)   # it did train

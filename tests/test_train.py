@@ -100,13 +100,14 @@ def test_same_command_gives_the_same_matrices(qa_pairs, tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypatch):
+def train_whole_and_resumed(pairs, tmp_path, monkeypatch, cfg: dict):
+    """Train once straight through (OUT/full), once interrupted after epoch 2 and re-run with the same command
+    (OUT/cut); return both model.safetensors as dicts of arrays."""
     from safetensors.numpy import load_file
 
     import projector.train as tr
 
-    cfg = {**FAST, "epochs": 4, "patience": 10}
-    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "full"), **cfg)
+    tr.train(pairs=str(pairs), out=str(tmp_path / "full"), **cfg)
     real = tr.write_log
 
     def crash_after_two(out, history):
@@ -116,10 +117,17 @@ def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypa
 
     monkeypatch.setattr(tr, "write_log", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
-        tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)
+        tr.train(pairs=str(pairs), out=str(tmp_path / "cut"), **cfg)
     monkeypatch.setattr(tr, "write_log", real)
-    tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **cfg)      # the same command again
-    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("full", "cut"))
+    tr.train(pairs=str(pairs), out=str(tmp_path / "cut"), **cfg)      # the same command again
+    return tuple(load_file(str(tmp_path / n / "model.safetensors")) for n in ("full", "cut"))
+
+
+def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypatch):
+    import projector.train as tr
+
+    cfg = {**FAST, "epochs": 4, "patience": 10}
+    a, b = train_whole_and_resumed(qa_pairs, tmp_path, monkeypatch, cfg)
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert len((tmp_path / "cut/train_log.jsonl").read_text().splitlines()) == 4
     with pytest.raises(ProjectorError, match="other settings"):
