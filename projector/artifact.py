@@ -12,6 +12,8 @@ file and what to do.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import json
 from pathlib import Path
 
@@ -35,6 +37,13 @@ def tensor_metadata() -> dict[str, str]:
 def tensor_names(mode: str) -> tuple[str, ...]:
     """The projection matrices of a ``mode`` projection, each (rank, dim)."""
     return ("W_q", "W_a") if mode == "asymmetric" else ("W",)
+
+
+def folded_matrix(tensors: dict[str, np.ndarray]) -> np.ndarray:
+    """M = W_aᵀ W_q (d, d): (M q)·d = (W_q q)·(W_a d)."""
+    W_q = tensors["W_q"] if "W_q" in tensors else tensors["W"]
+    W_a = tensors["W_a"] if "W_a" in tensors else tensors["W"]
+    return (W_a.T.astype(np.float64) @ W_q.astype(np.float64)).astype(np.float32)
 
 
 def tensor_shapes(meta: dict, with_folding: bool) -> dict[str, tuple[int, ...]]:

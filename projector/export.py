@@ -50,20 +50,12 @@ import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
 
 from projector import artifact
 from projector.files import write_bytes, write_json
 from projector.vectors import normalises_documents, normalises_queries
 
 log = logging.getLogger("projector.export")
-
-
-def folded_matrix(tensors: dict[str, np.ndarray]) -> np.ndarray:
-    """M = W_aᵀ W_q (d, d): (M q)·d = (W_q q)·(W_a d)."""
-    W_q = tensors["W_q"] if "W_q" in tensors else tensors["W"]
-    W_a = tensors["W_a"] if "W_a" in tensors else tensors["W"]
-    return (W_a.T.astype(np.float64) @ W_q.astype(np.float64)).astype(np.float32)
 
 
 def canonical_safetensors(data: bytes) -> bytes:
@@ -99,7 +91,7 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = model.tensors()
-    tensors["M"] = folded_matrix(tensors)
+    tensors["M"] = artifact.folded_matrix(tensors)
     data = save(tensors, metadata=artifact.tensor_metadata())
     write_bytes(out / artifact.MODEL_FILE, canonical_safetensors(data))  # atomic, fsynced, mode per umask
 

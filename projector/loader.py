@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.artifact import MODEL_FILE, META_FILE, read_meta, tensor_shapes
+from projector.artifact import MODEL_FILE, META_FILE, folded_matrix, read_meta, tensor_shapes
 from projector.errors import ArtifactError, DataError
 from projector.vectors import l2_normalise, normalises_documents, normalises_queries
 
@@ -41,7 +41,7 @@ class Projection:
         self.scale, self.bias = float(tensors["scale"][0]), float(tensors["bias"][0])
         self.W_q_ = tensors["W_q"] if self.mode == "asymmetric" else tensors["W"]
         self.W_a_ = tensors["W_a"] if self.mode == "asymmetric" else tensors["W"]
-        self.M_ = tensors.get("M")
+        self.M_ = tensors["M"] if "M" in tensors else folded_matrix(tensors)  # an artifact may omit M
         self._encoder_source = encoder_source
 
     def __repr__(self) -> str:

@@ -49,7 +49,7 @@ class Sides:
         self.fold_exact = p.normalize != "both"
         self.dim = p.dim if self.fold else p.rank
         self._source = encoder if encoder is not None else (p.meta.get("encoder_source") or p.encoder)
-        self._M = p.M_ if p.M_ is not None else (p.W_a_.T.astype(np.float64) @ p.W_q_).astype(np.float32)
+        self._M = p.M_                                 # (d, d) folded query map
         rewrite = p.meta.get("rewrite")
         if rewrite:
             msg = (f"{p.path} was trained on LLM-rewritten passages (prompt {rewrite.get('prompt_version')}): "
