@@ -27,11 +27,12 @@ from projector.errors import DataError
 from projector.metrics import label_map
 from projector.pairs import UNKNOWN
 from projector.projection import Projection, init_weights, pairwise_logits, sigmoid_loss
+from projector.vectors import l2_normalise
 
 
-def _norm(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _unit(x) -> torch.Tensor:
+    """(n, d) float32 unit rows (norms in float64, as the loader: item texts can be any length)."""
+    return torch.from_numpy(l2_normalise(x, precision=np.float64))
 
 
 def _known(x, labels):
@@ -54,14 +55,11 @@ class LinearMap:
 
 
 def ledoit_wolf(residuals: np.ndarray) -> float:
-    """Ledoit-Wolf shrinkage intensity toward (tr S / d) I for the covariance of centred rows (n, d)."""
-    x = np.asarray(residuals, dtype=np.float64)
-    n, d = x.shape
-    s = x.T @ x / n
-    mu = np.trace(s) / d
-    delta = ((s - mu * np.eye(d)) ** 2).sum()
-    beta = ((np.einsum("ij,ij->i", x, x) ** 2).sum() / n - (s ** 2).sum()) / n
-    return float(np.clip(beta / max(delta, 1e-300), 0.0, 1.0))
+    """Ledoit-Wolf shrinkage intensity toward (tr S / d) I for the covariance of centred rows (n, d)
+    (scikit-learn's estimator)."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    return float(ledoit_wolf_shrinkage(np.asarray(residuals, dtype=np.float64), assume_centered=True))
 
 
 def lda(x: np.ndarray, labels, shrinkage: float | None = None, rank: int | None = None,
@@ -125,7 +123,7 @@ def fit_pairs(x_train, y_train, x_val, y_val, rank: int | None = None, epochs: i
     if len(names) < 2:
         raise DataError(f"fit_pairs needs at least two labels among the known train items, got {names}")
     index = {n: i for i, n in enumerate(names)}
-    xt = torch.as_tensor(_norm(xt), dtype=torch.float32)
+    xt = _unit(xt)
     ytt = torch.as_tensor([index[v] for v in yt])
     d = xt.shape[1]
     model = Projection(d, rank, mode="symmetric", scale_init=10.0, bias_init=-5.0)
@@ -135,7 +133,7 @@ def fit_pairs(x_train, y_train, x_val, y_val, rank: int | None = None, epochs: i
 
     def val_score():
         with torch.no_grad():
-            z = model.project_queries(torch.as_tensor(_norm(x_val), dtype=torch.float32)).numpy()
+            z = model.project_queries(_unit(x_val)).numpy()
         return label_map(z, y_val, min_class=min_class, ignore=UNKNOWN)["map"]
 
     best = val_score()
@@ -192,7 +190,7 @@ def candidates(x_train, y_train, x_val, y_val, ranks=(None,), min_class: int = 2
 
         def project(x, model=model):
             with torch.no_grad():
-                return model.project_queries(torch.as_tensor(_norm(x), dtype=torch.float32)).numpy()
+                return model.project_queries(_unit(x)).numpy()
 
         out.append(scored(f"sigmoid pairs k={model.rank}", project, model))
     return sorted(out, key=lambda c: -c["val"]["map"])
