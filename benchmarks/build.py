@@ -14,6 +14,11 @@ written to a temp folder beside the target and renamed into place.
 Other code should call `benchmark_dir(name)`: the shared copy (../shared/benchmarks/NAME beside the
 repo) when there is one, else benchmarks/data/NAME, built on first use.
 
+debdesc (a Debian package's one-line synopsis -> its long description; 6,000 packages) has no builder
+here yet: the copy was drawn as a seeded sample of Debian main's package index whose seed and rules are
+not recorded, so no public source rebuilds it. `benchmark_dir("debdesc")` returns the shared copy, or
+fails saying it is missing (`SHARED_ONLY`).
+
 Standard library only, so it runs before the project is installed.
 """
 from __future__ import annotations
@@ -37,7 +42,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared" / "benchmarks"  # the copies kept beside the repo
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"  # where rebuilt sets go (gitignored)
 
-NAMES = ("nq-wiki", "faq-perl-debian")
+NAMES = ("nq-wiki", "faq-perl-debian")  # rebuilt from registry packages (BUILDERS)
+SHARED_ONLY = ("debdesc",)  # known sets without a builder: found only as the shared copy
+KNOWN = NAMES + SHARED_ONLY
 
 BIGBENCH_REQ = "bigbench==1.0.0"
 TASK_MEMBER = "bigbench/benchmark_tasks/contextual_parametric_knowledge_conflicts/task.json"
@@ -351,13 +358,16 @@ def benchmark_dir(name: str) -> Path:
 
     ../shared/benchmarks/NAME (beside the repo) when it is there, else benchmarks/data/NAME,
     which is built from the registry packages first if it is missing (minutes; needs pip, and for
-    faq-perl-debian apt-get and dpkg-deb).
+    faq-perl-debian apt-get and dpkg-deb). A SHARED_ONLY set is the shared copy or a BuildError.
     """
-    if name not in BUILDERS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(NAMES)}")
+    if name not in BUILDERS and name not in SHARED_ONLY:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(KNOWN)}")
     shared = Path(SHARED_DIR) / name
     if (shared / "corpus.jsonl").is_file():
         return shared
+    if name in SHARED_ONLY:
+        raise BuildError(f"{name} has no builder from public sources; it needs the ready copy "
+                         f"{shared} (a folder beside the repository)")
     local = Path(DATA_DIR) / name
     if not (local / "meta.json").is_file():
         BUILDERS[name](local)
