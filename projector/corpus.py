@@ -104,8 +104,9 @@ def _check_binary(path: Path, head: bytes, error=CorpusError) -> None:
         raise error(f"{path}: looks like a binary file (NUL bytes), not UTF-8 text.")
 
 
-def _decode_lines(path: Path, error=CorpusError) -> Iterable[tuple[int, str]]:
-    """Yield (line number, line) of a UTF-8 text file; name the line of the first bad byte."""
+def read_lines(path: Path, error=CorpusError) -> Iterable[tuple[int, str]]:
+    """Yield (line number, line) of a UTF-8 text file (a BOM dropped); bad bytes or a binary file are an
+    ``error`` naming the file and line. The package's one reader of text lines."""
     with open(path, "rb") as f:
         data = f.read()
     _check_binary(path, data[:8192], error)
@@ -120,7 +121,7 @@ def _decode_lines(path: Path, error=CorpusError) -> Iterable[tuple[int, str]]:
 
 
 def _read_text_file(path: Path) -> str:
-    return "\n".join(line for _, line in _decode_lines(path))
+    return "\n".join(line for _, line in read_lines(path))
 
 
 def read_jsonl(path, error: type[ProjectorError] = CorpusError) -> list[tuple[str, dict]]:
@@ -130,7 +131,7 @@ def read_jsonl(path, error: type[ProjectorError] = CorpusError) -> list[tuple[st
     path = Path(path)
     if not path.is_file():
         raise error(f"{path} not found")
-    return parse_jsonl(_decode_lines(path, error), str(path), error)
+    return parse_jsonl(read_lines(path, error), str(path), error)
 
 
 def parse_jsonl(lines: Iterable[tuple[int, str]], source: str,
@@ -151,7 +152,7 @@ def parse_jsonl(lines: Iterable[tuple[int, str]], source: str,
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict]]:
-    lines = [line for _, line in _decode_lines(path)]
+    lines = [line for _, line in read_lines(path)]
     reader = csv.DictReader(lines)
     # Data rows start on line 2 (line 1 is the header); multi-line cells make this approximate.
     return [(f"{path}:row {i}", row) for i, row in enumerate(reader, start=1)]

@@ -5,7 +5,10 @@ r"""Stage 1: an LLM writes training pairs from your corpus.
     python -m projector.generate --corpus people.jsonl --task pairs --criterion "same nationality" --out runs/nat
 
 Tasks:
-  qa     (default, asymmetric) for each passage the LLM writes --questions-per-passage questions it answers.
+  qa     (default, asymmetric) for each passage the LLM writes --questions-per-passage questions it answers,
+         in a mix of query forms (prompt qa.v2), or in the style of --query-examples FILE (a handful of your
+         users' real queries); --prompt-version v1 is the recipe before (projector.qa). --sample cover picks
+         the --max-passages passages to cover the corpus (k-means of the frozen embeddings; projector.sampling).
          Rows: query, passage, passage_id, doc_id, title, question_index.
   pairs  (symmetric) candidate pairs (nearest neighbours under the frozen encoder + random pairs) are judged
          by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
@@ -32,15 +35,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from projector import attribute, cli
+from projector import attribute, cli, qa, sampling
 from projector import corpus as corpus_mod
 from projector import pairs as pairs_format
 from projector.cli import option
 from projector.errors import DataError, ProjectorError
 from projector.files import read_json, write_json
-from projector.llm import Judgement, Questions, Rewrite, load_prompt
+from projector.llm import Judgement, Rewrite, load_prompt
 from projector.records import Job, RecordLog, finished
-from projector.replies import question_checker, rewrite_checker
+from projector.replies import rewrite_checker
 from projector.runner import Endpoint, run_jobs
 
 
@@ -59,11 +62,23 @@ class GenerateConfig:
     encoder: str | None = option(None, help="sentence-transformers name or folder whose tokenizer sizes passages "
                                             "(and that embeds, for --task pairs); None: the bundled "
                                             "all-MiniLM-L6-v2")
-    questions_per_passage: int = option(2, help="qa: questions asked per passage")
+    questions_per_passage: int = option(2, help="qa: questions asked per passage (one request each: more per "
+                                                "request share the passage's prompt cost)")
+    query_examples: str | None = option(None, help="qa: a file of 1-16 (best 4-8) real queries of your users, one a "
+                                                   "line (or JSON lines with a text or query field), shown to the "
+                                                   "LLM as style examples; None: a mix of query forms")
+    prompt_version: str = option("v2", choices=qa.PROMPT_VERSIONS,
+                                 help="qa: the packaged prompt; v2: a mix of query forms (keyword query, "
+                                      "question, statement) or --query-examples' style, shared text first and "
+                                      "the passage last; v1: two similar questions (runs made before v2)")
     max_passages: int | None = option(
         None, help="qa: generate for a seeded sample of this many passages; the sample only grows, so a "
                    "larger number later keeps what was made (None: all)",
         unset_by=("--all", "generate for every passage (drops --max-passages)"))
+    sample: str = option("uniform", choices=sampling.SAMPLES,
+                         help="qa: how --max-passages are chosen; uniform: a seeded random sample; cover: the "
+                              "passages nearest the centroids of k-means clusters of the frozen embeddings, "
+                              "coarse to fine (embeds the corpus once, through the cache)")
     criterion: str | None = option(None, help='pairs: the sense of similarity the LLM judges, e.g. "same nationality"')
     judge: str = option("pairwise", choices=("pairwise", "attribute"),
                         help="pairs: pairwise: the LLM judges candidate pairs (one call per pair); attribute: the "
@@ -124,6 +139,8 @@ class GenerateConfig:
                 "rewrite", "seed", "split_by", "validation_fraction", "test_fraction")
         if self.judge != "pairwise":  # named only when set, so runs made before --judge still resume
             keep += ("judge", "labels")
+        if self.sample != "uniform":  # likewise for --sample
+            keep += ("sample",)
         return {k: getattr(self, k) for k in keep}
 
 
@@ -145,10 +162,13 @@ def generate(config: GenerateConfig) -> dict:
     corpus_fp = corpus_mod.fingerprint(passages)
     attr = cfg.task == "pairs" and cfg.judge == "attribute"
     layout = pairs_format.ITEMS if attr else cfg.task
-    task_prompt = load_prompt("attribute" if attr else cfg.task, cfg.prompt_file)
+    examples = qa.read_query_examples(cfg.query_examples) if cfg.query_examples else None
+    task_prompt = (qa.qa_prompt(cfg.prompt_file, cfg.prompt_version, examples) if cfg.task == "qa"
+                   else load_prompt("attribute" if attr else cfg.task, cfg.prompt_file))
     rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
-    _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None)
+    _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None,
+                  qa.examples_fingerprint(examples))
 
     records = RecordLog(out / "records.jsonl")
     done = records.load(retry_failed=cfg.retry_failed)
@@ -166,10 +186,11 @@ def generate(config: GenerateConfig) -> dict:
                     p.original_text, p.text = p.text, rec["result"]["text"]
         # The task itself.
         if cfg.task == "qa":
-            jobs = _qa_jobs(passages, cfg, task_prompt)
+            jobs = qa.qa_jobs(_qa_sample(passages, cfg, out), cfg.questions_per_passage, task_prompt, examples)
         elif attr:  # one call per item; see projector.attribute
             labels = _label_set(llm, cfg, passages, split_of, done, records)
-            jobs = attribute.item_jobs(_sample(passages, cfg.max_items, cfg.seed), labels, cfg.criterion, task_prompt)
+            jobs = attribute.item_jobs(sampling.uniform(passages, cfg.max_items, cfg.seed), labels, cfg.criterion,
+                                       task_prompt)
         else:
             jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
         run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
@@ -182,6 +203,8 @@ def generate(config: GenerateConfig) -> dict:
     pairs_format.write_dataset(rows, out, layout)
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
+    if examples:
+        manifest["query_examples"] = examples
     if attr:
         manifest.update(attribute.manifest_fields(labels, rows, jobs, done))
     write_json(out / "manifest.json", manifest)
@@ -195,15 +218,13 @@ def generate(config: GenerateConfig) -> dict:
 # ------------------------------------------------------------------------------------------------ jobs
 
 
-def _qa_jobs(passages, cfg, prompt) -> list[Job]:
-    chosen = _sample(passages, cfg.max_passages, cfg.seed)
-    n = cfg.questions_per_passage
-    # Servers that enforce a schema (llama.cpp's grammar) then cannot return a wrong count or blank strings.
-    schema = {"type": "object", "required": ["questions"], "properties": {"questions": {
-        "type": "array", "minItems": n, "maxItems": n, "items": {"type": "string", "minLength": 8}}}}
-    return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
-                prompt.render(n=n, passage=p.text, title=p.title or "(none)"), Questions,
-                question_checker(p.text, n), schema) for p in chosen]
+def _qa_sample(passages, cfg, out: Path):
+    """The passages that get questions: all, or --max-passages of them by --sample (both only grow)."""
+    if cfg.sample == "cover":
+        from projector.embed import embed
+
+        return sampling.cover(passages, cfg.max_passages, cfg.seed, lambda texts: embed(texts, cfg.encoder), out)
+    return sampling.uniform(passages, cfg.max_passages, cfg.seed)
 
 
 def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
@@ -213,7 +234,7 @@ def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
         return attribute.Labels.parse(cfg.labels)
     prompt = load_prompt("labelset")
     train = [p for p in passages if split_of[p.passage_id] == "train"] or list(passages)
-    shown = _sample(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
+    shown = sampling.uniform(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
     run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
               "proposing the label set")
     return attribute.proposed_labels(done.get(attribute.LABELSET_KEY), prompt)
@@ -238,7 +259,7 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
         sub = emb[[index[i] for i in ids]]  # (m, d)
         sims = sub @ sub.T  # (m, m)
         np.fill_diagonal(sims, -np.inf)
-        anchors = _sample([by_id[i] for i in ids], cfg.max_items, cfg.seed)
+        anchors = sampling.uniform([by_id[i] for i in ids], cfg.max_items, cfg.seed)
         position = {pid: i for i, pid in enumerate(ids)}
         for a in anchors:
             ai = position[a.passage_id]
@@ -346,6 +367,10 @@ def _check_config(cfg: GenerateConfig) -> None:
     if cfg.task == "pairs" and not (cfg.criterion and cfg.criterion.strip()):
         raise ProjectorError("--task pairs needs --criterion, the sense of similarity to judge "
                              '(e.g. --criterion "same nationality").')
+    if cfg.query_examples is not None and cfg.task != "qa":
+        raise ProjectorError("--query-examples shows the LLM how your users write queries; it is for --task qa.")
+    if cfg.sample not in sampling.SAMPLES:
+        raise ProjectorError(f"--sample {cfg.sample!r}: use uniform or cover.")
     if cfg.questions_per_passage < 1:
         raise ProjectorError(f"--questions-per-passage {cfg.questions_per_passage}: must be at least 1.")
     if cfg.concurrency < 1:
@@ -359,16 +384,23 @@ def _check_config(cfg: GenerateConfig) -> None:
         raise ProjectorError(f"--chunk-tokens {cfg.chunk_tokens}: too small (at least 16).")
 
 
-def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version) -> None:
+def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version,
+                  examples_fp: str | None = None) -> None:
     """Resuming is only safe with the same corpus and settings: otherwise refuse and say why."""
     identity = {"corpus_fingerprint": corpus_fp, "prompt_version": prompt_version,
                 "rewrite_prompt_version": rewrite_version, **cfg.settings()}
+    if examples_fp:  # named only when set, so runs made before --query-examples still resume
+        identity["query_examples"] = examples_fp
     path = out / "config.json"
     previous = read_json(path)
     if previous is not None and (out / "records.jsonl").exists():
-        diff = sorted(k for k in identity if previous.get(k) != identity[k])
+        # Either side's keys: a setting named only when set (--judge, --sample, --query-examples) must also
+        # differ when the new run leaves it out.
+        diff = sorted(k for k in (set(identity) | set(previous)) - {"corpus"} if previous.get(k) != identity.get(k))
         if diff:
-            raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
+            was_v1 = "prompt_version" in diff and str(previous.get("prompt_version")).startswith("qa.v1@")
+            hint = " (that run was made with the qa.v1 prompt: add --prompt-version v1)" if was_v1 else ""
+            raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ){hint}; "
                                  "re-run with the same settings to resume, or give a new --out.")
     write_json(path, {**identity, "corpus": str(cfg.corpus)})
 
@@ -380,13 +412,6 @@ def _split(unit_id: str, cfg) -> str:
     if u < cfg.test_fraction + cfg.validation_fraction:
         return "validation"
     return "train"
-
-
-def _sample(items, k, seed, salt: str = "sample"):
-    """A seeded sample that only grows with k: the 60 chosen first stay chosen when you ask for 200."""
-    # Salted differently from _split, so that the sample is not all of one split (and per use: "labelset").
-    ranked = sorted(items, key=lambda p: hashlib.sha256(f"{salt}:{seed}:{p.passage_id}".encode()).hexdigest())
-    return ranked if k is None else ranked[:k]
 
 
 def _token_counter(encoder: str | None):

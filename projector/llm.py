@@ -38,6 +38,13 @@ class Prompt:
     template: string.Template
     version: str  # file stem + content hash: an edited prompt gets a new version
 
+    def placeholders(self) -> set[str]:
+        """The ``$name`` placeholders the template uses."""
+        found = set()
+        for m in self.template.pattern.finditer(self.template.template):
+            found.add(m.group("named") or m.group("braced"))
+        return found - {None}
+
     def render(self, **values) -> str:
         try:
             return self.template.substitute(**values)
@@ -46,11 +53,14 @@ class Prompt:
                                  f"the {self.name} prompt may use {sorted(values)} as $name.") from None
 
 
-def load_prompt(name: str, path=None) -> Prompt:
-    """The packaged prompt ``prompts/<name>.v1.txt``, or a user's file given with --prompt-file."""
+def load_prompt(name: str, path=None, version: str = "v1") -> Prompt:
+    """The packaged prompt ``prompts/<name>.<version>.txt``, or a user's file given with --prompt-file."""
     if path is None:
-        text = resources.files("projector").joinpath(f"prompts/{name}.v1.txt").read_text(encoding="utf-8")
-        stem = f"{name}.v1"
+        packaged = resources.files("projector").joinpath(f"prompts/{name}.{version}.txt")
+        if not packaged.is_file():
+            raise ProjectorError(f"no packaged prompt {name}.{version} (prompts/{name}.{version}.txt).")
+        text = packaged.read_text(encoding="utf-8")
+        stem = f"{name}.{version}"
     else:
         p = Path(path)
         if not p.is_file():

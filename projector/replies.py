@@ -13,19 +13,41 @@ from projector.llm import InvalidReply, Questions, Rewrite
 _PREAMBLE = re.compile(r"^(here (are|is)|sure|certainly|of course|okay|ok,|the following|below are|questions?:)", re.I)
 # Small models sometimes ask about the passage itself instead of its content. A trailing reference
 # ("..., according to the passage?") is cut off; one left inside the question makes it unusable.
-_META_SUFFIX = re.compile(r"[\s,]*\b((as )?(mentioned|described|stated|given|discussed|explained)|according to|based on|from|in)"
-                          r" (the|this) (passage|text|paragraph|document|excerpt)\s*(?=\?*$)", re.I)
-_META = re.compile(r"\b(th(is|e) (passage|text|paragraph|document|excerpt|above)|who has not seen)\b", re.I)
+_SOURCE = r"(passage|text|paragraph|document|documentation|excerpt|snippet|code snippet|code|article|context)"
+_META_SUFFIX = re.compile(r"[\s,]*\b((as )?(mentioned|described|stated|given|discussed|explained|shown)|according to"
+                          rf"|based on|from|in) (the|this) {_SOURCE}\s*(?=\?*$)", re.I)
+# What is left of "What is described in the passage?" once the reference is cut: about the source, not a fact.
+VAGUE_ENDINGS = ("described", "discussed", "mentioned", "explained", "stated", "shown", "covered", "presented")
+_VAGUE_END = re.compile(r"\b(" + "|".join(VAGUE_ENDINGS) + r")\W*$", re.I)
+# Wording that points at the source instead of naming the thing: a user who never saw the passage cannot
+# write it ("the given code snippet", "this function"). One pattern per way of saying it; a question that
+# matches any is re-asked like any other unusable reply. Kept narrow where users say the same words about
+# the thing itself ("the text of a file", "return the given key" are fine).
+META_WORDING = (
+    r"th(is|e) (paragraph|excerpt|snippet|code snippet)s?",
+    r"th(is|e) passage(?! of)",  # "the passage of the act" is a fact, not the source
+    r"th(is|e) (text|document)(?! (of|in|file|files|mode|string|field|box|widget|editor|attribute|object|node|"
+    r"element|root|type|encoding|format)\b)",
+    r"this (function|method|class|code|module|program|script|example|section|article|passage|text|document)",
+    r"th(is|e) (given|provided|above|following|preceding|shown|attached) (code|snippet|code snippet|passage|text|"
+    r"function|method|class|example|documentation|excerpt|paragraph|document|article)",
+    r"according to (the|this) (given |provided |above )?" + _SOURCE,
+    r"(in|from) the above",
+    r"who has not seen",
+)
+_META = re.compile(r"\b(" + "|".join(META_WORDING) + r")\b", re.I)
 # A question that ends on one of these was cut off mid-sentence.
 _DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
 
 
-def question_checker(passage: str, n: int):
+def question_checker(passage: str, n: int, examples: tuple[str, ...] | list[str] = ()):
     """A validator for a questions reply: strips numbering and trailing references to the passage, drops
-    preambles, meta questions, cut-off, copied and duplicate questions; fewer than ``n`` usable is an
-    ``InvalidReply`` (re-asked with the reasons named), carrying the usable ones as ``partial``."""
+    preambles, meta wording (``META_WORDING``), cut-off, copied and duplicate questions, and copies of the
+    style ``examples`` shown in the prompt; fewer than ``n`` usable is an ``InvalidReply`` (re-asked with the
+    reasons named), carrying the usable ones as ``partial``."""
     flat_passage = normalise_for_dedup(passage)
+    flat_examples = {normalise_for_dedup(e).rstrip("?") for e in examples}
 
     def check(value: Questions) -> Questions:
         usable, reasons = [], []
@@ -37,14 +59,16 @@ def question_checker(passage: str, n: int):
                 reasons.append("an empty question")
             elif q.endswith(":") or _PREAMBLE.match(q):
                 reasons.append(f"{q[:40]!r} is a preamble, not a question")
-            elif _META.search(q):
-                reasons.append(f"{q[:50]!r} refers to the passage; ask about its content instead")
+            elif m := _META.search(q) or _VAGUE_END.search(q):
+                reasons.append(f"{q[:50]!r} refers to the source ({m.group(0).strip(' ?.!')!r}); name the thing itself")
             elif len(q.split()) < 2:
                 reasons.append(f"{q!r} is too short")
             elif not q.endswith("?") and q.split()[-1].lower() in _DANGLING:
                 reasons.append(f"{q[:50]!r} is cut off")
             elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
                 reasons.append(f"{q[:40]!r} copies the passage word for word")
+            elif flat.rstrip("?") in flat_examples:
+                reasons.append(f"{q[:40]!r} copies an example query; write one about this passage")
             elif flat in {normalise_for_dedup(u) for u in usable}:
                 reasons.append("two questions are the same")
             else:

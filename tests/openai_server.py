@@ -7,7 +7,8 @@ the tests can check which passage each pair came from.
 Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500", "503", "timeout"
 (sleeps past the client's time-out), "reset" (closes the socket), "malformed" (not JSON), "offschema"
 (JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
-"copy" (the passage copied verbatim), "meta" (a question about "this passage"), for item labels
+"copy" (the passage copied verbatim), "meta" (a question about "this passage"), "snippet" (one about "the
+given code snippet"), for item labels
 "outside" (a value not in the label set) and "spelling" (the label in other words and case), and
 in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
 routes (a batch completes on its second status check). Run standalone (for subprocess tests):
@@ -34,7 +35,7 @@ def _passage(prompt: str) -> str:
 
 
 def _n(prompt: str) -> int:
-    m = re.search(r"Write (\d+) different questions", prompt)
+    m = re.search(r"Write (\d+) different (?:questions|queries)", prompt)
     return int(m.group(1)) if m else 2
 
 
@@ -107,6 +108,8 @@ class FakeOpenAI:
             qs = [""] * n
         elif fault == "meta":
             qs = [f"What does this passage say about {passage.split()[0]}?"] + qs[1:]
+        elif fault == "snippet":  # the meta wording issue 11 found the checks let through
+            qs = [f"What is the purpose of {passage.split()[0]} in the given code snippet?"] + qs[1:]
         elif fault == "copy":
             qs = [" ".join(passage.split()[:12])] * n
         return json.dumps({"questions": qs})

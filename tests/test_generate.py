@@ -64,7 +64,7 @@ def test_normal_run_writes_dataset_parquet_manifest(tmp_path):
         assert (out / "parquet" / f"{split}.parquet").exists()
     c = m["counts"]
     assert (c["requests"], c["requested"], c["generated"], c["failed"]) == (N_PASSAGES, 90, 90, 0)
-    assert m["tokens"]["prompt_tokens"] > 0 and m["prompt_version"].startswith("qa.v1@")
+    assert m["tokens"]["prompt_tokens"] > 0 and m["prompt_version"].startswith("qa.v2@")
     assert json.loads((out / "manifest.json").read_text()) == m
     # The whole instruction is one user message, and JSON is asked for.
     assert srv.bodies[0]["messages"][0]["role"] == "user"
@@ -224,7 +224,7 @@ def test_question_checks_clean_trailing_references_and_keep_the_usable_part():
         check(Questions(questions=["What is the current implementation of", "What does this passage describe?",
                                    "Do dictionaries keep order?"]))
     assert e.value.partial.questions == ["Do dictionaries keep order?"]
-    assert "cut off" in str(e.value) and "refers to the passage" in str(e.value)
+    assert "cut off" in str(e.value) and "refers to the source ('this passage')" in str(e.value)
 
 
 def test_partial_answers_are_kept_when_re_asking_does_not_help(tmp_path):

@@ -1,0 +1,231 @@
+"""The qa recipe of issue 11 (projector.qa, projector.sampling, projector.replies): query examples in the shared
+prompt prefix, the v2 prompt's layout, the v1 prompt kept, meta wording re-asked, cover sampling that only grows.
+
+generate runs against the real HTTP server of tests/openai_server.py on 127.0.0.1.
+"""
+import json
+import os
+
+import datasets
+import numpy as np
+import pytest
+
+from openai_server import FakeOpenAI
+from projector import generate as generate_mod
+from projector.errors import ProjectorError
+from projector.generate import generate
+from projector.llm import InvalidReply, Questions, load_prompt
+from projector.qa import MAX_EXAMPLES, read_query_examples
+from projector.replies import question_checker
+from projector.sampling import cover_order, uniform
+from test_generate import check_output, config
+
+EXAMPLES = ["python dict keep insertion order", "how do I read a file line by line?",
+            "Return an instance of the FileInput class.", "sort list of tuples by second item"]
+
+
+def prompts(srv) -> list[str]:
+    return [b["messages"][0]["content"] for b in srv.bodies]
+
+
+def common_prefix(texts: list[str]) -> str:
+    return os.path.commonprefix(texts)
+
+
+# ------------------------------------------------------------------------------------------- prompts
+
+
+def test_v1_prompt_is_byte_identical_so_old_runs_resume():
+    # The version committed pairs (benchmarks/pairs/*/manifest.json) were made with: file name + content hash.
+    assert load_prompt("qa").version == "qa.v1@1a6ea8e0"
+
+
+def test_v2_puts_everything_shared_first_and_the_passage_last(tmp_path):
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, max_passages=5, questions_per_passage=3))
+    assert m["prompt_version"].startswith("qa.v2@") and "query_examples" not in m
+    sent = prompts(srv)
+    shared = common_prefix(sent)
+    # What differs from one request to the next starts with the title: rules, forms and JSON form are shared.
+    assert "Document title: " in shared and "Passage:" not in shared
+    assert "keyword query" in shared and "natural question" in shared and "statement" in shared
+    assert '{"questions":' in shared and "Write 3 different queries" in shared
+    assert all(p.endswith('"""\nYour 3 queries, as JSON only:\n') for p in sent)
+    check_output(tmp_path / "out", 5, 3)
+
+
+def test_query_examples_go_into_the_shared_prefix_before_the_passage(tmp_path):
+    ex = tmp_path / "queries.txt"
+    ex.write_text("\n".join(EXAMPLES[:2]) + "\n\n" + "\n".join(EXAMPLES[2:]) + "\n", encoding="utf-8")
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, max_passages=4, query_examples=str(ex)))
+    assert m["prompt_version"].startswith("qa-examples.v2@") and m["query_examples"] == EXAMPLES
+    shared = common_prefix(prompts(srv))
+    positions = [shared.index(f"  - {e}\n") for e in EXAMPLES]
+    assert positions == sorted(positions)  # in file order, all inside the part every request shares
+    for prompt in prompts(srv):
+        assert prompt.index(EXAMPLES[-1]) < prompt.index('Passage:\n"""')
+    check_output(tmp_path / "out", 4, 2)
+    # Other examples are another run: a resume refuses them.
+    ex.write_text("\n".join(EXAMPLES[:3]) + "\n", encoding="utf-8")
+    with FakeOpenAI() as srv, pytest.raises(ProjectorError, match="query_examples differ"):
+        generate(config(tmp_path, srv, max_passages=4, query_examples=str(ex)))
+
+
+def test_query_examples_from_jsonl_text_or_query_field(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"text": "  first   query "}) + "\n\n" + json.dumps({"query": "second query", "id": 3})
+                    + "\n", encoding="utf-8")
+    assert read_query_examples(path) == ["first query", "second query"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.txt", "\n  \n", "0 query examples; give 1 to 16"),
+    ("many.txt", "".join(f"query number {i}\n" for i in range(MAX_EXAMPLES + 1)), "17 query examples; give 1 to 16"),
+    ("rows.jsonl", json.dumps({"question": "x"}) + "\n", "rows.jsonl:1: no query text in field text or query"),
+    ("bad.jsonl", "{not json\n", "bad.jsonl:1: invalid JSON"),
+    ("long.txt", "ok query\n" + "word " * 100 + "\n", "long.txt:2: an example of 499 characters"),
+    ("missing.txt", None, "no such file"),
+])
+def test_a_bad_examples_file_exits_2_with_one_line(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"text": "One passage about dictionaries."}) + "\n", encoding="utf-8")
+    code = generate_mod.main(["--corpus", str(corpus), "--out", str(tmp_path / "out"), "--base-url",
+                              "http://127.0.0.1:9/v1", "--model", "m", "--query-examples", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()  # refused before anything was written or asked
+
+
+def test_examples_need_a_prompt_with_a_place_for_them(tmp_path):
+    ex = tmp_path / "q.txt"
+    ex.write_text("\n".join(EXAMPLES) + "\n")
+    with FakeOpenAI() as srv:
+        with pytest.raises(ProjectorError, match="--query-examples needs --prompt-version v2"):
+            generate(config(tmp_path, srv, query_examples=str(ex), prompt_version="v1"))
+        plain = tmp_path / "plain.txt"
+        plain.write_text('Write $n different questions.\nPassage:\n"""\n$passage\n"""\n')
+        with pytest.raises(ProjectorError, match=r"no \$examples placeholder"):
+            generate(config(tmp_path, srv, query_examples=str(ex), prompt_file=str(plain)))
+        mine = tmp_path / "mine.txt"
+        mine.write_text('Style:\n$examples\nWrite $n different questions.\nPassage:\n"""\n$passage\n"""\n')
+        m = generate(config(tmp_path, srv, query_examples=str(ex), prompt_file=str(mine), max_passages=2))
+        assert m["prompt_version"].startswith("mine@") and all(EXAMPLES[0] in p for p in prompts(srv))
+
+
+def test_prompt_version_v1_keeps_the_old_recipe_and_an_old_run_names_the_flag(tmp_path):
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, max_passages=3, prompt_version="v1"))
+        assert m["prompt_version"] == "qa.v1@1a6ea8e0"
+        assert all("Write 2 different questions that a real user" in p for p in prompts(srv))
+        # Resuming that run with today's default (v2) is refused, and the refusal says how to resume it.
+        with pytest.raises(ProjectorError, match="made with the qa.v1 prompt: add --prompt-version v1"):
+            generate(config(tmp_path, srv, max_passages=3))
+        generate(config(tmp_path, srv, max_passages=5, prompt_version="v1"))
+        assert srv.requests == 5
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize("question", [
+    "What is the purpose of the _onrelease method in the given code snippet?",
+    "What is the purpose of the second argument in this function?",
+    "What does the passage say about dictionaries?",
+    "What is described in the text?",
+    "According to the documentation, what does split return?",
+    "What does the above code print?",
+    "Which module is discussed in this document?",
+    "What does this code do?",
+])
+def test_meta_wording_is_refused(question):
+    check = question_checker("Dictionaries preserve insertion order.", 1)
+    with pytest.raises(InvalidReply, match="refers to the source"):
+        check(Questions(questions=[question]))
+
+
+@pytest.mark.parametrize("question, kept", [
+    ("Return an instance of the FileInput class.", None),
+    ("How do I read the text of a file?", None),
+    ("when was the passage of the civil rights act", None),
+    ("Return True if the given path is a directory", None),
+    ("what are the articles of confederation", None),
+    ("What does split return, according to the documentation?", "What does split return?"),
+])
+def test_the_same_words_about_the_thing_itself_are_kept(question, kept):
+    check = question_checker("Dictionaries preserve insertion order.", 1)
+    assert check(Questions(questions=[question])).questions == [kept or question]
+
+
+def test_a_question_that_copies_an_example_is_refused():
+    check = question_checker("Dictionaries preserve insertion order.", 1, EXAMPLES)
+    with pytest.raises(InvalidReply, match="copies an example query"):
+        check(Questions(questions=["Python dict keep insertion order?"]))
+
+
+def test_meta_wording_in_a_reply_is_re_asked_and_never_becomes_a_query(tmp_path):
+    with FakeOpenAI(faults=["snippet", "snippet"]) as srv:
+        m = generate(config(tmp_path, srv, concurrency=1, max_passages=4))
+    assert m["counts"]["invalid_replies"] == 2 and m["counts"]["failed"] == 0
+    assert srv.served["snippet"] == 2 and srv.requests == 6
+    rows = [r for s in datasets.load_from_disk(str(tmp_path / "out" / "dataset")).values() for r in s]
+    assert rows and not any("code snippet" in r["query"] for r in rows)
+    check_output(tmp_path / "out", 4, 2)
+
+
+# ------------------------------------------------------------------------------------------- sampling
+
+
+def blobs(sizes=(200, 100, 50, 20, 5), d=16, seed=0):
+    """Unit vectors in well-separated clusters of unequal sizes; returns (vectors (n, d), cluster of each)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), d)) * 5
+    x = np.vstack([c + rng.normal(size=(s, d)) for c, s in zip(centres, sizes)]).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_cover_order_is_deterministic_grows_as_a_prefix_and_covers_small_clusters():
+    x, cluster = blobs()
+    order = cover_order(x, 24, seed=0)
+    assert len(order) == len(set(order)) == 24
+    assert cover_order(x, 24, seed=0) == order
+    assert cover_order(x, 7, seed=0) == order[:7] and cover_order(x, 16, seed=0) == order[:16]
+    assert cover_order(x, 24, seed=1) != order
+    # Every cluster, down to the one of 5 in 375 (1.3%), is among the first 16; a uniform sample of 16 misses
+    # that one with probability ~80%.
+    assert set(cluster[order[:16]]) == set(range(5))
+    assert cover_order(x, 1000, seed=0)[:24] == order and len(cover_order(x, 1000, seed=0)) == len(x)
+
+
+def test_generate_sample_cover_grows_keeps_its_order_and_is_part_of_the_run(tmp_path):
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, max_passages=4, sample="cover"))
+        assert m["settings"]["sample"] == "cover"
+        log = (tmp_path / "out" / "records.jsonl").read_text()
+        first = [json.loads(line)["passage_id"] for line in log.splitlines()]
+        kept = json.loads((tmp_path / "out" / "sample.json").read_text())["order"]
+        assert sorted(first) == sorted(kept[:4])
+        generate(config(tmp_path, srv, max_passages=9, sample="cover"))
+        assert srv.requests == 9  # the first 4 were kept, 5 more asked
+        assert json.loads((tmp_path / "out" / "sample.json").read_text())["order"][:4] == kept[:4]
+        with pytest.raises(ProjectorError, match="sample differ"):
+            generate(config(tmp_path, srv, max_passages=9))
+        # Another folder, same settings: the same passages (the order does not depend on the folder).
+        generate(config(tmp_path, srv, max_passages=4, sample="cover", out=str(tmp_path / "again")))
+    again = [json.loads(line)["passage_id"] for line in (tmp_path / "again" / "records.jsonl").read_text().splitlines()]
+    assert sorted(again) == sorted(first)
+    check_output(tmp_path / "out", 9, 2)
+
+
+def test_uniform_sample_only_grows():
+    class P:
+        def __init__(self, i):
+            self.passage_id = f"d{i}#0"
+
+    items = [P(i) for i in range(50)]
+    ids = [p.passage_id for p in uniform(items, 20, seed=0)]
+    assert [p.passage_id for p in uniform(items, 5, seed=0)] == ids[:5]
+    assert len(uniform(items, None, seed=0)) == 50
