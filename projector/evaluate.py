@@ -5,11 +5,14 @@
     python -m projector.evaluate --model runs/proj --beir benchmarks/data/faq-perl-debian --pairs runs/pairs
     python -m projector.evaluate --beir benchmarks/data/faq-perl-debian    # baselines only
     (a real-query set in BEIR layout; python benchmarks/build.py faq-perl-debian writes that one)
+    python -m projector.evaluate --labelled items.jsonl --label interface --model runs/interface-model
+    (items with labels: each a query over the others, relevant = same label; ``projector.labelled`` owns it)
 
 Inputs: trained projection folders (``--model``, repeatable: one row each), and either a pairs dataset
 (``--pairs``, from ``projector.generate``) or a BEIR folder (``--beir``: corpus.jsonl, queries.jsonl,
 qrels/test.tsv, real human queries). With both, the BEIR set is evaluated and the pairs' *train* split only
 fits the closed-form baseline. ``--corpus`` replaces the pairs' retrieval corpus by a BEIR corpus.jsonl.
+Or, instead of both, labelled items (``--labelled FILE --label NAME``: JSONL of id, text, labels, optional split).
 
 Work, every row through the same evaluator, on the same embeddings of the same encoder:
   qa / BEIR   retrieval of each query against the *whole* corpus (trec_eval via pytrec_eval: NDCG@10,
@@ -19,6 +22,8 @@ Work, every row through the same evaluator, on the same embeddings of the same e
               so about 1 positive : 10 negatives); log-loss, Brier, ECE (15 equal-width bins).
   pairs       ROC-AUC, average precision, accuracy at the threshold that is best on the validation split,
               and the same calibration metrics over the labelled test pairs.
+  labelled    mAP, P@10, chance mAP, pair ROC-AUC / AP and calibration over all item pairs
+              (``projector.labelled``).
 Paired bootstrap (over queries or pairs) 95% CIs of each row's difference to cosine on the headline metrics.
 
 Outputs in ``--out`` (default ``MODEL/eval-SPLIT`` of the first model, or ``runs/eval-NAME``): report.md,
@@ -36,6 +41,7 @@ import numpy as np
 
 from projector import baselines as B
 from projector import cli
+from projector import labelled as L
 from projector.cli import option
 from projector.corpus import read_jsonl
 from projector.errors import ArtifactError, DataError
@@ -64,6 +70,16 @@ class EvalConfig:
     bootstrap: int = option(1000, help="paired bootstrap resamples for the CIs (at least 10)")
     seed: int = option(0, help="seeds the negative sampling and the bootstrap")
     batch_size: int = option(64, help="encoder batch size")
+    labelled: str | None = option(None, help="labelled items JSONL (id, text, labels {criterion: value}, optional "
+                                             "split) to evaluate instead of --pairs/--beir: each item of --split "
+                                             "(all items if the file has no split field) a query over the others, "
+                                             "relevant = same --label value")
+    label: str | None = option(None, help="with --labelled: the criterion (a key of the rows' labels) to score")
+    min_class: int = option(10, help="with --labelled: classes of fewer items give no queries (10: the benchmark "
+                                     "protocol)")
+    small_classes: str = option("drop", choices=("drop", "distract"),
+                                help="with --labelled: classes under --min-class leave the pool (drop, the "
+                                     "benchmark protocol) or stay in it as distractors")
 
 
 def _check_config(cfg: EvalConfig) -> None:
@@ -73,6 +89,18 @@ def _check_config(cfg: EvalConfig) -> None:
             raise DataError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if cfg.bootstrap < 10:
         raise DataError(f"--bootstrap must be >= 10 resamples, got {cfg.bootstrap}")
+    if cfg.labelled:
+        other = [f for f, v in (("--pairs", cfg.pairs), ("--beir", cfg.beir), ("--corpus", cfg.corpus)) if v]
+        if other:
+            raise DataError(f"--labelled is evaluated on its own items; drop {' and '.join(other)} (one evaluation "
+                            "per run: labelled items, or retrieval/pairs)")
+        if not cfg.label:
+            raise DataError("--labelled needs --label NAME: the criterion (a key of the rows' labels) to score")
+        if cfg.min_class < 2:
+            raise DataError(f"--min-class must be >= 2 (a class of one item has nothing to retrieve), got "
+                            f"{cfg.min_class}")
+    elif cfg.label:
+        raise DataError("--label applies to --labelled items only; give --labelled FILE")
 
 
 RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
@@ -386,11 +414,12 @@ def baseline_rows(cfg: EvalConfig, dim: int, corpus_emb: np.ndarray, emb: Embedd
 
 def run(cfg: EvalConfig) -> dict:
     """Evaluate every baseline and model; write the report; return report.json's content."""
-    from projector import report
-
     _check_config(cfg)
-    if not cfg.pairs and not cfg.beir:
-        raise DataError("give --pairs DIR (a projector.generate output) or --beir DIR (a BEIR folder)")
+    if not cfg.pairs and not cfg.beir and not cfg.labelled:
+        raise DataError("give --pairs DIR (a projector.generate output), --beir DIR (a BEIR folder) or "
+                        "--labelled FILE --label NAME (labelled items)")
+    if cfg.labelled:
+        return run_labelled(cfg)
     models, encoder = load_models(cfg.models, cfg.encoder)
     if cfg.pairs and not cfg.beir and cfg.split == "train":
         log.warning("evaluating on the train split: the models and the closed form were fitted on it, "
@@ -408,6 +437,24 @@ def run(cfg: EvalConfig) -> dict:
         result = evaluate_retrieval(cfg, data, rows, emb)
     else:
         result = evaluate_pairs(cfg, cfg.pairs, cfg.split, rows, emb)
+    return _write(cfg, result, rows, encoder)
+
+
+def run_labelled(cfg: EvalConfig) -> dict:
+    """``--labelled``: every baseline and model on the items of one split (``projector.labelled``)."""
+    data = L.read_labelled(cfg.labelled, cfg.label, cfg.split, cfg.min_class)
+    models, encoder = load_models(cfg.models, cfg.encoder)
+    emb = Embedder(encoder, cfg.batch_size)
+    item_emb = emb(data.texts, None)   # the baselines are fitted on the split's items only, no labels
+    rows = baseline_rows(cfg, item_emb.shape[1], item_emb, emb, None) + models
+    result = L.evaluate_labelled(data, rows, emb, min_class=cfg.min_class, small_classes=cfg.small_classes,
+                                 bootstrap=cfg.bootstrap, seed=cfg.seed)
+    return _write(cfg, result, rows, encoder)
+
+
+def _write(cfg: EvalConfig, result: dict, rows: list[Row], encoder: str | None) -> dict:
+    """Add the encoder, config and training logs to ``result``; write the report; return report.json's content."""
+    from projector import report
     from projector.encoder import encoder_identity
 
     result["encoder"] = encoder_identity(encoder)

@@ -5,8 +5,9 @@ Pure numpy functions of rankings, scores and labels; nothing here knows about mo
   ranking      ``ndcg_at_k`` (train's early-stopping metric, equal to trec_eval's ``ndcg_cut_10``: tests check
                it) and ``retrieval_metrics`` (the trec_eval table evaluate reports, via pytrec_eval)
   pairs        ``auc_ap`` (ROC-AUC and AP, numpy only), ``best_threshold``, ``pair_stat``
-  labels       ``label_map``: each labelled item a query over the others, relevant = same label (mAP, P@10,
-               chance mAP): the criterion metric of item labels (``--judge attribute``, human labels)
+  labels       ``label_queries`` (per query) and ``label_map`` (averaged): each labelled item a query over the
+               others, relevant = same label (AP, P@10, chance mAP): the criterion metric of item labels
+               (``--judge attribute``, human labels, ``evaluate --labelled``)
   calibration  ``calibration`` (log-loss, Brier, ECE), ``reliability`` (the diagram's bins), and
                ``sample_calibration_pairs``: the (query, passage) pairs both stages calibrate on
   uncertainty  ``bootstrap_ci`` and ``bootstrap_stat_ci`` (percentile CIs, paired when fed differences)
@@ -111,36 +112,66 @@ def pair_stat(name: str, s: np.ndarray, y: np.ndarray, idx: np.ndarray, threshol
 # ---------------------------------------------------------------------------------------------- labels
 
 
-def label_map(z: np.ndarray, labels, min_class: int = 10, ignore: str | None = None) -> dict:
-    """Each item a query over the other items, ranked by cosine of ``z`` (n, k); relevant = same label.
+SMALL_CLASSES = ("drop", "distract")   # what label_queries does with classes under min_class
 
-    Items labelled ``ignore`` (e.g. ``projector.pairs.UNKNOWN``) and classes of fewer than ``min_class``
-    items are left out entirely. Returns map, p_at_10, chance_map (the mAP of a random ranking: the sum of
-    squared class shares), queries, classes.
+
+def label_queries(sims: np.ndarray, labels, min_class: int = 10, ignore: str | None = None,
+                  small_classes: str = "drop") -> dict:
+    """Per query: average precision and P@10 of ranking the other items by ``sims``; relevant = same label.
+
+    The one implementation of the criterion metric (``label_map`` averages it; ``projector.labelled`` reports
+    it per row). sims (n, n): row i scores every item as a candidate for query i (an asymmetric model: the
+    query side of item i against the document side of each item); an item is never ranked for itself. Items
+    labelled ``ignore`` (e.g. ``projector.pairs.UNKNOWN``) take part in nothing. Classes of fewer than
+    ``min_class`` items give no queries; ``small_classes="drop"`` (the benchmark protocol) leaves them out of
+    the pool too, ``"distract"`` keeps them in it as distractors (relevant to no query).
+
+    Returns ap (m,) and p_at_10 (m,) per query, query (m,) and pool (p,) item indices (ascending),
+    chance_map (the sum of squared class shares over the queries: the mAP of a random ranking, about) and
+    classes (the number of query classes).
     """
+    if small_classes not in SMALL_CLASSES:
+        raise DataError(f"small_classes must be one of {SMALL_CLASSES}, got {small_classes!r}")
     labels = np.asarray(labels, dtype=object)
-    z = np.asarray(z, dtype=np.float64)
-    if ignore is not None:
-        z, labels = z[labels != ignore], labels[labels != ignore]
-    names, counts = np.unique(labels, return_counts=True)
+    sims = np.asarray(sims, dtype=np.float64)
+    if sims.shape != (len(labels), len(labels)):
+        raise DataError(f"label_queries: sims has shape {sims.shape}, expected ({len(labels)}, {len(labels)})")
+    known = labels != ignore if ignore is not None else np.ones(len(labels), dtype=bool)
+    names, counts = np.unique(labels[known], return_counts=True)
     big = set(names[counts >= min_class])
-    keep = np.array([lab in big for lab in labels], dtype=bool)
-    z, labels = z[keep], labels[keep]
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    n = len(labels)
-    if n < 2:
-        raise DataError(f"label_map: {n} items in classes of >= {min_class} items; nothing to score")
-    _, y = np.unique(labels, return_inverse=True)
-    sims = z @ z.T
-    np.fill_diagonal(sims, -np.inf)
-    order = np.argsort(-sims, axis=1, kind="stable")[:, : n - 1]                 # (n, n-1): self (last) cut
-    rel = (y[order] == y[:, None]).astype(np.float64)                             # (n, n-1)
-    prec = np.cumsum(rel, axis=1) / np.arange(1, n)[None, :]
+    query = np.flatnonzero(known & np.array([lab in big for lab in labels], dtype=bool))
+    pool = query if small_classes == "drop" else np.flatnonzero(known)
+    if len(query) < 2:
+        raise DataError(f"label_map: {len(query)} items in classes of >= {min_class} items; nothing to score")
+    p = len(pool)
+    self_col = np.searchsorted(pool, query)                                       # (m,) each query's own column
+    s = sims[np.ix_(query, pool)]                                                 # (m, p)
+    s[np.arange(len(query)), self_col] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, : p - 1]                     # (m, p-1): self (last) cut
+    _, y = np.unique(labels[pool], return_inverse=True)                           # (p,) class ids
+    yq = y[self_col]                                                              # (m,)
+    rel = (y[order] == yq[:, None]).astype(np.float64)                            # (m, p-1)
+    prec = np.cumsum(rel, axis=1) / np.arange(1, p)[None, :]
     n_rel = rel.sum(1)
     ap = np.where(n_rel > 0, (prec * rel).sum(1) / np.maximum(n_rel, 1), 0.0)
-    share = np.bincount(y) / n
-    return {"map": float(ap.mean()), "p_at_10": float(rel[:, :10].mean(1).mean()),
-            "chance_map": float((share ** 2).sum()), "queries": int(n), "classes": int(len(big))}
+    share = np.unique(yq, return_counts=True)[1] / len(query)
+    return {"ap": ap, "p_at_10": rel[:, :10].mean(1), "query": query, "pool": pool,
+            "chance_map": float((share ** 2).sum()), "classes": int(len(big))}
+
+
+def label_map(z: np.ndarray, labels, min_class: int = 10, ignore: str | None = None,
+              small_classes: str = "drop") -> dict:
+    """Each item a query over the other items, ranked by cosine of ``z`` (n, k); relevant = same label.
+
+    ``label_queries`` on cosine similarities, averaged: items labelled ``ignore`` and (by default) classes
+    of fewer than ``min_class`` items are left out entirely. Returns map, p_at_10, chance_map (the sum of
+    squared class shares), queries, classes.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    r = label_queries(z @ z.T, labels, min_class, ignore, small_classes)
+    return {"map": float(r["ap"].mean()), "p_at_10": float(r["p_at_10"].mean()), "chance_map": r["chance_map"],
+            "queries": int(len(r["query"])), "classes": r["classes"]}
 
 
 # ---------------------------------------------------------------------------------------------- calibration

@@ -48,7 +48,7 @@ def tables(result: dict) -> str:
             lines.append(f"| {r['name']} | " + " | ".join(_delta(r["delta_vs_cosine"].get(m)) for m in head) + " |")
     cal_title = "Calibration of probability() on " + (
         f"(query, passage) pairs, sampled {result['data']['calibration_sampling']}" if result["task"] == "retrieval"
-        else "the labelled pairs")
+        else result["data"]["calibration_sampling"] if result["task"] == "labelled" else "the labelled pairs")
     lines += ["", cal_title + ":", "", "| row | " + " | ".join(CAL_KEYS) + " |", "|---|" + "---:|" * len(CAL_KEYS)]
     for r in rows:
         if "calibration_note" in r:
@@ -63,11 +63,12 @@ def tables(result: dict) -> str:
 
 def markdown(result: dict, plots: list[str]) -> str:
     d = result["data"]
-    info = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("name", "calibration_sampling"))
+    info = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("name", "calibration_sampling", "class_sizes"))
     parts = [f"# Evaluation: {d['name']}", "",
              f"Task: {result['task']}; encoder: {result['encoder']}; {info}.",
              "Every row is scored by the same evaluator on the same embeddings; baselines are fitted on the "
-             "corpus embeddings only (the closed form on the pairs' train split).", ""]
+             "corpus embeddings only (the closed form on the pairs' train split).", "",
+             *[f"- {n}" for n in result.get("notes", [])]]
     for r in result["rows"]:
         if "model" in r:
             m = r["model"]

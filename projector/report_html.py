@@ -19,6 +19,7 @@ from pathlib import Path
 from projector.files import write_text
 
 NAMES = {"ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@10": "Recall@10", "accuracy@1": "Accuracy@1",
+         "map": "mAP", "p@10": "P@10",
          "roc_auc": "ROC-AUC", "average_precision": "average precision", "accuracy": "accuracy"}
 CAPTIONS = {
     "metrics.png": "Headline metrics per row, bootstrap 95% CIs.",
@@ -37,6 +38,8 @@ def _size(result: dict) -> str:
     d = result["data"]
     if result["task"] == "retrieval":
         return f"{d['queries']} queries against {d['corpus']} passages"
+    if result["task"] == "labelled":
+        return f"{d['queries']} items as queries over {d['pool']} items, '{d['label']}' as relevance"
     return f"{d['pairs']} labelled pairs"
 
 
@@ -76,7 +79,7 @@ def warnings(result: dict) -> list[str]:
                    "numbers are optimistic; use --split test.")
     n = result["data"].get("queries", result["data"].get("pairs", 0))
     if n < 50:
-        out.append(f"Only {n} {'queries' if result['task'] == 'retrieval' else 'pairs'}: the CIs are wide; "
+        out.append(f"Only {n} {'pairs' if result['task'] == 'pairs' else 'queries'}: the CIs are wide; "
                    "more held-out data narrows them.")
     return out
 
@@ -147,6 +150,8 @@ def page(result: dict, plots: list[str], out: Path) -> str:
         f"{html.escape(_size(result))}. Every row is scored by the same evaluator on the same embeddings; "
         "CIs are bootstrap 95% over queries (or pairs).</small></p>",
     ]
+    if result.get("notes"):
+        parts.append("<ul>" + "".join(f"<li><small>{html.escape(n)}</small></li>" for n in result["notes"]) + "</ul>")
     if warn:
         parts.append('<div class="warn" id="warnings"><b>Warnings</b><ul>' +
                      "".join(f"<li>{html.escape(w)}</li>" for w in warn) + "</ul></div>")
