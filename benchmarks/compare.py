@@ -4,6 +4,7 @@
     python benchmarks/compare.py faq-perl-debian nq-wiki --anchors none
     python benchmarks/compare.py --scaling                           # projector pairs/s at 10k, 100k, 1M pairs
     python benchmarks/compare.py faq-perl-debian --adapters          # -> benchmarks/results/adapters-NAME.{md,json}
+    python benchmarks/compare.py --learning-curve nq-wiki --quick    # benchmarks/learning_curve.py run (issue 11)
 
 Inputs per set: the real-query BEIR folder ``benchmark_dir(NAME)`` (corpus.jsonl, queries.jsonl,
 qrels/test.tsv: the *test*, never trained on) and the pairs folder ``benchmarks/pairs/NAME`` that
@@ -625,6 +626,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["--child"]:
         _child_main(argv[1], argv[2])
         return 0
+    if "--learning-curve" in argv:  # issue 11 piece 6: its own file, whose `run` takes the other arguments
+        return _learning_curve().main(["run", *[a for a in argv if a != "--learning-curve"]])
     p = argparse.ArgumentParser(prog="python benchmarks/compare.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = CompareConfig()
@@ -661,6 +664,17 @@ def main(argv=None) -> int:
                 write(res, Path(cfg.out))
                 print(markdown(res), flush=True)
     return 0
+
+
+def _learning_curve():
+    """benchmarks/learning_curve.py as a module (``--learning-curve``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmarks_learning_curve", REPO / "benchmarks" / "learning_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks_learning_curve"] = mod  # its dataclasses look their module up while it executes
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _import_build():

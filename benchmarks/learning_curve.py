@@ -2,6 +2,11 @@
 
     python benchmarks/learning_curve.py corpus nq-wiki runs/learning-curve/nq-wiki-train.jsonl
     python benchmarks/learning_curve.py examples nq-wiki runs/learning-curve/nq-wiki-examples.txt --n 6
+    python -m projector.generate --corpus runs/learning-curve/nq-wiki-train.jsonl --id-field _id \
+        --chunk-tokens 4096 --chunk-overlap 0 --max-passages 1500 --out runs/llm-nq-wiki
+    python benchmarks/learning_curve.py run nq-wiki debdesc --llm-pairs nq-wiki=runs/llm-nq-wiki
+    python benchmarks/learning_curve.py run nq-wiki --llm-pairs nq-wiki:v1=DIR1 nq-wiki:v2=DIR2   # ablation groups
+    python benchmarks/compare.py --learning-curve nq-wiki --quick     # the same `run`, through compare.py
 
 This file owns the fixed split of a real-query set (``split_set``): the passages that have real queries
 (qrels) fall into a train half and a test half by a seeded hash of their id (``SPLIT_RULE``), so the split
@@ -11,6 +16,19 @@ test-half query; every row is scored on the test-half queries against the whole 
 ``corpus SET OUT.jsonl`` writes the train-half passages (BEIR corpus rows ``_id``, ``title``, ``text``) as the
 corpus ``projector generate`` makes LLM questions from; ``examples SET OUT.txt --n 6`` writes a seeded handful
 of real train-half queries, one a line (style examples for generate's ``--query-examples``).
+
+``run SETS``: rows at ``--counts`` (COUNTS) for each recipe of RECIPES, all through ``projector.train`` on
+pairs folders written with ``projector.pairs``' writers under ``--work`` (kept: a rerun trains only what
+changed, keyed on the folder's content and the options):
+  real     N real queries of train-half passages (one seeded order: the first VAL_QUERIES validate, row N
+           trains on the next N), the reference;
+  llm      the first N train pairs of a ``projector generate`` folder made from the ``corpus`` file (its own
+           synthetic validation split); ``--llm-pairs SET:LABEL=DIR`` adds row group ``llm:LABEL``;
+  cosine   frozen cosine.
+A count a source cannot fill is a missing row, said so, never faked. Scoring: ``projector.evaluate``'s
+retrieval evaluator (NDCG@10, paired bootstrap CI of Δ vs cosine) on the shared embedding cache.
+Outputs: ``--out/learning-curve.json`` (per set and count ``cosine_ndcg10``, ``real_ndcg10``, ``llm_ndcg10``,
+per recipe too; the rows, split, commands, targets; sets not rerun are kept) and ``learning-curve.md``.
 
 SET is a known benchmark name (``benchmarks/build.py``'s ``benchmark_dir``: nq-wiki, debdesc, ...) or a
 folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv).
@@ -22,7 +40,8 @@ import hashlib
 import importlib.util
 import json
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +49,46 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from projector import baselines as B  # noqa: E402
 from projector import cli  # noqa: E402
 from projector import evaluate as E  # noqa: E402
-from projector.corpus import normalise_for_dedup, read_jsonl  # noqa: E402
+from projector import pairs as P  # noqa: E402
+from projector.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
 from projector.errors import DataError  # noqa: E402
-from projector.files import write_text  # noqa: E402
+from projector.files import write_json, write_text  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------- the rows
+
+COUNTS = (250, 500, 1000, 2000, 4000)  # training pairs per row (a count above what a source has: row missing)
+QUICK_COUNTS = (250, 500)              # --quick: these, with the first recipe only
+VAL_QUERIES = 500                      # real rows: real train-half queries that validate them (never trained on)
+
+# The recipes: train() options over the defaults. "issue": piece 5's best few-pairs map on real queries
+# (benchmarks/results/adapters-faq-perl-debian.md: lowrank r=32 at lr 1e-3, +0.007 NDCG@10); "lr1e-3": that
+# table's best row overall (full W at lr 1e-3, +0.010), the control that shows how much is the learning rate.
+RECIPES = {
+    "issue": {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3},
+    "today": {},   # the shipped recipe: full W, AdamW lr 1e-4, early stopping, candidate selection on validation
+    "lr1e-3": {"lr": 1e-3},
+}
+DEFAULT_RECIPES = ("issue", "today")   # the first is the primary one: the JSON's top-level figures per count
+COMMON = {"sentence_transformers": False}   # every row: no copy of the encoder (~90 MB) per model
+
+
+@dataclass
+class CurveConfig:
+    sets: list[str] = field(default_factory=lambda: ["nq-wiki", "debdesc"])  # known names or BEIR folders
+    llm_pairs: list[str] = field(default_factory=list)  # SET=DIR or SET:LABEL=DIR, each folder one row group
+    counts: list[int] = field(default_factory=lambda: list(COUNTS))
+    recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES))  # keys of RECIPES
+    real: bool = True              # the real-query reference rows (False: LLM rows and cosine only)
+    val_queries: int = VAL_QUERIES
+    out: str = str(REPO / "benchmarks" / "results")    # learning-curve.md + learning-curve.json
+    work: str = str(REPO / "runs" / "learning-curve")  # training folders and models, kept: a rerun reuses them
+    threads: int = 1               # torch threads per training run (1 is fastest on a busy machine)
+    bootstrap: int = 1000          # paired bootstrap resamples of Δ vs cosine
+    seed: int = 0                  # the real rows' samples, train()'s seed, the bootstrap
+    train_extra: dict = field(default_factory=dict)  # more train() options for every row (tests: fewer epochs)
 
 # ---------------------------------------------------------------------------------------------- the split
 
@@ -159,6 +213,386 @@ def write_examples(name: str, out: Path, n: int) -> list[str]:
     return queries
 
 
+# ---------------------------------------------------------------------------------------------- training folders
+
+
+def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:
+    """Content key of a training folder: its passages and its (query, passage, split) rows."""
+    body = json.dumps([fingerprint(passages), [(r["query"], r["passage_id"], r["split"]) for r in rows]])
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _write_folder(out: Path, passages: list[Passage], rows: list[dict], manifest: dict) -> str:
+    """A pairs folder through projector.pairs' own writers; returns its content key."""
+    out.mkdir(parents=True, exist_ok=True)
+    P.write_passages(passages, out / P.PASSAGES)
+    P.write_dataset(rows, out, "qa")
+    splits = {s: sum(r["split"] == s for r in rows) for s in P.SPLITS}
+    write_json(out / P.MANIFEST, {"format": P.FORMAT, "format_version": P.FORMAT_VERSION, "task": "qa",
+                                  "corpus_fingerprint": fingerprint(passages), **manifest,
+                                  "counts": {**manifest.get("counts", {}), "splits": splits}})
+    return _rows_hash(passages, rows)
+
+
+def train_half_passages(data: E.RetrievalData, split: HalfSplit) -> list[Passage]:
+    """The train-half passages as a pairs folder's corpus (ids are the set's _id; texts as evaluate embeds them)."""
+    return [Passage(passage_id=data.corpus_ids[r], doc_id=data.corpus_ids[r], text=data.corpus[r])
+            for r in split.train_passages]
+
+
+def real_order(split: HalfSplit, val_queries: int, seed: int) -> tuple[list[int], list[int]]:
+    """(validation query rows, training pool in sample order): one seeded permutation of the train-half
+    queries; the first ``val_queries`` validate every real row, row N trains on ``pool[:N]`` (nested samples)."""
+    order = [split.train_queries[i] for i in np.random.default_rng(seed).permutation(len(split.train_queries))]
+    return order[:val_queries], order[val_queries:]
+
+
+def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], train_rows: list[int],
+                     val_rows: list[int]) -> str:
+    """A pairs folder of real queries: train = ``train_rows``, validation = ``val_rows`` (query rows of data)."""
+    by_id = {p.passage_id: p for p in passages}
+    rows = []
+    for split, queries in (("train", train_rows), ("validation", val_rows)):
+        for i in queries:
+            for r in sorted(data.qrels[i]):
+                rows += P.qa_rows(by_id[data.corpus_ids[r]], [data.queries[i]], split)
+    return _write_folder(out, passages, rows, {"corpus": f"{data.name} train half",
+                                               "source": "real queries of train-half passages (learning_curve.py)"})
+
+
+def llm_rows(src: Path, train_ids: set[str], test_texts: set[str]) -> tuple[dict, list[Passage], dict]:
+    """An LLM pairs folder's manifest, passages and rows {train, validation}, checked against the split: its
+    passages must all be train-half (refused otherwise); rows whose query is a test-half query's text are dropped."""
+    P.load_pairs(src)  # every check of the format
+    manifest = P.read_manifest(src)
+    passages = P.read_passages(src / P.PASSAGES)
+    outside = sorted({p.doc_id for p in passages} - train_ids)
+    if outside:
+        raise DataError(f"{src}: {len(outside)} passages are not train-half passages of this set (e.g. "
+                        f"{outside[:3]}); generate from the file `learning_curve.py corpus SET OUT.jsonl` writes")
+    rows, dropped = {}, 0
+    for split in ("train", "validation"):
+        kept = [{**r, "split": split} for r in P.load_split(src, split)]
+        rows[split] = [r for r in kept if r["query"] not in test_texts]
+        dropped += len(kept) - len(rows[split])
+    return manifest, passages, {"rows": rows, "dropped_test_texts": dropped}
+
+
+# ---------------------------------------------------------------------------------------------- one row
+
+
+def train_row(pairs_dir: Path, model_dir: Path, key: str, recipe: str, cfg: "CurveConfig") -> dict:
+    """projector.train on a folder with a recipe; a finished model of the same content and options is reused."""
+    from projector.train import train
+
+    options = {**COMMON, **RECIPES[recipe], **cfg.train_extra, "threads": cfg.threads, "seed": cfg.seed}
+    spec = {"pairs": key, "options": options, "row_format": 2}
+    record = model_dir / "learning_curve.json"
+    if (model_dir / "projector.json").is_file() and record.is_file():
+        done = json.loads(record.read_text(encoding="utf-8"))
+        if done.get("spec") == spec:
+            return {**done["row"], "reused": True}
+    started = time.time()
+    s = train(pairs=str(pairs_dir), out=str(model_dir), **options)
+    val = s["validation"]
+    row = {"model": str(model_dir), "selected": s["selected"], "epochs": s["epochs_run"],
+           "train_pairs": s["train_pairs"], "val_ndcg10_selected": round(val[s["selected"]]["val_ndcg@10"], 4),
+           "val_ndcg10_trained": round(val["trained"]["val_ndcg@10"], 4),
+           "val_ndcg10_cosine": round(val["cosine"]["val_ndcg@10"], 4), "train_s": round(time.time() - started, 1)}
+    write_json(record, {"spec": spec, "row": row})
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- one set
+
+
+def set_key(name: str) -> str:
+    """The set's name in results: a known name as given, a folder by its own name."""
+    return Path(name).name if (Path(name) / "corpus.jsonl").is_file() else name
+
+
+def recorded(path) -> str:
+    """A folder as results record it: relative to the repository, else only its name (no machine paths)."""
+    p = Path(path).resolve()
+    return p.relative_to(REPO).as_posix() if p.is_relative_to(REPO) else f"<outside the repository>/{p.name}"
+
+
+def llm_specs(cfg: CurveConfig) -> dict[str, list[tuple[str, Path]]]:
+    """--llm-pairs SET[:LABEL]=DIR -> {set: [(row label, folder)]}; the label is "llm" or "llm:LABEL"."""
+    out: dict[str, list[tuple[str, Path]]] = {}
+    keys = {set_key(n) for n in cfg.sets}
+    for spec in cfg.llm_pairs:
+        head, sep, folder = spec.partition("=")
+        name, _, tag = head.partition(":")
+        if not sep or not name or not folder:
+            raise DataError(f"--llm-pairs {spec!r}: expected SET=DIR or SET:LABEL=DIR")
+        if name not in keys:
+            raise DataError(f"--llm-pairs {spec!r}: set {name!r} is not run (sets: {sorted(keys)})")
+        label = f"llm:{tag}" if tag else "llm"
+        if label in [x for x, _ in out.get(name, [])]:
+            raise DataError(f"--llm-pairs {spec!r}: label {label!r} given twice for {name}; name each folder")
+        out.setdefault(name, []).append((label, Path(folder)))
+    return out
+
+
+def _check_clean(folder: Path, test_texts: set[str], train_ids: set[str]) -> None:
+    """The folder as train reads it: no test-half query, no passage outside the train half."""
+    pairs = P.load_pairs(folder)
+    leaked = {q for s in ("train", "validation") for q in pairs.splits[s]["query"]} & test_texts
+    outside = {x.doc_id for x in P.read_passages(folder / P.PASSAGES)} - train_ids  # LLM folders: ids DOC#0
+    if leaked or outside:
+        raise RuntimeError(f"{folder}: {len(leaked)} test-half queries, {len(outside)} test-half passages")
+
+
+def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> tuple[list, dict]:
+    """Write every training folder; returns ([(label, source, count, folder | None, content key, missing)],
+    {label: what the LLM folder is})."""
+    work = Path(cfg.work) / key / "pairs"
+    passages = train_half_passages(data, split)
+    train_ids, test_texts = {p.passage_id for p in passages}, {data.queries[i] for i in split.test_queries}
+    plans, folders = [], {}
+    if cfg.real:
+        val, pool = real_order(split, cfg.val_queries, cfg.seed)
+        for n in cfg.counts:
+            if n > len(pool):
+                plans.append(("real", "real", n, None, None, f"{len(pool)} real train-half queries besides the "
+                                                             f"{len(val)} that validate"))
+                continue
+            folder = work / f"real-{n}"
+            plans.append(("real", "real", n, folder, write_real_pairs(folder, data, passages, pool[:n], val), None))
+            _check_clean(folder, test_texts, train_ids)
+    for label, src in llm:
+        manifest, lpass, got = llm_rows(src, train_ids, test_texts)
+        tr, va = got["rows"]["train"], got["rows"]["validation"]
+        folders[label] = {"path": recorded(src), "train_pairs": len(tr), "validation_pairs": len(va),
+                          "dropped_test_texts": got["dropped_test_texts"],
+                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")}}
+        for n in cfg.counts:
+            if n > len(tr):
+                plans.append((label, "llm", n, None, None, f"the folder has {len(tr)} train pairs"))
+                continue
+            folder = work / f"{label.replace(':', '-')}-{n}"
+            meta = {**{k: v for k, v in manifest.items() if k not in ("counts", "format", "format_version")},
+                    "learning_curve": {"source": recorded(src), "first_train_rows": n}}
+            plans.append((label, "llm", n, folder, _write_folder(folder, lpass, tr[:n] + va, meta), None))
+            _check_clean(folder, test_texts, train_ids)
+    return plans, folders
+
+
+def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
+    """Every row of one set: train, then score all of them with cosine in one evaluation of the test half."""
+    import projector
+
+    started = time.time()
+    key = set_key(name)
+    _, data, split = load_set(name)
+    test = test_half(data, split)
+    print(f"[{key}] split: {split.summary()['passages']} passages, {split.summary()['queries']} queries", flush=True)
+    plans, folders = plan_rows(key, data, split, cfg, llm)
+    rows = []
+    for label, source, n, folder, content, missing in plans:
+        for recipe in cfg.recipes:
+            row = {"name": f"{label} {recipe} n={n}", "label": label, "source": source, "recipe": recipe, "count": n}
+            if missing:
+                row["missing"] = missing
+            else:
+                model = Path(cfg.work) / key / "models" / f"{label.replace(':', '-')}-{recipe}-{n}"
+                row |= train_row(folder, model, content, recipe, cfg)
+                print(f"[{key}] {row['name']}: exported {row['selected']}, val NDCG@10 {row['val_ndcg10_selected']} "
+                      f"(trained {row['val_ndcg10_trained']}, cosine {row['val_ndcg10_cosine']}), {row['train_s']}s"
+                      f"{' (reused)' if row.get('reused') else ''}", flush=True)
+            rows.append(row)
+    emb = E.Embedder(None, 64)
+    scored = [E.Row("cosine", B.Cosine().fit(emb(data.corpus, None)), "baseline")] + \
+             [E.Row(r["name"], projector.load(r["model"]), "model") for r in rows if "model" in r]
+    rep = E.evaluate_retrieval(E.EvalConfig(bootstrap=cfg.bootstrap, seed=cfg.seed), test, scored, emb)
+    by = {x["name"]: x for x in rep["rows"]}
+    cos = by["cosine"]["metrics"]["ndcg@10"]
+    for r in rows:
+        if r["name"] in by:
+            x, d = by[r["name"]], by[r["name"]]["delta_vs_cosine"]["ndcg@10"]
+            r |= {"ndcg10": round(x["metrics"]["ndcg@10"], 4), "delta": round(d["delta"], 4),
+                  "delta_ci95": [round(v, 4) for v in d["ci95"]],
+                  "gain_pct": round(100 * (x["metrics"]["ndcg@10"] / cos - 1), 2),
+                  "mrr10": round(x["metrics"]["mrr@10"], 4), "recall10": round(x["metrics"]["recall@10"], 4),
+                  "model": recorded(r["model"])}
+    real_val, real_pool = real_order(split, cfg.val_queries, cfg.seed)
+    return {"set": key, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "data": {"test_queries": len(test.queries), "corpus": len(data.corpus),
+                     "train_half_passages": len(split.train_passages)},
+            "split": split.summary(),
+            "validation": {"real": f"{len(real_val)} real train-half queries (the first of the seeded order; the "
+                                   f"next {len(real_pool)} are the training pool, row N trains on the first N)",
+                           "llm": "the LLM folder's own synthetic validation split"},
+            "recipes": {r: {**COMMON, **RECIPES[r], **cfg.train_extra} for r in cfg.recipes}, "counts": cfg.counts,
+            "llm_folders": folders, "cosine_ndcg10": round(cos, 4), "rows": rows,
+            "curve": curve(rows, cfg.counts, cfg.recipes, round(cos, 4), list(folders)),
+            "command": command(key, cfg, llm), "wall_s": round(time.time() - started, 1)}
+
+
+def curve(rows: list[dict], counts, recipes, cos: float, labels: list[str]) -> dict:
+    """Per count: cosine_ndcg10, real_ndcg10 and llm_ndcg10 (the primary recipe; None = missing), per recipe too."""
+    primary_llm = "llm" if "llm" in labels else (labels[0] if labels else None)
+    get = lambda label, recipe, n: next((r.get("ndcg10") for r in rows
+                                         if (r["label"], r["recipe"], r["count"]) == (label, recipe, n)), None)
+    out = {}
+    for n in counts:
+        per = {rc: {"real_ndcg10": get("real", rc, n), "llm_ndcg10": get(primary_llm, rc, n),
+                    "llm_ndcg10_by_label": {lb: get(lb, rc, n) for lb in labels}} for rc in recipes}
+        out[str(n)] = {"cosine_ndcg10": cos, "real_ndcg10": per[recipes[0]]["real_ndcg10"],
+                       "llm_ndcg10": per[recipes[0]]["llm_ndcg10"], "primary_recipe": recipes[0],
+                       "llm_label": primary_llm, "recipes": per}
+    return out
+
+
+def command(key: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
+    """The commands that make this set's rows (folders relative to the repository)."""
+    run = ["python benchmarks/learning_curve.py run", key, "--counts", ",".join(map(str, cfg.counts)),
+           "--recipes", ",".join(cfg.recipes), "--val-queries", str(cfg.val_queries), "--seed", str(cfg.seed)]
+    run += ["--llm-pairs"] + [f"{key}{label[3:]}={recorded(src)}" for label, src in llm] if llm else []
+    run += [] if cfg.real else ["--no-real"]
+    return {"run": " ".join(run),
+            "llm corpus": f"python benchmarks/learning_curve.py corpus {key} runs/learning-curve/{key}-train.jsonl",
+            "style examples": f"python benchmarks/learning_curve.py examples {key} "
+                              f"runs/learning-curve/{key}-examples.txt --n 6",
+            "generate (the LLM folder's manifest records what was run)":
+                f"python -m projector.generate --corpus runs/learning-curve/{key}-train.jsonl --id-field _id "
+                f"--chunk-tokens 4096 --chunk-overlap 0 --max-passages M --out DIR"}
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+def _row(s: dict, label: str, recipe: str, n: int) -> dict | None:
+    return next((r for r in s["rows"] if (r["label"], r["recipe"], r["count"]) == (label, recipe, n)
+                 and "ndcg10" in r), None)
+
+
+def targets(sets: dict) -> list[dict]:
+    """The issue's targets with met (True / False / None: not measured) and the figures."""
+    out = []
+    for key, s in sets.items():
+        labels = sorted({r["label"] for r in s["rows"] if r["source"] == "llm"}) or ["llm"]
+        for label in labels:
+            for recipe in s["recipes"]:
+                both = [(n, _row(s, label, recipe, n), _row(s, "real", recipe, n)) for n in s["counts"]]
+                both = [(n, a["delta"], b["delta"]) for n, a, b in both if a and b]
+                gap = min((a - b for _, a, b in both), default=None)
+                out.append({"set": key, "target": f"{label} gain over cosine >= real-query gain at every count "
+                                                  f"({recipe} recipe)",
+                            "met": None if gap is None else gap >= 0, "value": gap,
+                            "detail": "; ".join(f"{n}: {label} {a:+.4f} vs real {b:+.4f}" for n, a, b in both)
+                                      or "not measured: LLM or real rows missing"})
+        if key == "nq-wiki":
+            llm = [r for r in s["rows"] if r["source"] == "llm" and "ndcg10" in r and r["count"] <= 3000]
+            best = max(llm, key=lambda r: r["gain_pct"], default=None)
+            out.append({"set": key, "target": "nq-wiki: >= +3% NDCG@10 over cosine from <= 3,000 LLM questions",
+                        "met": None if best is None else best["gain_pct"] >= 3.0,
+                        "value": None if best is None else best["gain_pct"],
+                        "detail": "not measured: no LLM row" if best is None else
+                                  f"best {best['name']}: {best['ndcg10']:.4f} vs cosine {s['cosine_ndcg10']:.4f} "
+                                  f"({best['gain_pct']:+.2f}%)"})
+        scored = [r for r in s["rows"] if "ndcg10" in r]
+        below = [r["name"] for r in scored if r["delta_ci95"][1] < 0]
+        ties = [r["name"] for r in scored if r["delta_ci95"][0] <= 0 <= r["delta_ci95"][1]]
+        out.append({"set": key, "target": "no exported projection below cosine beyond noise (95% CI of Δ below 0)",
+                    "met": None if not scored else not below, "value": len(below),
+                    "detail": f"below: {', '.join(below) or 'none'}; ties with cosine (CI holds 0): "
+                              f"{', '.join(ties) or 'none'}"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "–"
+    return "missing" if "ndcg10" not in r else f"{r['ndcg10']:.3f} ({r['gain_pct']:+.1f}%)"
+
+
+def markdown(res: dict) -> str:
+    lines = ["# Learning curve: LLM-made vs real training queries (issue 11, piece 6)", "",
+             "Each row is `projector.train` on N (query, passage) pairs of *train-half* passages, scored by "
+             "NDCG@10 on the real queries of the *test-half* passages, ranked against the whole corpus "
+             "(`projector.evaluate`'s retrieval evaluator; Δ vs frozen cosine with a paired bootstrap 95% CI). "
+             "No row trains or validates on a test-half query. `real`: N real queries (the reference, the one place "
+             "real queries are trained on), validated on other real train-half queries; `llm`: the first N train "
+             "pairs of a `projector generate` folder made from the train-half passages, validated on its own "
+             "synthetic split. Encoder: the bundled all-MiniLM-L6-v2, frozen.", "",
+             f"Split rule: {SPLIT_RULE.replace('SEED', str(SPLIT_SEED))}.", ""]
+    for key, s in res["sets"].items():
+        rc = list(s["recipes"])
+        labels = ["real"] + sorted({r["label"] for r in s["rows"] if r["source"] == "llm"} or {"llm"})
+        lines += [f"## {key}: {s['data']['test_queries']:,} test-half real queries over all {s['data']['corpus']:,} "
+                  f"passages", "",
+                  f"Train half: {s['split']['passages']['train']:,} passages, {s['split']['queries']['train']:,} real "
+                  f"queries ({s['split']['queries']['dropped']} dropped by the rule); validation: real rows "
+                  f"{s['validation']['real']}; LLM rows {s['validation']['llm']}. Frozen cosine NDCG@10 "
+                  f"{s['cosine_ndcg10']:.4f}. Recipes: " + "; ".join(f"`{k}` {json.dumps(v)}"
+                                                                   for k, v in s["recipes"].items())
+                  + f". {s['when']}, {s['wall_s']:.0f}s.", "",
+                  "| N | cosine | " + " | ".join(f"{lb} ({r})" for r in rc for lb in labels) + " |",
+                  "|---|---|" + "---|" * (len(rc) * len(labels))]
+        for n in s["counts"]:
+            cells = [_cell(next((x for x in s["rows"] if (x["label"], x["recipe"], x["count"]) == (lb, r, n)), None))
+                     for r in rc for lb in labels]
+            lines.append(f"| {n:,} | {s['cosine_ndcg10']:.3f} | " + " | ".join(cells) + " |")
+        lines += ["", "| row | NDCG@10 | Δ vs cosine [95% CI] | MRR@10 | Recall@10 | exported (epochs) | "
+                      "val NDCG@10 exported / trained / cosine | train s |", "|---|---|---|---|---|---|---|---|"]
+        for r in s["rows"]:
+            if "ndcg10" in r:
+                lo, hi = r["delta_ci95"]
+                lines.append(f"| {r['name']} | {r['ndcg10']:.4f} | {r['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                             f"{r['mrr10']:.3f} | {r['recall10']:.3f} | {r['selected']} ({r['epochs']}) | "
+                             f"{r['val_ndcg10_selected']:.3f} / {r['val_ndcg10_trained']:.3f} / {r['val_ndcg10_cosine']:.3f} | "
+                             f"{r['train_s']} |")
+        missing = [r for r in s["rows"] if "missing" in r]
+        if missing or not s["llm_folders"]:
+            lines += ["", "Missing rows (not faked):"]
+            if not s["llm_folders"]:
+                lines.append(f"- every LLM row: no LLM pairs folder given (`--llm-pairs {key}=DIR`, a `projector "
+                             f"generate` folder made from `learning_curve.py corpus {key} OUT.jsonl`)")
+            lines += [f"- {r['name']}: {r['missing']}" for r in missing]
+        for label, f in s["llm_folders"].items():
+            lines += ["", f"`{label}`: {f['path']}, {f['train_pairs']} train / {f['validation_pairs']} validation "
+                          f"pairs, model {f.get('model')}, prompt {f.get('prompt_version')}"
+                          + (f"; {f['dropped_test_texts']} rows equal to a test query's text dropped"
+                             if f["dropped_test_texts"] else "")]
+        lines += ["", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in s["command"].items()] + [""]
+    status = {True: "MET", False: "MISSED", None: "NOT MEASURED"}
+    lines += ["## Targets", ""] + [f"- {status[t['met']]} ({t['set']}): {t['target']}: {t['detail']}"
+                                   for t in res["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(sets: dict, out: Path) -> dict:
+    """Merge into OUT/learning-curve.json (sets not rerun are kept as they were), rewrite the .md."""
+    path = out / "learning-curve.json"
+    old = json.loads(path.read_text(encoding="utf-8"))["sets"] if path.is_file() else {}
+    merged = {**old, **sets}
+    res = {"issue": 11, "piece": 6, "split_rule": SPLIT_RULE.replace("SEED", str(SPLIT_SEED)),
+           "split_seed": SPLIT_SEED, "sets": merged, "targets": targets(merged)}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, res)
+    write_text(out / "learning-curve.md", markdown(res))
+    return res
+
+
+def run(cfg: CurveConfig) -> dict:
+    bad = [r for r in cfg.recipes if r not in RECIPES]
+    if bad or not cfg.recipes:
+        raise DataError(f"--recipes: unknown {bad}; choose from {list(RECIPES)}")
+    if not cfg.counts or min(cfg.counts) < 1:
+        raise DataError(f"--counts must be positive pair counts, got {cfg.counts}")
+    llm = llm_specs(cfg)
+    res = None
+    for name in cfg.sets:
+        res = write({set_key(name): run_set(name, cfg, llm.get(set_key(name), []))}, Path(cfg.out))
+    print(markdown(res), flush=True)
+    return res
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -173,19 +607,43 @@ def main(argv=None) -> int:
     x.add_argument("set")
     x.add_argument("out", type=Path)
     x.add_argument("--n", type=int, default=6)
+    d = CurveConfig()
+    r = sub.add_parser("run", help="train and score every row; write OUT/learning-curve.{md,json}")
+    r.add_argument("sets", nargs="*", default=d.sets)
+    r.add_argument("--llm-pairs", nargs="+", action="extend", default=[], metavar="SET[:LABEL]=DIR",
+                   help="a projector generate folder made from the train-half corpus; several: one row group each")
+    r.add_argument("--counts", default=",".join(map(str, d.counts)), help="training pairs per row, comma-separated")
+    r.add_argument("--recipes", default=",".join(d.recipes), help=f"comma-separated, of {list(RECIPES)}")
+    r.add_argument("--quick", action="store_true", help=f"counts {QUICK_COUNTS}, the first recipe only")
+    r.add_argument("--no-real", action="store_true", help="skip the real-query reference rows")
+    for name in ("val_queries", "threads", "bootstrap", "seed"):
+        r.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    r.add_argument("--out", default=d.out)
+    r.add_argument("--work", default=d.work)
 
-    def run(a):
-        a = p.parse_args(a)
+    def go(argv):
+        a = p.parse_args(argv)
         if a.command == "corpus":
             s = write_corpus(a.set, a.out)
             print(f"{a.out}: {s['written']} train-half passages of {a.set} (test half: {s['passages']['test']} "
                   f"passages, {s['queries']['test']} real queries, never trained on)")
-        else:
+        elif a.command == "examples":
             for q in write_examples(a.set, a.out, a.n):
                 print(q)
             print(f"{a.out}: {a.n} real train-half queries of {a.set}")
+        else:
+            try:
+                counts = [int(n) for n in a.counts.split(",")]
+            except ValueError:
+                raise DataError(f"--counts {a.counts!r}: expected comma-separated integers") from None
+            recipes = [x.strip() for x in a.recipes.split(",") if x.strip()]
+            if a.quick:
+                counts, recipes = list(QUICK_COUNTS), recipes[:1]
+            run(CurveConfig(sets=a.sets, llm_pairs=a.llm_pairs, counts=counts, recipes=recipes, real=not a.no_real,
+                            val_queries=a.val_queries, out=a.out, work=a.work, threads=a.threads,
+                            bootstrap=a.bootstrap, seed=a.seed))
 
-    return cli.run(run, "learning-curve", argv)
+    return cli.run(go, "learning-curve", argv)
 
 
 if __name__ == "__main__":

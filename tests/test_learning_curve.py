@@ -1,0 +1,148 @@
+"""benchmarks/learning_curve.py on a tiny synthetic BEIR set: the split, the folders it trains on, the results."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "learning_curve.py"
+_spec = importlib.util.spec_from_file_location("benchmarks_learning_curve", _PATH)
+lc = importlib.util.module_from_spec(_spec)
+sys.modules["benchmarks_learning_curve"] = lc   # dataclasses look their module up while the file executes
+_spec.loader.exec_module(lc)
+
+from projector import evaluate as E  # noqa: E402
+from projector import pairs as P  # noqa: E402
+from projector.corpus import Passage  # noqa: E402
+from projector.errors import DataError  # noqa: E402
+
+WORDS = ["mango", "banana", "cherry", "lemon", "peach", "apple", "pear", "plum", "grape", "melon", "carrot",
+         "potato", "tomato", "onion", "garlic", "pumpkin", "spinach", "ginger", "coconut", "walnut", "almond",
+         "honey", "salmon", "butter"]
+
+
+def make_beir(root: Path) -> Path:
+    """24 passages with two real queries each, and passage 24: passage 0 again up to case and spacing."""
+    root.mkdir(parents=True)
+    corpus = [{"_id": f"d{i}", "title": "", "text": f"The {w} grows in warm gardens and tastes of {w} jam."}
+              for i, w in enumerate(WORDS)]
+    corpus.append({"_id": "d24", "title": "", "text": "THE  mango grows in warm gardens and tastes of MANGO jam."})
+    queries, qrels = [], []
+    for i, w in enumerate(WORDS + ["mango"]):
+        for j, form in enumerate((f"where does {w} grow", f"what does {w} jam taste like #{i}")):
+            queries.append({"_id": f"q{i}-{j}", "text": form if i < 24 else f"mango in the garden #{j}"})
+            qrels.append(f"q{i}-{j}\td{i}\t1")
+    (root / "corpus.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return root
+
+
+def make_llm_pairs(root: Path, passages: list[Passage], n_train: int = 12, n_val: int = 4) -> Path:
+    """A pairs folder as projector generate writes it from a corpus file: passage ids DOC#0."""
+    chunks = [Passage(f"{p.passage_id}#0", p.passage_id, p.text) for p in passages]
+    rows = []
+    for k in range(n_train + n_val):
+        p = chunks[k % len(chunks)]
+        rows += P.qa_rows(p, [f"llm question {k} on {p.text.split()[1]}"], "train" if k < n_train else "validation")
+    root.mkdir(parents=True)
+    P.write_passages(chunks, root / P.PASSAGES)
+    P.write_dataset(rows, root, "qa")
+    (root / P.MANIFEST).write_text(json.dumps({"format": P.FORMAT, "format_version": P.FORMAT_VERSION, "task": "qa",
+                                               "model": "fake", "prompt_version": "qa.test"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_beir(tmp_path_factory.mktemp("beir") / "tiny")
+
+
+def test_split_is_deterministic_disjoint_and_keeps_near_duplicates_together(tiny, tmp_path):
+    data = E.load_beir(str(tiny))
+    a, b = lc.split_set(data), lc.split_set(data)
+    assert a == b and a.seed == lc.SPLIT_SEED
+    assert set(a.train_passages).isdisjoint(a.test_passages)
+    assert sorted(a.train_passages + a.test_passages) == list(range(25))
+    assert a.train_passages and a.test_passages
+    for rows, half in ((a.train_queries, set(a.train_passages)), (a.test_queries, set(a.test_passages))):
+        assert all(data.qrels[i] <= half for i in rows)
+    assert set(a.train_queries).isdisjoint(a.test_queries)
+    assert len(a.train_queries) + len(a.test_queries) + a.dropped_queries == len(data.queries)
+    assert (0 in a.train_passages) == (24 in a.train_passages)   # near-duplicates share a half
+    assert lc.split_set(data, seed=1) != a                       # the seed is what moves it
+    # the corpus file generate reads: exactly the train-half passages; the style examples: train-half queries
+    s = lc.write_corpus(str(tiny), tmp_path / "train.jsonl")
+    ids = [json.loads(line)["_id"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert ids == [data.corpus_ids[r] for r in a.train_passages] and s["written"] == len(ids)
+    ex = lc.write_examples(str(tiny), tmp_path / "ex.txt", 3)
+    assert ex == (tmp_path / "ex.txt").read_text().splitlines() == lc.write_examples(str(tiny), tmp_path / "e2", 3)
+    assert len(ex) == 3 and set(ex) <= {data.queries[i] for i in a.train_queries}
+
+
+def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    test_texts = {data.queries[i] for i in split.test_queries}
+    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}", f"tiny:v2={llm}"], counts=[4, 100],
+                         recipes=["today", "issue"], val_queries=4, out=str(tmp_path / "out"),
+                         work=str(tmp_path / "work"), bootstrap=20,
+                         train_extra={"epochs": 2, "patience": 2, "batch_size": 8})
+    res = lc.run(cfg)
+    folders = sorted((tmp_path / "work" / "tiny" / "pairs").iterdir())
+    assert [f.name for f in folders] == ["llm-4", "llm-v2-4", "real-4"]
+    for f in folders:   # read back as train reads them
+        pairs = P.load_pairs(f)
+        queries = {q for s in ("train", "validation") for q in pairs.splits[s]["query"]}
+        assert queries and queries.isdisjoint(test_texts)
+        assert {x.doc_id for x in P.read_passages(f / P.PASSAGES)} <= {data.corpus_ids[r] for r in split.train_passages}
+        assert len(pairs.splits["train"]["query"]) == int(f.name.rsplit("-", 1)[1])
+    written = json.loads((tmp_path / "out" / "learning-curve.json").read_text())
+    assert written == json.loads(json.dumps(res))
+    s = written["sets"]["tiny"]
+    assert s["split"]["seed"] == lc.SPLIT_SEED and "sha256" in s["split"]["rule"] and written["split_rule"]
+    for n in ("4",):
+        c = s["curve"][n]
+        assert c["cosine_ndcg10"] == s["cosine_ndcg10"] and 0 < c["cosine_ndcg10"] <= 1
+        assert 0 < c["real_ndcg10"] <= 1 and 0 < c["llm_ndcg10"] <= 1 and c["primary_recipe"] == "today"
+        assert set(c["recipes"]) == {"today", "issue"}
+        assert set(c["recipes"]["issue"]["llm_ndcg10_by_label"]) == {"llm", "llm:v2"}
+    assert s["curve"]["100"]["real_ndcg10"] is None and s["curve"]["100"]["llm_ndcg10"] is None
+    assert all("missing" in r for r in s["rows"] if r["count"] == 100)
+    assert s["llm_folders"]["llm"]["train_pairs"] == 12 and "learning_curve.py run tiny" in s["command"]["run"]
+    md = (tmp_path / "out" / "learning-curve.md").read_text()
+    assert "## Targets" in md and "Missing rows (not faked)" in md and "the folder has 12 train pairs" in md
+    assert {t["target"] for t in written["targets"]} >= {
+        "llm gain over cosine >= real-query gain at every count (today recipe)",
+        "no exported projection below cosine beyond noise (95% CI of Δ below 0)"}
+    # a rerun of the same rows trains nothing again
+    again = lc.run(cfg)["sets"]["tiny"]["rows"]
+    assert all(r.get("reused") for r in again if "ndcg10" in r)
+    assert [r["ndcg10"] for r in again if "ndcg10" in r] == [r["ndcg10"] for r in s["rows"] if "ndcg10" in r]
+
+
+def test_llm_folder_with_test_half_passages_is_refused(tiny, tmp_path):
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
+    llm = make_llm_pairs(tmp_path / "llm", everything)
+    cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}"], real=False, out=str(tmp_path / "out"),
+                         work=str(tmp_path / "work"))
+    with pytest.raises(DataError, match="not train-half passages"):
+        lc.run(cfg)
+    with pytest.raises(DataError, match="SET=DIR"):
+        lc.llm_specs(lc.CurveConfig(sets=[str(tiny)], llm_pairs=["tiny"]))
+    assert split.test_passages
+
+
+def test_compare_dispatches_learning_curve(tiny, capsys):
+    spec = importlib.util.spec_from_file_location("benchmarks_compare",
+                                                  _PATH.parent / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks_compare"] = compare
+    spec.loader.exec_module(compare)
+    assert compare.main(["--learning-curve", str(tiny), "--recipes", "nope"]) == 2
+    assert "--recipes: unknown ['nope']" in capsys.readouterr().err
