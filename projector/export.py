@@ -4,7 +4,9 @@
                                M (d, d) = W_aᵀ W_q, the query-side folding (below). float32, no pickle.
     OUT/projector.json         format version, encoder identity + dim, mode, rank, normalisation, templates,
                                rewrite prompt, training config, pairs fingerprint, validation metrics,
-                               the selected candidate (and a warning if training lost to cosine),
+                               the selected candidate (and a warning if training lost to cosine), the
+                               selection metric (NDCG@10; label mAP for items) and, for items, the label
+                               counts per split and the classes trained on,
                                sha256 of model.safetensors (a torn or edited file is detected on load).
     OUT/sentence-transformers/ the same similarity as a SentenceTransformer: encoder + Dense (symmetric) or
                                encoder + Router{query: Dense(W_q), document: Dense(W_a)} (asymmetric), with
@@ -107,12 +109,14 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
         templates={"query": cfg.query_template, "document": cfg.document_template},
         rewrite=pairs.manifest.get("rewrite"), task=pairs.task, selected=summary["selected"],
         warning=summary["warning"],
-        metrics={"validation": summary["validation"], "baseline": summary["baseline"], "test": summary.get("test")},
+        metrics={"validation": summary["validation"], "baseline": summary["baseline"], "test": summary.get("test"),
+                 "metric": summary.get("metric", "val_ndcg@10")},
         val_ndcg_folded=summary.get("val_ndcg@10_folded"),
         training={"config": asdict(cfg), "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
                   "train_pairs": summary["train_pairs"], "train_seconds": summary["train_seconds"],
-                  "pairs_per_second": summary["pairs_per_second"], "device": summary["device"]},
-        pairs={"path": str(pairs.path), "fingerprint": pairs.fingerprint,
+                  "pairs_per_second": summary["pairs_per_second"], "device": summary["device"],
+                  "runs": summary.get("runs"), "items": summary.get("items")},
+        pairs={"path": str(pairs.path), "layout": getattr(pairs, "layout", None), "fingerprint": pairs.fingerprint,
                "corpus_fingerprint": pairs.manifest.get("corpus_fingerprint"),
                "prompt_version": pairs.manifest.get("prompt_version")},
         sentence_transformers=st, model_sha256=_sha256(out / artifact.MODEL_FILE))

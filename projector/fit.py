@@ -1,6 +1,12 @@
 """The training loop and what it needs: the embedded inputs (``Data``, ``Split``), one batch's loss
-(``TrainStep``, ``batch_loss``), mined hard negatives, validation (``validate``, ``ndcg_at_10``) and the
-checkpoint a re-run resumes from (``save_checkpoint``, ``load_checkpoint``: checkpoint/state.safetensors).
+(``TrainStep``, ``batch_loss``), mined hard negatives, validation (``validate``, ``ndcg_at_10``,
+``label_map_score``, ``primary_metric``) and the checkpoint a re-run resumes from (``save_checkpoint``,
+``load_checkpoint``: checkpoint/state.safetensors).
+
+Three kinds of data run through the one loop (``Data.kind``): "qa" (queries and their positive passages,
+in-batch negatives), "pairs" (aligned labelled pairs, row by row) and "items" (labelled items, ``--judge
+attribute``: every in-batch pair of items is a pair, similar when the labels agree). Early stopping and
+selection use NDCG@10 for the first two and the items' label mAP for the third.
 
 ``projector.train`` embeds the pairs into a ``Data``, builds the candidates and calls ``fit`` on the
 trained one; under torchrun the same loop runs on every rank (``projector.distributed``).
@@ -10,6 +16,7 @@ trained one; under torchrun the same loop runs on every rank (``projector.distri
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -24,19 +31,20 @@ from torch import nn
 from projector.distributed import Distributed
 from projector.errors import ProjectorError
 from projector.files import write_bytes
-from projector.metrics import ndcg_at_k
+from projector.metrics import label_map, ndcg_at_k
 from projector.progress import TrainingBar
-from projector.projection import Projection, drift, labelled_pair_loss, pair_logits, sigmoid_loss
+from projector.projection import (Projection, agreement_targets, drift, labelled_pair_loss, pair_logits,
+                                  sigmoid_loss)
 
 
 
 class FitSettings(Protocol):
     """What the loop reads of its config (``projector.train.TrainConfig`` is one): declared here so that fit
     depends on no stage module and every arrow points down."""
-    epochs: int
-    patience: int
+    epochs: int | None  # None: the data kind's default (``LOOP_DEFAULTS``)
+    patience: int | None
     batch_size: int
-    lr: float
+    lr: float | None
     weight_decay: float
     identity_decay: float
     hard_negatives: int
@@ -49,6 +57,17 @@ class FitSettings(Protocol):
 
 log = logging.getLogger("projector.train")
 
+# The loop's settings where the config says None, per data kind: (qa and pairs, items). A few hundred
+# labelled items make one or two batches an epoch, so items need a larger step, more epochs and more
+# patience: on 300 debian-pkgs items (human interface labels) lr 1e-4 with patience 5 stopped at cosine
+# (test label mAP 0.507 vs 0.505), lr 1e-3 with 300 epochs and patience 20 reached 0.673.
+LOOP_DEFAULTS = {"lr": (1e-4, 1e-3), "epochs": (100, 300), "patience": (5, 20)}
+
+
+def loop_defaults(cfg: FitSettings, kind: str) -> dict:
+    """{setting: value} for the loop settings that ``cfg`` leaves None, for data of ``kind``."""
+    return {k: v[kind == "items"] for k, v in LOOP_DEFAULTS.items() if getattr(cfg, k) is None}
+
 
 # ---------------------------------------------------------------------------------------------- inputs
 
@@ -58,27 +77,41 @@ class Split:
     """A split as a ranking problem: each query ranks every doc; ``relevant`` says which are right.
 
     qa: ``pos`` is each query's positive (its row in ``docs``, the corpus); labelled pairs: ``pairs`` holds the
-    split's aligned rows and labels, which the loss and the calibration use instead of the ranking.
+    split's aligned rows and labels, which the loss and the calibration use instead of the ranking. Items:
+    ``labels`` holds each item's label id, every item is a query over the others (``docs`` is ``q``) and
+    ``pairs`` holds pairs of items with agreement labels, for the calibration.
     """
 
-    q: torch.Tensor  # (m, d) queries / text_a that have a positive
-    docs: torch.Tensor  # (N, d) the corpus / distinct text_b
-    relevant: list[set[int]]  # per query: rows of docs that are relevant
+    q: torch.Tensor  # (m, d) queries / text_a that have a positive / items
+    docs: torch.Tensor  # (N, d) the corpus / distinct text_b / the items again
+    relevant: list[set[int]]  # per query: rows of docs that are relevant (items: unused, labels say it)
     pos: torch.Tensor | None = None  # (m,) qa: row of each query's positive in docs
     pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # pairs: (a (n, d), b (n, d), y (n,))
+    labels: torch.Tensor | None = None  # (m,) items: label id of each item (known labels only)
 
 
 @dataclass
 class Data:
     """Embedded inputs as tensors on the training device. qa: queries + index of the positive passage into
-    the corpus; pairs: aligned a/b rows with labels. ``val`` is the validation split."""
+    the corpus; pairs: aligned a/b rows with labels; items: the items with their label ids (no ``b``).
+    ``val`` is the validation split."""
 
     corpus: torch.Tensor | None  # (n_passages, d)  qa only
-    q: torch.Tensor  # (n, d) train queries / text_a
+    q: torch.Tensor  # (n, d) train queries / text_a / items
     pos: torch.Tensor | None  # (n,) qa: corpus index of each query's positive
     b: torch.Tensor | None  # (n, d) pairs: text_b
-    y: torch.Tensor | None  # (n,) pairs: labels
+    y: torch.Tensor | None  # (n,) pairs: labels 0/1; items: label ids 0..C-1 (-1 unknown: in no pair)
     val: Split | None = None
+
+    @property
+    def kind(self) -> str:
+        """"qa", "pairs" or "items", read off which tensors are present."""
+        return "qa" if self.pos is not None else "pairs" if self.b is not None else "items"
+
+
+def primary_metric(data: Data) -> str:
+    """The validation metric that early stopping and candidate selection maximise."""
+    return "val_map" if data.kind == "items" else "val_ndcg@10"
 
 
 # ---------------------------------------------------------------------------------------------- one batch
@@ -120,6 +153,8 @@ def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tenso
         extra = torch.cat(picks, dim=1) if picks else None                       # (B, m) corpus indices
         if extra is not None and ddp is not None:
             extra = ddp.share(extra)
+    if data.kind == "items":
+        return _item_batch_loss(step, data, idx, rows, ddp, stay_close)
     if data.pos is None:  # labelled pairs: the labels themselves, row by row
         za, zb, _, s, b = step(data.q[rows], data.b[rows])
         loss = labelled_pair_loss(s * (za * zb).sum(-1) + b, data.y[rows]) * len(rows) / len(idx)  # sum / B
@@ -142,6 +177,21 @@ def batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, hard: torch.Tenso
                                    weight) * len(rows) / len(idx)
     if stay_close:
         loss = loss + penalty
+    return loss if ddp is None else loss * ddp.world
+
+
+def _item_batch_loss(step: nn.Module, data: Data, idx: torch.Tensor, rows: torch.Tensor,
+                     ddp: Distributed | None, stay_close: float) -> torch.Tensor:
+    """Items: the sigmoid loss over every (row, other item of the batch) cell, similar = same label; the
+    diagonal and unknown labels masked (``agreement_targets``). Under torchrun the columns are gathered."""
+    za, zb, _, s, b = step(data.q[rows], data.q[rows])                          # (b, k) each: one W, both sides
+    penalty = stay_close * _drift(step, data.q[rows], data.q[rows], za, zb) / 2 if stay_close else 0.0  # per item
+    place = torch.arange(len(idx), device=idx.device)                           # (B,) positions in the batch
+    mine = place if ddp is None else ddp.share(place)                           # (b,) this rank's positions
+    if ddp is not None:
+        zb = ddp.gather(zb, len(idx))                                           # (B, k)
+    labels, weight = agreement_targets(data.y[rows], data.y[idx], mine[:, None] == place[None, :])  # (b, B)
+    loss = (sigmoid_loss(s * za @ zb.T + b, labels, weight) * len(rows) + penalty) / len(idx)  # sum over rows / B
     return loss if ddp is None else loss * ddp.world
 
 
@@ -188,10 +238,26 @@ def ndcg_at_10(model: Projection, split: Split) -> float:
 
 
 @torch.no_grad()
+def label_map_score(model: Projection, split: Split) -> float:
+    """Label mAP (``metrics.label_map``) of a split of items: each item ranks the others by the cosine of
+    their projections (the model's ranking under ``normalize="both"``); classes of one item left out."""
+    z = torch.cat([model.project_queries(split.q[i:i + 4096]) for i in range(0, len(split.q), 4096)])  # (m, k)
+    return label_map(z.float().cpu().numpy(), split.labels.cpu().numpy(), min_class=2)["map"]
+
+
+@torch.no_grad()
 def validate(model: Projection, data: Data, batch_size: int, split: Split | None = None) -> dict:
-    """val_logloss (the training objective on validation, same batch size) and val_ndcg@10."""
+    """val_logloss (the training objective on validation, same batch size) and the primary metric:
+    val_ndcg@10, or val_map for items."""
     model.eval()
     v = data.val if split is None else split
+    if v.labels is not None:  # items: in-batch item-pair loss over validation batches in a fixed order
+        losses = [sigmoid_loss(model(x, x), *agreement_targets(y, y, torch.eye(len(y), dtype=torch.bool,
+                                                                               device=y.device))).item()
+                  for i in range(0, len(v.q), batch_size) for x, y in [(v.q[i:i + batch_size],
+                                                                         v.labels[i:i + batch_size])]]
+        model.train()
+        return {"val_logloss": float(np.mean(losses)), "val_map": label_map_score(model, v)}
     if v.pairs is None:  # qa: in-batch sigmoid loss over validation batches in a fixed order
         losses = [sigmoid_loss(model(v.q[i:i + batch_size], v.docs[p]), p[:, None] == p[None, :]).item()
                   for i in range(0, len(v.q), batch_size) for p in [v.pos[i:i + batch_size]]]
@@ -210,9 +276,13 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
         ddp: Distributed | None = None) -> dict:
     """The training loop: AdamW over shuffled batches, validation each epoch, early stopping, best weights
     kept, a checkpoint after every epoch (resumed from if present). Returns the state dict of the loop.
-    Under torchrun (``ddp``) the same loop runs on every rank (see ``Distributed``)."""
+    Under torchrun (``ddp``) the same loop runs on every rank (see ``Distributed``). Settings left None take
+    ``loop_defaults`` (``projector.train`` resolves them the same way before it saves its config)."""
+    if loop_defaults(cfg, data.kind):
+        cfg = dataclasses.replace(cfg, **loop_defaults(cfg, data.kind))
     device = data.q.device
     main = ddp is None or ddp.main
+    key = primary_metric(data)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # identity decay target: the map's parameters as they start (full: W = identity; residual: ΔW = 0)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n not in ("log_scale", "bias")}
@@ -220,7 +290,7 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
     best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
     if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
         state, best_params = load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
-        log.info("resuming after epoch %d (best val NDCG@10 %.4f)", state["epoch"], state["best"] or float("nan"))
+        log.info("resuming after epoch %d (best %s %.4f)", state["epoch"], key, state["best"] or float("nan"))
     step = TrainStep(model)
     if ddp is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -257,9 +327,9 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
                    "train_seconds": round(trained - started, 3)}
         if ddp is not None:  # one decision for all ranks: rank 0's validation
             row = ddp.broadcast(row)
-        better = state["best"] is None or row["val_ndcg@10"] > state["best"] + 1e-9
+        better = state["best"] is None or row[key] > state["best"] + 1e-9
         if better:
-            state.update(best=row["val_ndcg@10"], best_epoch=epoch, bad_epochs=0)
+            state.update(best=row[key], best_epoch=epoch, bad_epochs=0)
             best_params = {n_: p.detach().clone() for n_, p in model.named_parameters()}
         else:
             state["bad_epochs"] += 1
@@ -267,9 +337,9 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
         state["epoch"] = epoch
         state["done"] = state["bad_epochs"] >= cfg.patience or epoch >= cfg.epochs
         if main:
-            bar.epoch(row, better, log, "epoch %d  train_loss %.4f  val_logloss %.4f  val_ndcg@10 %.4f%s  (%.1fs)",
-                      epoch, row["train_loss"], row["val_logloss"], row["val_ndcg@10"], "  *best" if better else "",
-                      row["seconds"])
+            bar.epoch(row, better, log, f"epoch %d  train_loss %.4f  val_logloss %.4f  {key} %.4f%s  (%.1fs)",
+                      epoch, row["train_loss"], row["val_logloss"], row[key], "  *best" if better else "",
+                      row["seconds"], key=key)
             if ckpt_dir is not None:
                 save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
             if on_epoch is not None:

@@ -1,44 +1,107 @@
-"""Symmetric maps fitted from item labels (``--judge attribute`` data): the candidates and their score.
+"""Item labels (``--judge attribute``) as training data: the checks, the items as ``projector.fit`` inputs,
+and the closed-form candidate a statistician tries first, shrinkage LDA.
 
-Item labels imply a labelled pair for every two labelled items (same label = similar). Two ways to turn
-them into a symmetric W (score = cos(W a, W b)):
+Item labels imply a labelled pair for every two labelled items (same label = similar). ``projector.train``
+reads an items folder (``projector.pairs.load_pairs(..., items=True)``), checks it (``check_items``), and
+builds from it
 
-  - ``lda``: shrinkage LDA, closed form, the statistician's first try. Within-class covariance shrunk
-    toward a multiple of the identity (Ledoit-Wolf), between-class scatter, generalised eigenvectors:
-    W (k ≤ classes-1, d), each direction scaled to unit within-class variance. Returns the training mean
-    too: the space is centred (``centre=False`` gives the map without the offset, for an artifact that
-    cannot store one).
-  - ``fit_pairs``: the symmetric ``projection.Projection`` trained with the sigmoid log-loss over all
-    in-batch item pairs labelled by agreement (supervised contrastive in sigmoid form; unknown items and
-    the diagonal masked out), from the identity (step 0 = cosine), early-stopped on validation mAP.
+  - ``item_data``: the train items with label ids 0..C-1 (``label_ids``), for the one training loop
+    (``projector.fit``: the sigmoid log-loss over every in-batch pair of items, labelled by agreement, the
+    diagonal and unknown labels masked by ``projection.agreement_targets``), early-stopped on the validation
+    items' label mAP (``projector.metrics.label_map``);
+  - ``item_split``: validation or test items as a ``projector.fit.Split`` (label mAP; a sample of the pairs
+    they imply for the Platt calibration of ``probability()``);
+  - ``lda``: shrinkage LDA, closed form. Within-class covariance shrunk toward a multiple of the identity
+    (Ledoit-Wolf), between-class scatter, generalised eigenvectors: W (k ≤ classes-1, d), each direction
+    scaled to unit within-class variance. The space is centred on the training mean; ``centre=False`` gives
+    the map without that offset, which is what an artifact (a linear map) holds.
 
-``candidates`` fits them all and ranks them, with cosine, by ``projector.metrics.label_map`` on validation
-items (the criterion metric, also the early-stopping one). Items labelled ``projector.pairs.UNKNOWN`` take
-part in no pair. Reading the items is ``projector.pairs.load_items``'s.
+Items labelled ``projector.pairs.UNKNOWN`` take part in no pair: they are left out of every split here.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from projector.errors import DataError
-from projector.metrics import label_map
-from projector.pairs import UNKNOWN
-from projector.projection import Projection, init_weights, pairwise_logits, sigmoid_loss
-from projector.vectors import l2_normalise
+from projector.fit import Data, Split
+from projector.pairs import DATASET, UNKNOWN, Pairs
 
 
-def _unit(x) -> torch.Tensor:
-    """(n, d) float32 unit rows (norms in float64, as the loader: item texts can be any length)."""
-    return torch.from_numpy(l2_normalise(x, precision=np.float64))
+# ---------------------------------------------------------------------------------------------- items
 
 
-def _known(x, labels):
-    labels = np.asarray(labels, dtype=object)
-    keep = labels != UNKNOWN
-    return np.asarray(x)[keep], labels[keep]
+def check_items(pairs: Pairs) -> None:
+    """What training needs of an items folder's labels: two known labels among the train items (else no
+    pair is dissimilar) and two validation items sharing a known label (else label mAP, the selection
+    metric, is undefined). A DataError naming the split and the fix otherwise."""
+    where = pairs.path / DATASET
+    train = Counter(v for v in pairs.splits["train"]["label"] if v != UNKNOWN)
+    if len(train) < 2:
+        raise DataError(f"{where}/train: known labels {sorted(train)} ({sum(train.values())} of "
+                        f"{len(pairs.splits['train']['label'])} items); training needs items of at least two "
+                        "labels: label more items, or give generate --labels a set the LLM can apply")
+    if not scoreable(pairs.splits["validation"]["label"]):
+        val = pairs.splits["validation"]["label"]
+        raise DataError(f"{where}/validation: no two items share a known label ({sum(v != UNKNOWN for v in val)} "
+                        f"of {len(val)} known), so its label mAP is undefined; generate with a larger validation "
+                        "fraction")
+
+
+def scoreable(labels) -> bool:
+    """Whether some known label is held by two items (label mAP needs one query with a relevant item)."""
+    return max(Counter(v for v in labels if v != UNKNOWN).values(), default=0) >= 2
+
+
+def label_ids(train_labels) -> dict[str, int]:
+    """The known labels of the train items -> ids 0..C-1 (sorted by name)."""
+    return {name: i for i, name in enumerate(sorted(set(train_labels) - {UNKNOWN}))}
+
+
+def known_items(cols: dict) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a split's items (columns id, text, label) whose label is known."""
+    keep = [i for i, v in enumerate(cols["label"]) if v != UNKNOWN]
+    return [cols["text"][i] for i in keep], [cols["label"][i] for i in keep]
+
+
+def item_counts(splits: dict) -> dict:
+    """Per split: items, known (labelled) items and the count of each label (unknown included)."""
+    return {s: {"items": len(c["label"]), "known": sum(v != UNKNOWN for v in c["label"]),
+                "labels": dict(Counter(c["label"]).most_common())} for s, c in splits.items()}
+
+
+def item_data(x: torch.Tensor, labels: list[str], ids: dict[str, int]) -> Data:
+    """Train items x (n, d) with their known labels -> ``Data`` of kind "items" (y: label ids (n,))."""
+    return Data(None, x, None, None, torch.tensor([ids[v] for v in labels], device=x.device))
+
+
+def item_split(x: torch.Tensor, labels: list[str], ids: dict[str, int], max_pairs: int = 50_000,
+               seed: int = 0) -> Split:
+    """Items x (m, d) with known labels as a ``Split``: each item a query over the others (label mAP).
+
+    A label that no train item has gets an id of its own (it is still a class to rank by). ``pairs`` holds
+    the pairs the items imply, (a, b, same label), for the calibration: every pair i < j, or ``max_pairs``
+    drawn at random (seeded) when there are more.
+    """
+    extra: dict[str, int] = {}
+    for v in labels:
+        if v not in ids and v not in extra:
+            extra[v] = len(ids) + len(extra)
+    y = torch.tensor([ids.get(v, extra.get(v)) for v in labels], dtype=torch.long)            # (m,)
+    m = len(y)
+    if m * (m - 1) // 2 <= max_pairs:
+        i, j = torch.triu_indices(m, m, 1)                                                  # (P,) each
+    else:  # i != j uniformly; a repeated pair now and then does not bias a Platt fit
+        g = torch.Generator().manual_seed(seed)
+        i = torch.randint(m, (max_pairs,), generator=g)
+        j = torch.randint(m - 1, (max_pairs,), generator=g)
+        j = j + (j >= i).long()
+    same = (y[i] == y[j]).long()
+    dev = x.device
+    return Split(x, x, [], pairs=(x[i.to(dev)], x[j.to(dev)], same.to(dev)), labels=y.to(dev))
 
 
 # ---------------------------------------------------------------------------------------- closed form: LDA
@@ -68,8 +131,9 @@ def lda(x: np.ndarray, labels, shrinkage: float | None = None, rank: int | None 
 
     ``shrinkage`` None: Ledoit-Wolf on the within-class residuals; else a float in [0, 1].
     """
-    x, labels = _known(x, labels)
-    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=object)
+    x = np.asarray(x, dtype=np.float64)[labels != UNKNOWN]
+    labels = labels[labels != UNKNOWN]
     names, y = np.unique(labels, return_inverse=True)
     if len(names) < 2:
         raise DataError(f"lda needs at least two labels among the known items, got {list(names)}")
@@ -88,109 +152,3 @@ def lda(x: np.ndarray, labels, shrinkage: float | None = None, rank: int | None 
     k = min(len(names) - 1, rank or d)
     W = (inv_root @ v[:, ::-1][:, :k]).T                                          # (k, d): vᵀ Sw v = 1
     return LinearMap(W.astype(np.float32), (m if centre else np.zeros(d)).astype(np.float32), alpha)
-
-
-# ----------------------------------------------------------------------------- trained: sigmoid pair loss
-
-
-def _pair_targets(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same-label targets and a mask (no diagonal, no unknown = -1) for a batch of label ids (B,)."""
-    same = (y[:, None] == y[None, :]).float()
-    mask = (y[:, None] >= 0) & (y[None, :] >= 0)
-    mask &= ~torch.eye(len(y), dtype=torch.bool, device=y.device)
-    return same, mask.float()
-
-
-def item_pair_loss(model: Projection, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sigmoid log-loss over all in-batch pairs of items x (B, d), labelled by agreement of y (B,)."""
-    z = model.project_queries(x)
-    logits = pairwise_logits(z, z, model.log_scale.exp(), model.bias)
-    same, mask = _pair_targets(y)
-    return sigmoid_loss(logits, same, mask)
-
-
-def fit_pairs(x_train, y_train, x_val, y_val, rank: int | None = None, epochs: int = 300,
-              batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 20,
-              seed: int = 0, min_class: int = 2, log=None) -> tuple[Projection, dict]:
-    """Train a symmetric Projection on labelled items; keep the epoch with the best validation mAP.
-
-    Returns the model (best weights) and a record {best_epoch, val_map, val_map_cosine, history}.
-    """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    xt, yt = _known(x_train, y_train)
-    names = sorted(set(yt))
-    if len(names) < 2:
-        raise DataError(f"fit_pairs needs at least two labels among the known train items, got {names}")
-    index = {n: i for i, n in enumerate(names)}
-    xt = _unit(xt)
-    ytt = torch.as_tensor([index[v] for v in yt])
-    d = xt.shape[1]
-    model = Projection(d, rank, mode="symmetric", scale_init=10.0, bias_init=-5.0)
-    if rank is not None and rank < d:
-        init_weights(model, xt.numpy())
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def val_score():
-        with torch.no_grad():
-            z = model.project_queries(_unit(x_val)).numpy()
-        return label_map(z, y_val, min_class=min_class, ignore=UNKNOWN)["map"]
-
-    best = val_score()
-    record = {"val_map_cosine": best, "history": []}
-    best_state, best_epoch, since = {k: v.clone() for k, v in model.state_dict().items()}, 0, 0
-    n = len(ytt)
-    for epoch in range(1, epochs + 1):
-        perm = torch.as_tensor(rng.permutation(n))
-        losses = []
-        for s in range(0, n, batch_size):
-            idx = perm[s:s + batch_size]
-            if len(idx) < 2:
-                continue
-            loss = item_pair_loss(model, xt[idx], ytt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        score = val_score()
-        record["history"].append({"epoch": epoch, "loss": float(np.mean(losses)), "val_map": score})
-        if log:
-            log(record["history"][-1])
-        if score > best + 1e-6:
-            best, best_epoch, since = score, epoch, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    model.load_state_dict(best_state)
-    record.update(best_epoch=best_epoch, val_map=best, epochs_run=epoch)
-    return model, record
-
-
-# ------------------------------------------------------------------------------------ candidates, selection
-
-
-def candidates(x_train, y_train, x_val, y_val, ranks=(None,), min_class: int = 2, **fit_kw) -> list[dict]:
-    """Every candidate map fitted on the train items, scored on the validation items (label mAP), best first.
-
-    Each entry: name, transform (callable (n, d) -> (n, k)), val (label_map on validation), and the
-    fitted object (``LinearMap`` or ``Projection``). Cosine is a candidate (the identity), so a fit that
-    does not beat it on validation is never chosen.
-    """
-    def scored(name, transform, obj):
-        return {"name": name, "transform": transform, "fitted": obj,
-                "val": label_map(transform(np.asarray(x_val)), y_val, min_class=min_class, ignore=UNKNOWN)}
-
-    out = [scored("cosine", lambda x: np.asarray(x, dtype=np.float64), None)]
-    m = lda(x_train, y_train)
-    out.append(scored(f"lda k={m.W.shape[0]}", m.transform, m))
-    for rank in ranks:
-        model, rec = fit_pairs(x_train, y_train, x_val, y_val, rank=rank, min_class=min_class, **fit_kw)
-
-        def project(x, model=model):
-            with torch.no_grad():
-                return model.project_queries(_unit(x)).numpy()
-
-        out.append(scored(f"sigmoid pairs k={model.rank}", project, model))
-    return sorted(out, key=lambda c: -c["val"]["map"])

@@ -19,6 +19,7 @@ DataError naming the file and what to do.
 
     from projector.pairs import load_pairs
     pairs = load_pairs("runs/quickstart/pairs")       # Pairs: manifest, passages, splits as column lists
+    pairs = load_pairs("runs/attr", items=True)        # also an items folder: splits of id, text, label
 """
 from __future__ import annotations
 
@@ -192,19 +193,24 @@ class Pairs:
     manifest: dict
     passage_ids: list[str]  # task qa: the retrieval corpus (empty for task pairs)
     passage_texts: list[str]
-    splits: dict[str, dict[str, list]]  # split -> column -> values (REQUIRED[task] columns)
+    splits: dict[str, dict[str, list]]  # split -> column -> values (REQUIRED[layout] columns)
     fingerprint: str  # of the corpus and the dataset's contents
+    layout: str  # "qa", "pairs" or "items" (``layout_of``)
 
 
-def load_pairs(path) -> Pairs:
-    """Read and check a pairs folder; every problem is a DataError naming the file and what to fix."""
+def load_pairs(path, items: bool = False) -> Pairs:
+    """Read and check a pairs folder; every problem is a DataError naming the file and what to fix.
+
+    ``items``: a folder of layout items is read too (its splits then hold the columns ``id``, ``text``,
+    ``label``); otherwise it is refused, naming ``load_items``."""
     path = Path(path)
     manifest = read_manifest(path)
     task = manifest["task"]
     if layout_of(manifest) == ITEMS:
-        raise DataError(f"{path / MANIFEST}: labelled items (generate --judge attribute), not pairs; "
-                        "projector.train does not train on item labels yet: fit a map from Python with "
-                        "projector.labelfit.candidates on projector.pairs.load_items(folder)")
+        if not items:
+            raise DataError(f"{path / MANIFEST}: labelled items (generate --judge attribute), not pairs; read "
+                            "them with projector.pairs.load_items (projector.train reads both)")
+        return _items_as_pairs(path, manifest)
     ids, texts = [], []
     if task == "qa":
         ppath = path / PASSAGES
@@ -231,7 +237,20 @@ def load_pairs(path) -> Pairs:
     _check_rows(task, splits, set(ids), dpath)
     fp = hashlib.sha256(json.dumps([manifest.get("corpus_fingerprint"), task,
                                     [getattr(dd[s], "_fingerprint", "") for s in sorted(splits)]]).encode())
-    return Pairs(path, task, manifest, ids, texts, splits, fp.hexdigest()[:16])
+    return Pairs(path, task, manifest, ids, texts, splits, fp.hexdigest()[:16], layout_of(manifest))
+
+
+def _items_as_pairs(path: Path, manifest: dict) -> Pairs:
+    """An items folder as ``Pairs``: ``load_items``' rows as columns; train and validation must be non-empty
+    (what else training needs of the labels is ``projector.labelfit.check_items``)."""
+    rows = load_items(path)
+    for split in ("train", "validation"):
+        if not rows.get(split):
+            raise DataError(f"{path / DATASET}/{split} is missing or empty; generate with a validation fraction > 0 "
+                            "and enough items (--max-items) for both splits")
+    splits = {s: {c: [r[c] for r in part] for c in REQUIRED[ITEMS]} for s, part in rows.items()}
+    fp = hashlib.sha256(json.dumps([manifest.get("corpus_fingerprint"), ITEMS, splits], sort_keys=True).encode())
+    return Pairs(path, manifest["task"], manifest, [], [], splits, fp.hexdigest()[:16], ITEMS)
 
 
 def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
@@ -253,7 +272,7 @@ def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
 
 def has_test_rows(pairs: Pairs) -> bool:
     """Whether the folder has a non-empty test split."""
-    return "test" in pairs.splits and bool(pairs.splits["test"][REQUIRED[pairs.task][0]])
+    return "test" in pairs.splits and bool(pairs.splits["test"][REQUIRED[pairs.layout][0]])
 
 
 def load_items(path) -> dict[str, list[dict]]:

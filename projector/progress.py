@@ -2,7 +2,7 @@
 
     bar = TrainingBar(epochs=cfg.epochs, steps=steps, done_epochs=state["epoch"], enabled=main)
     bar.step()                        # after each batch: the bar moves, with pairs/s and ETA
-    bar.epoch(row, better, log, msg, *args)   # after validation: postfix (loss, val NDCG@10) + the epoch's log line
+    bar.epoch(row, better, log, msg, *args)   # after validation: postfix (loss, val metric) + the epoch's log line
     bar.close()
 
 Why batches, not epochs: an epoch over a million pairs takes minutes, and no stage should stay silent for
@@ -28,11 +28,13 @@ class TrainingBar:
     def step(self, n: int = 1) -> None:
         self._bar.update(n)
 
-    def epoch(self, row: dict, better: bool, log: logging.Logger, msg: str, *args) -> None:
-        """After an epoch: the bar's postfix, and ``log.info(msg, *args)`` written so that it does not tear the bar."""
+    def epoch(self, row: dict, better: bool, log: logging.Logger, msg: str, *args, key: str = "val_ndcg@10") -> None:
+        """After an epoch: the bar's postfix (the loss and ``row[key]``, the early-stopping metric), and
+        ``log.info(msg, *args)`` written so that it does not tear the bar."""
         if self.shown:
-            self._bar.set_postfix(loss=f"{row['train_loss']:.4f}",
-                                  val_ndcg=f"{row['val_ndcg@10']:.4f}{' (best)' if better else ''}", refresh=False)
+            self._bar.set_postfix({"loss": f"{row['train_loss']:.4f}",
+                                   key.replace("@10", ""): f"{row[key]:.4f}{' (best)' if better else ''}"},
+                                  refresh=False)
             if row["epoch"] < self.epochs:
                 self._bar.set_description(f"epoch {row['epoch'] + 1}/{self.epochs}", refresh=False)
             if log.isEnabledFor(logging.INFO):

@@ -166,6 +166,19 @@ def sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tenso
     return cell.sum() / logits.shape[0]
 
 
+def agreement_targets(y_q: torch.Tensor, y_d: torch.Tensor, same_item: torch.Tensor):
+    """Targets of the item-pair loss (supervised contrastive in sigmoid form): every cell (i, j) of a batch of
+    labelled items is a pair, similar when the two items share a label.
+
+    y_q (b,), y_d (B,) label ids (-1: unknown), same_item (b, B) True where row i and column j are one item.
+    Returns labels (b, B) bool and weight (b, B) float: 0 for an item with itself and for unknown labels
+    (an unsure item takes part in no pair). ``sigmoid_loss(logits, labels, weight)`` is the loss.
+    """
+    labels = y_q[:, None] == y_d[None, :]
+    weight = (y_q[:, None] >= 0) & (y_d[None, :] >= 0) & ~same_item
+    return labels, weight.float()
+
+
 def labelled_pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean binary log-loss of labelled pairs: logits, labels (B,)."""
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

@@ -2,27 +2,38 @@
 
     python -m projector.train --pairs runs/quickstart/pairs --out runs/quickstart/model
     python -m projector.train --pairs runs/nat --mode symmetric --rank 128 --out runs/nat-model
+    python -m projector.train --pairs runs/attr --out runs/attr-model     # items (generate --judge attribute)
 
 Inputs: a pairs folder from ``projector.generate`` (manifest.json, passages.jsonl, dataset/ with
 train/validation/test). Task ``qa`` trains the asymmetric model on (query, passage) rows with in-batch
 negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
 against false negatives) and random negatives; task ``pairs`` trains the symmetric model on the labels.
+Layout ``items`` (``--judge attribute``: one label per item) trains the symmetric model with the sigmoid
+log-loss over every in-batch pair of items, similar when the labels agree (unknown items in no pair).
 
 Recipe (docs/research.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
 learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
-through the same validation: the frozen-cosine start ("cosine"), the ridge closed form, regularised CCA
-(asymmetric qa, from 4·d training pairs), and the trained model; the best by NDCG@10 is exported. If
-training does not beat cosine, the log and projector.json say so. Its scale and bias are then Platt-fitted
-on validation pairs sampled the way ``projector.evaluate`` samples calibration pairs (``calibrate``), so
-``probability()`` is a calibrated probability of relevance, not a training by-product.
+through the same validation (``projector.candidates``): the frozen-cosine start ("cosine"), the ridge
+closed form, regularised CCA (asymmetric qa, from 4·d training pairs), and the trained model; the best by
+NDCG@10 is exported. If training does not beat cosine, the log and projector.json say so. Its scale and
+bias are then Platt-fitted on validation pairs sampled the way ``projector.evaluate`` samples calibration
+pairs (``calibrate``), so ``probability()`` is a calibrated probability of relevance, not a training
+by-product.
+
+Items: the candidates are cosine, shrinkage LDA on the train labels ("lda", closed form, rank ≤ classes-1,
+exported uncentred) and the trained map at full rank d and, without ``--rank``, at rank 64 ("trained",
+"trained-k64"); selection and early stopping use the validation items' label mAP (each item a query over
+the others, relevant = same label); the Platt fit uses the pairs the validation items imply. A few hundred
+items are one or two batches an epoch, so lr, epochs and patience default to 1e-3, 300, 20 there.
 
 Few pairs (issue 11): ``--adapter residual|lowrank`` learns ΔW on top of the start (``--adapter-rank`` r for
 ``W₀ + U Vᵀ``), ``--stay-close λ`` keeps projected vectors near the originals, ``--query-only`` learns W_q
 alone; the trained model still goes through the same selection, and the export is plain W_q/W_a.
 
 Outputs in --out: model.safetensors + projector.json (see ``projector.export``), sentence-transformers/
-(the same model as a SentenceTransformer), train_log.jsonl (one line per epoch), config.json, and
-checkpoint/ (re-running the same command after an interruption resumes from the last finished epoch).
+(the same model as a SentenceTransformer), train_log.jsonl (one line per epoch of each trained candidate,
+naming it), config.json (resolved), and checkpoint/ (checkpoint-kR/ for another trained rank: re-running the
+same command after an interruption resumes from the last finished epoch).
 Embeddings are cached on disk (``projector.embed``): training twice embeds nothing again.
 """
 from __future__ import annotations
@@ -38,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from projector import cli
 from projector.cli import option
@@ -48,11 +58,12 @@ from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json, write_text
 from projector.distributed import init_distributed, pick_device
-from projector.fit import Data, Split, fit, ndcg_at_10, validate
-from projector.metrics import calibration, sample_calibration_pairs
-from projector.pairs import Pairs, has_test_rows, load_pairs
-from projector.projection import (ADAPTERS, MODES, NORMALIZE, Projection, cca, closed_form, principal_directions,
-                                  symmetric_closed_form)
+from projector.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, select,
+                                  trained_ranks, verdict)
+from projector.fit import Data, Split, fit, loop_defaults, ndcg_at_10, primary_metric, validate
+from projector.labelfit import check_items, item_counts, item_data, item_split, known_items, label_ids, scoreable
+from projector.pairs import ITEMS, Pairs, has_test_rows, load_pairs
+from projector.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
 
 log = logging.getLogger("projector.train")
 
@@ -85,10 +96,13 @@ class TrainConfig:
                                          "them (the original embeddings with the identity start; Search-Adaptor)")
     query_only: bool = option(False, help="asymmetric: learn W_q only; W_a stays at its start (identity: stored "
                                           "passage vectors stay valid as they are)")
-    epochs: int = option(100, help="upper bound: early stopping normally ends far sooner")
-    patience: int = option(5, help="epochs without a better validation NDCG@10 before stopping")
+    epochs: int | None = option(None, help="upper bound: early stopping normally ends far sooner; None: 100, "
+                                           "300 for items (an epoch of a few hundred items is one or two batches)")
+    patience: int | None = option(None, help="epochs without a better validation NDCG@10 (items: label mAP) before "
+                                             "stopping; None: 5, 20 for items")
     batch_size: int = option(256, help="pairs per step; every in-batch (query, other passage) cell is a negative")
-    lr: float = option(1e-4, help="AdamW learning rate (1e-3 overfits within a few epochs)")
+    lr: float | None = option(None, help="AdamW learning rate; None: 1e-4 (1e-3 overfits qa within a few epochs), "
+                                         "1e-3 for items (1e-4 stopped at cosine)")
     weight_decay: float = option(0.0, help="AdamW decoupled decay toward zero")
     identity_decay: float = option(0.0, help="decoupled decay toward the initial weights (identity), per step * lr")
     scale_init: float = option(20.0, help="initial logit scale s")
@@ -204,71 +218,22 @@ def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torc
     return a[[first_a[x] for x in qs]], b[docs], [relevant[x] for x in qs]
 
 
-# ------------------------------------------------------------------------------------------ candidates
+def embed_items(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
+    """An items folder as ``Data``: the train items with known labels (an unknown one is in no pair, so it is
+    not embedded) and the validation items as a ``Split`` (``projector.labelfit``)."""
+    texts, labels = known_items(pairs.splits["train"])
+    x = _embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
+    data = item_data(x, labels, label_ids(pairs.splits["train"]["label"]))
+    data.val = item_split_of(pairs, "validation", cfg, device)
+    _check_finite({"train items": data.q, "validation items": data.val.q})
+    return data
 
 
-def calibrate(model: Projection, data: Data, cfg: TrainConfig) -> dict:
-    """Platt scaling on the validation split: fit only s and b (W frozen; s > 0, so rankings do not change)
-    so that ``probability()`` is the rate at which a candidate passage is relevant.
-
-    Training's s and b fit in-batch pairs (1 positive per batch row of 256), a mix unlike the one a user
-    thresholds. The fit here uses validation pairs sampled exactly as ``projector.evaluate`` samples its
-    calibration pairs (``sample_calibration_pairs``: every positive, ``calibration_hard_negatives``
-    top-cosine and ``calibration_random_negatives`` uniform non-relevant passages per query), or, for
-    labelled pairs, the validation labels themselves. Returns {"pairs", "positives", "ece@15", "logloss"}.
-    """
-    v = data.val
-    if v.pairs is not None:
-        a, b, y = v.pairs
-    else:
-        cos = v.q @ v.docs.T                                                         # (m, N) frozen cosine
-        top = cos.topk(min(cos.shape[1], cfg.calibration_hard_negatives + 16), dim=1).indices.cpu().numpy()
-        qi, di, labels = sample_calibration_pairs(top, v.relevant, cos.shape[1], cfg.calibration_hard_negatives,
-                                                  cfg.calibration_random_negatives, cfg.seed)
-        a, b, y = v.q[torch.as_tensor(qi)], v.docs[torch.as_tensor(di)], torch.as_tensor(labels)
-    y = y.to(a.device).float()
-    with torch.no_grad():
-        raw = (model.project_queries(a) * model.project_documents(b)).sum(-1)   # (n,) what s and b act on
-    params = [model.log_scale, model.bias]
-    opt = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(model.log_scale.exp() * raw + model.bias, y)
-        loss.backward()
-        return loss
-
-    if 0 < y.sum() < len(y):  # both classes, else there is nothing to fit: keep training's s and b
-        opt.step(closure)
-    with torch.no_grad():
-        p = torch.sigmoid(model.log_scale.exp() * raw + model.bias).cpu().numpy()
-    cal = calibration(p, y.cpu().numpy().astype(int))
-    return {"pairs": int(len(y)), "positives": int(y.sum()), "ece@15": cal["ece@15"], "logloss": cal["logloss"]}
-
-
-def _closed_form_weights(data: Data, rank_dirs: np.ndarray, mode: str, ridge: float):
-    """(W_q, W_a) of the closed-form candidate, or None when there is nothing to fit."""
-    if data.pos is not None:
-        A = closed_form(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(), ridge)  # (d, d), q -> q @ A
-        W_q = rank_dirs @ A.T                                                             # (k, d)
-        return (W_q, rank_dirs) if mode == "asymmetric" else (symmetric_closed_form(
-            data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(), ridge, len(rank_dirs)), None)
-    keep = (data.y == 1).cpu().numpy()
-    if keep.sum() < 2:
-        return None
-    a, b = data.q.cpu().numpy()[keep], data.b.cpu().numpy()[keep]
-    if mode == "symmetric":
-        return symmetric_closed_form(a, b, ridge, len(rank_dirs)), None
-    return rank_dirs @ closed_form(a, b, ridge).T, rank_dirs
-
-
-def _select(metrics: dict) -> str:
-    """Best validation NDCG@10; on a tie the simpler candidate (listed first) wins."""
-    best = None
-    for name, m in metrics.items():
-        if best is None or m["val_ndcg@10"] > metrics[best]["val_ndcg@10"] + 1e-9:
-            best = name
-    return best
+def item_split_of(pairs: Pairs, split: str, cfg: TrainConfig, device) -> Split:
+    """One split's items with known labels, embedded, as a ``Split`` (label ids shared with the train split)."""
+    texts, labels = known_items(pairs.splits[split])
+    x = _embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
+    return item_split(x, labels, label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)
 
 
 # ------------------------------------------------------------------------------------------ the stage
@@ -280,12 +245,11 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     _check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(cfg.pairs)
+    pairs = load_pairs(cfg.pairs, items=True)
+    items = pairs.layout == ITEMS
+    cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
-    if cfg.query_only and mode != "asymmetric":
-        raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
-    if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
-        log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
+    _check_task(cfg, pairs, mode)
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main
@@ -303,41 +267,43 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
-        data = embed_pairs(pairs, cfg, device)
+        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device)
     if ddp is not None and ddp.main:
         ddp.barrier()
     embed_seconds = time.time() - started
     dim = data.q.shape[1]
     rank = cfg.rank or dim
-    new = lambda: Projection(dim, rank, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device)
-    fit_on = (data.corpus if data.corpus is not None else torch.cat([data.q, data.b])).cpu().numpy()
+    key = primary_metric(data)
+    new = lambda k=rank: Projection(dim, k, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device)
+    fit_on = (data.corpus if data.corpus is not None else data.q if data.b is None else
+              torch.cat([data.q, data.b])).cpu().numpy()
     dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
-    log.info("%s pairs (%d train, %d validation queries), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
-             pairs.task, len(data.q), len(data.val.q), dim, rank, mode, device, embed_seconds)
+    log.info("%s (%d train, %d validation %s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
+             "labelled items" if items else f"{pairs.task} pairs", len(data.q), len(data.val.q),
+             "items" if items else "queries", dim, rank, mode, device, embed_seconds)
 
     candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
-    cf = _closed_form_weights(data, dirs, mode, cfg.ridge)
-    if cf is not None:
-        candidates["closed-form"] = new().set_weights(*cf)
-    if mode == "asymmetric" and data.pos is not None and len(data.q) >= 4 * dim:  # CCA needs n >> d
-        candidates["cca"] = new().set_weights(*cca(data.q.cpu().numpy(), data.corpus[data.pos].cpu().numpy(),
-                                                   rank=rank))
-    model = Projection(dim, rank, mode, cfg.normalize, cfg.scale_init, cfg.bias_init, cfg.adapter,  # the trained one
-                       cfg.adapter_rank, cfg.query_only).to(device)
-    model.set_weights(*(cf if cfg.init == "closed-form" and cf is not None else (dirs,)))
-
-    started = time.time()
-    state = fit(model, data, cfg, out / "checkpoint", on_epoch=lambda st: write_log(out, st["history"]), ddp=ddp)
+    candidates.update(closed_forms(data, dirs, mode, cfg.ridge, new))
+    cf = None if items else closed_form_weights(data, dirs, mode, cfg.ridge)
+    histories, states, started = {}, {}, time.time()
+    for r in trained_ranks(cfg.rank, dim, data.kind):  # the trained one(s)
+        name, ckpt = ("trained", "checkpoint") if not histories else (f"trained-k{r}", f"checkpoint-k{r}")
+        model = Projection(dim, r, mode, cfg.normalize, cfg.scale_init, cfg.bias_init, cfg.adapter,
+                           cfg.adapter_rank, cfg.query_only).to(device)
+        model.set_weights(*(cf if cfg.init == "closed-form" and cf is not None else
+                            (dirs if r == rank else principal_directions(fit_on, r),)))
+        on_epoch = lambda st, name=name: write_log(out, _log_rows({**histories, name: st["history"]}))
+        states[name] = fit(model, data, cfg, out / ckpt, on_epoch=on_epoch, ddp=ddp)
+        histories[name] = states[name]["history"]
+        candidates[name] = model
     train_seconds = time.time() - started
     if ddp is not None:
         ddp.close()
         if not ddp.main:
             return {"rank": ddp.rank, "exported": False}
-    history = state["history"]
-    write_log(out, history)
-    candidates["trained"] = model
+    write_log(out, _log_rows(histories))
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
-    selected = _select(metrics)
+    selected = select(metrics, key)
     scorers = dict(candidates)
     if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
         scorers = {"cosine": Projection(dim, None, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device),
@@ -348,42 +314,85 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     cal = metrics[selected]["calibration"]
     log.info("probability(): Platt-calibrated on %d validation pairs (%d positive): ECE %.3f, log-loss %.3f",
              cal["pairs"], cal["positives"], cal["ece@15"], cal["logloss"])
-    baseline = "cosine"
-    warning = None
-    t, c = metrics["trained"]["val_ndcg@10"], metrics[baseline]["val_ndcg@10"]
-    if t <= c + 1e-9:  # the case users must hear about: gradient training did not beat frozen cosine
-        warning = (f"training did not beat {baseline} on validation (NDCG@10 trained {t:.4f} vs {baseline} "
-                   f"{c:.4f}); the exported projection is '{selected}'")
+    baseline, what = "cosine", METRIC_NAMES[key]
+    log.info("validation %s of every candidate: %s; selected %s", what,
+             ", ".join(f"{n} {m[key]:.4f}" for n, m in metrics.items()), selected)
+    warning = verdict(metrics, key, selected, baseline)
+    if warning:  # the case users must hear about: gradient training did not beat frozen cosine
         log.warning("WARNING: %s", warning)
-    elif selected != "trained":
-        log.info("note: %s beat the trained model on validation (NDCG@10 %.4f vs %.4f); exporting %s",
-                 selected, metrics[selected]["val_ndcg@10"], t, selected)
-    folded = copy.deepcopy(candidates[selected])
-    folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
-    folded_ndcg = ndcg_at_10(folded, data.val)
-    test = None
-    if has_test_rows(pairs):
-        split = retrieval_split(pairs, "test", cfg, data.corpus, device)
-        _check_finite({"test queries": split.q, "test text_b": split.pairs[1] if split.pairs else None})
-        if len(split.q):
-            test = {name: validate(scorers[name], data, cfg.batch_size, split) for name in (baseline, selected)}
-            test = {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
-    epochs_run = len(history)
+    elif not selected.startswith("trained"):
+        best = select({n: m for n, m in metrics.items() if n.startswith("trained")}, key)
+        log.info("note: %s scored at least the trained model's on validation (%s %.4f vs %.4f); exporting %s",
+                 selected, what, metrics[selected][key], metrics[best][key], selected)
+    folded_ndcg = None
+    if not items:  # ranking a query against the corpus: how close the folded query map M comes
+        folded = copy.deepcopy(candidates[selected])
+        folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
+        folded_ndcg = ndcg_at_10(folded, data.val)
+    test = _test_metrics(pairs, cfg, data, scorers, device)
+    history, epochs_run = histories["trained"], sum(len(h) for h in histories.values())
     summary = {
-        "selected": selected, "warning": warning, "validation": metrics, "baseline": baseline,
-        "best_epoch": state["best_epoch"], "epochs_run": epochs_run, "train_pairs": len(data.q),
+        "selected": selected, "warning": warning, "validation": metrics, "baseline": baseline, "metric": key,
+        "best_epoch": states["trained"]["best_epoch"], "epochs_run": len(history), "train_pairs": len(data.q),
         "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
         "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
         "device": str(device), "processes": ddp.world if ddp else 1, "val_ndcg@10_folded": folded_ndcg, "test": test,
+        "runs": {n: {"rank": candidates[n].rank, "best_epoch": st["best_epoch"], "epochs_run": len(st["history"])}
+                 for n, st in states.items()},
+        "items": {"classes": list(label_ids(pairs.splits["train"]["label"])), "splits": item_counts(pairs.splits)}
+        if items else None,
     }
     from projector import export
 
     export.write_artifact(out, candidates[selected], cfg=cfg, mode=mode, pairs=pairs, summary=summary,
                           encoder_identity=encoder_identity(cfg.encoder))
-    b, a = metrics[baseline]["val_ndcg@10"], metrics[selected]["val_ndcg@10"]
-    log.info("validation NDCG@10: %s %.4f -> %s %.4f (%+.4f); %d epochs, %.1fs training (%.0f pairs/s); wrote %s",
-             baseline, b, selected, a, a - b, epochs_run, train_seconds, summary["pairs_per_second"] or 0, out)
+    b, a = metrics[baseline][key], metrics[selected][key]
+    log.info("validation %s: %s %.4f -> %s %.4f (%+.4f); %d epochs, %.1fs training (%.0f pairs/s); wrote %s",
+             what, baseline, b, selected, a, a - b, epochs_run, train_seconds, summary["pairs_per_second"] or 0, out)
     return summary
+
+
+def _log_rows(histories: dict[str, list[dict]]) -> list[dict]:
+    """train_log.jsonl's rows: every trained candidate's epochs in turn, each row naming its candidate."""
+    return [{**row, "candidate": name} for name, rows in histories.items() for row in rows]
+
+
+def _test_metrics(pairs: Pairs, cfg: TrainConfig, data: Data, scorers: dict, device) -> dict | None:
+    """Every candidate on the test split (reported, never used to choose), or None without a usable one."""
+    if not has_test_rows(pairs):
+        return None
+    if pairs.layout == ITEMS:
+        if not scoreable(pairs.splits["test"]["label"]):
+            return None
+        split = item_split_of(pairs, "test", cfg, device)
+        _check_finite({"test items": split.q})
+    else:
+        split = retrieval_split(pairs, "test", cfg, data.corpus, device)
+        _check_finite({"test queries": split.q, "test text_b": split.pairs[1] if split.pairs else None})
+        if not len(split.q):
+            return None
+    test = {name: validate(m, data, cfg.batch_size, split) for name, m in scorers.items()}
+    return {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
+
+
+def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
+    """Settings that this folder's task cannot use: an error naming the flag, or a warning when harmless."""
+    if cfg.query_only and mode != "asymmetric":
+        raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
+    if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
+        log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
+    if pairs.layout != ITEMS:
+        return
+    if mode != "symmetric":
+        raise ProjectorError(f"--mode {mode}: an items folder (generate --judge attribute) trains the symmetric "
+                             "model, both sides of a pair are items; drop --mode")
+    if cfg.init != "identity":
+        raise ProjectorError("--init closed-form applies to qa and pairs; on items the trained map starts from the "
+                             "identity and LDA, their closed form, is a candidate of its own")
+    if cfg.document_template != cfg.query_template:
+        raise ProjectorError("--document-template differs from --query-template: an items folder embeds every item "
+                             "with one template (both sides of a pair are items); give both the same or neither")
+    check_items(pairs)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -402,14 +411,14 @@ def _check_config(cfg: TrainConfig) -> None:
                              ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1),
                              ("--calibration-hard-negatives", cfg.calibration_hard_negatives, 0),
                              ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
-        if value < low:
+        if value is not None and value < low:  # None: the task's default (fit.LOOP_DEFAULTS)
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
     if cfg.adapter_rank < 1 or cfg.stay_close < 0:
         raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
                              f"{cfg.stay_close}")
     if cfg.stay_close and cfg.adapter == "full":
         raise ProjectorError("--stay-close needs --adapter residual or lowrank (the penalty measures from W₀)")
-    if cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
+    if cfg.lr is not None and cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
         raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
 

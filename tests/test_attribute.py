@@ -1,5 +1,6 @@
 """--judge attribute against a real HTTP server on 127.0.0.1 (tests/openai_server.py): one call per item,
-labels normalised onto one set, unknown kept, resumable; and the label-fitted maps of projector.labelfit."""
+labels normalised onto one set, unknown kept, resumable; and the label-fitted maps of projector.labelfit
+(LDA; the item-pair loss through projector.fit; train on items folders: tests/test_train_items.py)."""
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from openai_server import FakeOpenAI
 from projector.attribute import Labels
 from projector.errors import DataError, ProjectorError
 from projector.generate import GenerateConfig, generate
-from projector.labelfit import candidates, fit_pairs, lda
+from projector.labelfit import lda
 from projector.metrics import label_map
 from projector.pairs import UNKNOWN, load_items, load_pairs
 from projector.records import RecordLog
@@ -160,6 +161,15 @@ def test_label_map_is_chance_for_random_vectors_and_one_for_perfect_ones():
 
 
 def test_lda_and_the_trained_pair_loss_beat_cosine_on_held_out_items():
+    """LDA (closed form) and the item-pair loss run by the one training loop (projector.fit on
+    labelfit.item_data), both from labels with unknown items among them."""
+    import torch
+
+    from projector.fit import fit
+    from projector.labelfit import item_data, item_split, label_ids
+    from projector.projection import Projection
+    from projector.train import TrainConfig
+
     x, y = clusters(600)
     xv, yv = clusters(200, seed=1)
     xt, yt = clusters(400, seed=2)
@@ -169,21 +179,33 @@ def test_lda_and_the_trained_pair_loss_beat_cosine_on_held_out_items():
     m = lda(x, y_noisy)
     assert m.W.shape == (3, 32) and 0 <= m.shrinkage <= 1
     assert label_map(m.transform(xt), yt)["map"] > cos + 0.2
-    model, rec = fit_pairs(x, y_noisy, xv, yv, epochs=60, lr=1e-2, patience=10)
-    import torch
+    assert label_map(lda(x, y_noisy, centre=False).transform(xt), yt)["map"] > cos + 0.2  # what train exports
 
+    unit = lambda a: torch.as_tensor(a / np.linalg.norm(a, axis=1, keepdims=True), dtype=torch.float32)
+    known = y_noisy != UNKNOWN
+    ids = label_ids(y_noisy)
+    data = item_data(unit(x[known]), list(y_noisy[known]), ids)
+    data.val = item_split(unit(xv), list(yv), ids)
+    assert data.kind == "items" and data.y.tolist() == [ids[v] for v in y_noisy[known]]
+    model = Projection(32, mode="symmetric")
+    state = fit(model, data, TrainConfig(pairs="-", out="-", epochs=60, patience=10, lr=1e-2, batch_size=256))
     with torch.no_grad():
-        z = model.project_queries(torch.as_tensor(xt / np.linalg.norm(xt, axis=1, keepdims=True),
-                                                  dtype=torch.float32)).numpy()
-    assert rec["val_map"] > rec["val_map_cosine"] and rec["best_epoch"] > 0
+        z = model.project_queries(unit(xt)).numpy()
+    history = state["history"]
+    assert state["best_epoch"] > 0 and max(r["val_map"] for r in history) > label_map(xv, yv, min_class=2)["map"]
     assert label_map(z, yt)["map"] > cos + 0.1
 
 
-def test_candidates_include_cosine_and_rank_by_validation():
-    x, y = clusters(400)
-    xv, yv = clusters(150, seed=1)
-    found = candidates(x, y, xv, yv, epochs=20, lr=1e-2, patience=5)
-    names = [c["name"] for c in found]
-    assert "cosine" in names and names[0] != "cosine" and len(names) == 3
-    assert [c["val"]["map"] for c in found] == sorted((c["val"]["map"] for c in found), reverse=True)
+def test_item_split_pairs_are_the_implied_pairs():
+    """Validation items imply every pair i < j (same label = 1); past max_pairs a seeded sample, never i == j."""
+    import torch
 
+    from projector.labelfit import item_split
+
+    x = torch.eye(6)
+    s = item_split(x, ["a", "a", "b", "b", "b", "new"], {"a": 0, "b": 1})
+    assert s.labels.tolist() == [0, 0, 1, 1, 1, 2]  # a label no train item has: a class of its own
+    a, b, same = s.pairs
+    assert len(same) == 15 and int(same.sum()) == 1 + 3
+    big = item_split(x, list("aabbbc"), {"a": 0, "b": 1}, max_pairs=7, seed=3)
+    assert len(big.pairs[2]) == 7 and not (big.pairs[0] == big.pairs[1]).all(dim=1).any()

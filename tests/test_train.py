@@ -246,7 +246,8 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
     from projector.fit import Data, Split
     from projector.metrics import calibration, sample_calibration_pairs
     from projector.projection import Projection
-    from projector.train import TrainConfig, calibrate
+    from projector.candidates import calibrate
+    from projector.train import TrainConfig
 
     g = torch.Generator().manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(400, 32, generator=g), dim=-1)
