@@ -6,7 +6,11 @@ JSON object per finished request (``make_record`` builds it, for both paths)::
     {"key": "qa:doc#0", <the job's ids>, "status": "ok" | "failed", "result": <parsed reply> | null,
      "raw": <reply text>, "attempts": 1, "invalid": 0, "faults": {"429": 1, ...},
      "usage": {"prompt_tokens": .., "completion_tokens": ..}, "partial": false, "error": null,
-     "model": "...", "time": 1700000000.0[, "via": "batch"]}
+     "model": "...", "time": 1700000000.0[, "seconds": 4.2][, "via": "batch"]}
+
+``time`` is when the request finished; ``seconds`` (live requests) how long it took from being sent to the
+last reply, re-asks included (with --concurrency above what the server decodes at once, that includes
+waiting at the server).
 
 The last record of a key wins. The log is the only source of truth of a run: the dataset is rebuilt from
 it, and a re-run resumes from it after a crash or Ctrl-C (a line cut short by a kill is dropped).
@@ -37,12 +41,14 @@ class Job:
 
 def make_record(job: Job, *, model: str, ok: bool, result: dict | None, raw: str | None, attempts: int, invalid: int,
                 faults: dict, prompt_tokens: int, completion_tokens: int, partial: bool, error: str | None,
-                via: str | None = None) -> dict:
+                via: str | None = None, seconds: float | None = None) -> dict:
     """The record of one finished request for ``job`` (its ``key`` and ``meta`` ids)."""
     rec = {"key": job.key, **job.meta, "status": "ok" if ok else "failed", "result": result, "raw": raw,
            "attempts": attempts, "invalid": invalid, "faults": faults,
            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
            "partial": partial, "error": error, "model": model, "time": round(time.time(), 3)}
+    if seconds is not None:
+        rec["seconds"] = round(seconds, 3)
     if via:
         rec["via"] = via
     return rec

@@ -90,17 +90,19 @@ async def _run_async(client, pending, done, records, cfg, label):
 
     async def one(job):
         async with sem:
-            return job, await client.ask(job.prompt, job.schema, job.validate, job.json_schema)
+            sent = time.monotonic()
+            res = await client.ask(job.prompt, job.schema, job.validate, job.json_schema)
+            return job, res, time.monotonic() - sent
 
     tasks = [asyncio.create_task(one(j)) for j in pending]
     bar = tqdm(total=len(pending), desc=label, unit="req", dynamic_ncols=True)
     try:
         for fut in asyncio.as_completed(tasks):
-            job, res = await fut
+            job, res, seconds = await fut
             rec = make_record(job, model=client.model, ok=res.ok, result=res.value.model_dump() if res.ok else None,
                               raw=res.raw, attempts=res.attempts, invalid=res.invalid, faults=res.faults,
                               prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
-                              partial=res.partial, error=res.error)
+                              partial=res.partial, error=res.error, seconds=seconds)
             records.append(rec)  # flushed + fsynced: a kill after this line loses nothing
             done[job.key] = rec
             tokens += res.prompt_tokens + res.completion_tokens

@@ -48,9 +48,10 @@ def test_v2_puts_everything_shared_first_and_the_passage_last(tmp_path):
     shared = common_prefix(sent)
     # What differs from one request to the next starts with the title: rules, forms and JSON form are shared.
     assert "Document title: " in shared and "Passage:" not in shared
-    assert "keyword query" in shared and "natural question" in shared and "statement" in shared
+    assert "keyword query" in shared and "question" in shared and "statement" in shared
     assert '{"questions":' in shared and "Write 3 different queries" in shared
-    assert all(p.endswith('"""\nYour 3 queries, as JSON only:\n') for p in sent)
+    assert all(p.endswith('"""\nYour 3 queries (keyword query, question, statement, in turn), as JSON only:\n')
+               for p in sent)
     check_output(tmp_path / "out", 5, 3)
 
 
@@ -229,3 +230,10 @@ def test_uniform_sample_only_grows():
     ids = [p.passage_id for p in uniform(items, 20, seed=0)]
     assert [p.passage_id for p in uniform(items, 5, seed=0)] == ids[:5]
     assert len(uniform(items, None, seed=0)) == 50
+
+
+def test_each_live_record_says_how_long_its_request_took(tmp_path):
+    with FakeOpenAI(delay=0.05) as srv:
+        generate(config(tmp_path, srv, max_passages=3, concurrency=1))
+    recs = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and all(0.05 <= r["seconds"] < 5 for r in recs)
