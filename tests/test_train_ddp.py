@@ -104,12 +104,14 @@ def _toy_problem(task):
         corpus = x(30)
         pos = torch.tensor([0, 2, 3, 0, 5, 7, 9, 11, 2, 13, 4])               # repeats: shared positives
         data = Data(corpus, x(11), pos, None, None)
-    else:
+    elif task == "pairs":
         data = Data(None, x(11), None, x(11), torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0]))
+    else:  # items: label ids, -1 unknown (in no pair); the batch's pairs span both ranks' shares
+        data = Data(None, x(11), None, None, torch.tensor([0, 1, 2, 0, 1, -1, 2, 0, 1, 1, 0]))
     return model, data, torch.tensor([3, 1, 4, 10, 5, 9, 2, 6, 8])             # a batch of 9: shares of 5 and 4
 
 
-@pytest.mark.parametrize("task", ["qa", "pairs"])
+@pytest.mark.parametrize("task", ["qa", "pairs", "items"])
 def test_distributed_step_has_the_one_process_gradient(tmp_path, task):
     """2 ranks, each with its share of a batch of 9 (5 + 4 rows): the summed loss and DDP's averaged gradients
     equal one process's loss and gradient of the whole batch (in-batch negatives gathered across ranks)."""
