@@ -59,7 +59,7 @@ def other_value(f: dataclasses.Field, annotation):
     if kind is int:
         return 7 if f.default is None else f.default + 3
     if kind is float:
-        return f.default + 0.25
+        return 0.25 if f.default is None else f.default + 0.25
     return f"value-of-{f.name}"
 
 
