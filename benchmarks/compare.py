@@ -5,6 +5,7 @@
     python benchmarks/compare.py --scaling                           # projector pairs/s at 10k, 100k, 1M pairs
     python benchmarks/compare.py faq-perl-debian --adapters          # -> benchmarks/results/adapters-NAME.{md,json}
     python benchmarks/compare.py --learning-curve nq-wiki --quick    # benchmarks/learning_curve.py run (issue 11)
+    python benchmarks/compare.py debian-pkgs                         # benchmarks/debian_pkgs.py (issue 10)
 
 Inputs per set: the real-query BEIR folder ``benchmark_dir(NAME)`` (corpus.jsonl, queries.jsonl,
 qrels/test.tsv: the *test*, never trained on) and the pairs folder ``benchmarks/pairs/NAME`` that
@@ -626,8 +627,10 @@ def main(argv=None) -> int:
     if argv[:1] == ["--child"]:
         _child_main(argv[1], argv[2])
         return 0
+    if argv[:1] == ["debian-pkgs"]:  # issue 10: the criterion benchmark, its own file (labelled items, not BEIR)
+        return _load("debian_pkgs").main(argv[1:])
     if "--learning-curve" in argv:  # issue 11 piece 6: its own file, whose `run` takes the other arguments
-        return _learning_curve().main(["run", *[a for a in argv if a != "--learning-curve"]])
+        return _load("learning_curve").main(["run", *[a for a in argv if a != "--learning-curve"]])
     p = argparse.ArgumentParser(prog="python benchmarks/compare.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = CompareConfig()
@@ -666,28 +669,18 @@ def main(argv=None) -> int:
     return 0
 
 
-def _learning_curve():
-    """benchmarks/learning_curve.py as a module (``--learning-curve``)."""
+def _load(name: str):
+    """benchmarks/NAME.py as module ``benchmarks_NAME`` (benchmarks/ is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("benchmarks_learning_curve", REPO / "benchmarks" / "learning_curve.py")
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["benchmarks_learning_curve"] = mod  # its dataclasses look their module up while it executes
+    sys.modules[f"benchmarks_{name}"] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-def _import_build():
-    """benchmarks/build.py as module ``benchmarks_build`` (benchmarks/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("benchmarks_build", REPO / "benchmarks" / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sys.modules["benchmarks_build"] = mod
-
-
-_import_build()
+_load("build")  # benchmark_dir and the builders, as benchmarks_build
 
 if __name__ == "__main__":
     raise SystemExit(main())
