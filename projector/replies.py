@@ -38,6 +38,10 @@ META_WORDING = (
 _META = re.compile(r"\b(" + "|".join(META_WORDING) + r")\b", re.I)
 # A question that ends on one of these was cut off mid-sentence.
 _DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
+# A question of at least COPY_MIN_WORDS words that is a stretch of the passage, or that shares COPY_RUN words in a
+# row with it, was copied (a sentence of the passage passed off as a query), whatever its punctuation and quotes.
+COPY_MIN_WORDS, COPY_RUN = 5, 10
+_WORD = re.compile(r"\w+")
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|q\d+[.:)]|question \d+[.:)])\s*", re.I)
 
 
@@ -46,7 +50,15 @@ def question_checker(passage: str, n: int, examples: tuple[str, ...] | list[str]
     preambles, meta wording (``META_WORDING``), cut-off, copied and duplicate questions, and copies of the
     style ``examples`` shown in the prompt; fewer than ``n`` usable is an ``InvalidReply`` (re-asked with the
     reasons named), carrying the usable ones as ``partial``."""
-    flat_passage = normalise_for_dedup(passage)
+    passage_words = _WORD.findall(passage.lower())
+    joined = f" {' '.join(passage_words)} "
+    runs = {tuple(passage_words[i:i + COPY_RUN]) for i in range(len(passage_words) - COPY_RUN + 1)}
+
+    def copied(q: str) -> bool:
+        words = _WORD.findall(q.lower())
+        return ((len(words) >= COPY_MIN_WORDS and f" {' '.join(words)} " in joined)
+                or any(tuple(words[i:i + COPY_RUN]) in runs for i in range(len(words) - COPY_RUN + 1)))
+
     flat_examples = {normalise_for_dedup(e).rstrip("?") for e in examples}
 
     def check(value: Questions) -> Questions:
@@ -65,7 +77,7 @@ def question_checker(passage: str, n: int, examples: tuple[str, ...] | list[str]
                 reasons.append(f"{q!r} is too short")
             elif not q.endswith("?") and q.split()[-1].lower() in _DANGLING:
                 reasons.append(f"{q[:50]!r} is cut off")
-            elif len(flat.split()) >= 5 and flat.rstrip("?") in flat_passage:
+            elif copied(q):
                 reasons.append(f"{q[:40]!r} copies the passage word for word")
             elif flat.rstrip("?") in flat_examples:
                 reasons.append(f"{q[:40]!r} copies an example query; write one about this passage")

@@ -48,10 +48,9 @@ def test_v2_puts_everything_shared_first_and_the_passage_last(tmp_path):
     shared = common_prefix(sent)
     # What differs from one request to the next starts with the title: rules, forms and JSON form are shared.
     assert "Document title: " in shared and "Passage:" not in shared
-    assert "keyword query" in shared and "question" in shared and "statement" in shared
+    assert "keyword queries" in shared and "natural questions" in shared and "statements" in shared
     assert '{"questions":' in shared and "Write 3 different queries" in shared
-    assert all(p.endswith('"""\nYour 3 queries (keyword query, question, statement, in turn), as JSON only:\n')
-               for p in sent)
+    assert all(p.endswith('"""\nYour 3 queries, as JSON only:\n') for p in sent)
     check_output(tmp_path / "out", 5, 3)
 
 
@@ -159,6 +158,20 @@ def test_meta_wording_is_refused(question):
 def test_the_same_words_about_the_thing_itself_are_kept(question, kept):
     check = question_checker("Dictionaries preserve insertion order.", 1)
     assert check(Questions(questions=[question])).questions == [kept or question]
+
+
+@pytest.mark.parametrize("copy", [
+    "Programmer's note: 'global' is a directive to the parser.",  # other quotes than the passage's
+    "global is a directive to the parser",
+    "Why: it applies only to code parsed at the same time as the global statement, they say",  # a 10-word run
+])
+def test_a_sentence_of_the_passage_is_refused_whatever_its_punctuation(copy):
+    passage = ("Programmer’s note: `global` is a directive to the parser. It applies only to code parsed at the "
+               "same time as the `global` statement.")
+    check = question_checker(passage, 1)
+    with pytest.raises(InvalidReply, match="copies the passage"):
+        check(Questions(questions=[copy]))
+    assert check(Questions(questions=["What does the global statement apply to?"])).questions
 
 
 def test_a_question_that_copies_an_example_is_refused():
