@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -107,6 +108,17 @@ class Data:
     def kind(self) -> str:
         """"qa", "pairs" or "items", read off which tensors are present."""
         return "qa" if self.pos is not None else "pairs" if self.b is not None else "items"
+
+
+def data_fingerprint(data: Data) -> str:
+    """Content key of the training inputs (train tensors and validation labels): a checkpoint made on other data
+    (a pairs folder that grew, another --max-items) is never resumed."""
+    h = hashlib.sha256()
+    for t in (data.corpus, data.q, data.pos, data.b, data.y):
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def primary_metric(data: Data) -> str:
@@ -288,7 +300,12 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
     anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n not in ("log_scale", "bias")}
     state = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "done": False}
     best_params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    if ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists():
+    fingerprint = data_fingerprint(data)
+    saved = ckpt_dir is not None and (ckpt_dir / "state.safetensors").exists()
+    if saved and checkpoint_data(ckpt_dir) not in (fingerprint, None):
+        log.warning("%s was trained on other data (the pairs changed): starting over", ckpt_dir)
+        saved = False  # the first epoch's checkpoint replaces it
+    if saved:
         state, best_params = load_checkpoint(ckpt_dir, model, opt, anchor, cfg)
         log.info("resuming after epoch %d (best %s %.4f)", state["epoch"], key, state["best"] or float("nan"))
     step = TrainStep(model)
@@ -341,7 +358,7 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
                       epoch, row["train_loss"], row["val_logloss"], row[key], "  *best" if better else "",
                       row["seconds"], key=key)
             if ckpt_dir is not None:
-                save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg)
+                save_checkpoint(ckpt_dir, model, opt, anchor, best_params, state, cfg, fingerprint)
             if on_epoch is not None:
                 on_epoch(state)
     bar.close()
@@ -362,7 +379,7 @@ def _decay_toward(model: Projection, anchor: dict[str, torch.Tensor], rate: floa
 # ---------------------------------------------------------------------------------------------- checkpoint
 
 
-def save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg) -> None:
+def save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg, data_key: str | None = None) -> None:
     """One safetensors file (weights, best weights, AdamW moments; loop state as JSON metadata), atomic."""
     from safetensors.torch import save
 
@@ -373,7 +390,7 @@ def save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg)
     for i, p in enumerate(model.parameters()):
         for k, v in opt.state.get(p, {}).items():
             t[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
-    meta = {"state": json.dumps(state), "config": cfg.fingerprint()}
+    meta = {"state": json.dumps(state), "config": cfg.fingerprint(), **({"data": data_key} if data_key else {})}
     # files.write_bytes: atomic and fsynced, mode per umask (save_file made 0600 files), a full disk is an OSError
     # naming this file (save_file's Rust writer raised a SafetensorError with the OS error as text), and the
     # temp file of a run killed mid-write is swept by the next write. Temp files of the save_file this replaces
@@ -382,6 +399,17 @@ def save_checkpoint(ckpt_dir: Path, model, opt, anchor, best_params, state, cfg)
         stale.unlink(missing_ok=True)
     write_bytes(ckpt_dir / "state.safetensors",
                 save({k: v.float().contiguous().cpu() for k, v in t.items()}, metadata=meta))
+
+
+def checkpoint_data(ckpt_dir: Path) -> str | None:
+    """The data fingerprint a checkpoint was saved with (None: unreadable, or saved before it was recorded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(ckpt_dir / "state.safetensors"), framework="pt") as f:
+            return (f.metadata() or {}).get("data")
+    except Exception:
+        return None  # load_checkpoint says what is wrong with it
 
 
 def load_checkpoint(ckpt_dir: Path, model, opt, anchor, cfg):

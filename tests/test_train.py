@@ -134,6 +134,22 @@ def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypa
         tr.train(pairs=str(qa_pairs), out=str(tmp_path / "cut"), **{**cfg, "lr": 1e-3})
 
 
+def test_a_checkpoint_on_other_data_is_trained_over_not_resumed(qa_pairs, tmp_path):
+    """Re-running into the same --out after the pairs changed (a folder that grew, another sample) trains on
+    the new pairs from scratch: the result equals a fresh run on them, not the old model."""
+    from safetensors.numpy import load_file
+
+    from projector.train import train
+
+    cfg = {**FAST, "epochs": 3}
+    fewer = make_qa_pairs(tmp_path / "fewer", ITEMS[2:])  # other train items
+    train(pairs=str(fewer), out=str(tmp_path / "same"), **cfg)
+    train(pairs=str(qa_pairs), out=str(tmp_path / "same"), **cfg)
+    train(pairs=str(qa_pairs), out=str(tmp_path / "fresh"), **cfg)
+    a, b = load_file(str(tmp_path / "same/model.safetensors")), load_file(str(tmp_path / "fresh/model.safetensors"))
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_negatives_never_include_the_positive():
     import torch
 
