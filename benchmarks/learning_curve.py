@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import io
 import json
 import sys
 import time
@@ -55,7 +56,7 @@ from projector import evaluate as E  # noqa: E402
 from projector import pairs as P  # noqa: E402
 from projector.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
 from projector.errors import DataError  # noqa: E402
-from projector.files import write_json, write_text  # noqa: E402
+from projector.files import write_bytes, write_json, write_text  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- the rows
 
@@ -380,9 +381,7 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
 
 
 def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
-    """Every row of one set: train, then score all of them with cosine in one evaluation of the test half."""
-    import projector
-
+    """Every row of one set: train, then score each against frozen cosine on the test half."""
     started = time.time()
     key = set_key(name)
     _, data, split = load_set(name)
@@ -402,20 +401,13 @@ def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
                       f"(trained {row['val_ndcg10_trained']}, cosine {row['val_ndcg10_cosine']}), {row['train_s']}s"
                       f"{' (reused)' if row.get('reused') else ''}", flush=True)
             rows.append(row)
-    emb = E.Embedder(None, 64)
-    scored = [E.Row("cosine", B.Cosine().fit(emb(data.corpus, None)), "baseline")] + \
-             [E.Row(r["name"], projector.load(r["model"]), "model") for r in rows if "model" in r]
-    rep = E.evaluate_retrieval(E.EvalConfig(bootstrap=cfg.bootstrap, seed=cfg.seed), test, scored, emb)
-    by = {x["name"]: x for x in rep["rows"]}
-    cos = by["cosine"]["metrics"]["ndcg@10"]
+    by, cos = score_rows(test, [r for r in rows if "model" in r], cfg)
     for r in rows:
         if r["name"] in by:
-            x, d = by[r["name"]], by[r["name"]]["delta_vs_cosine"]["ndcg@10"]
-            r |= {"ndcg10": round(x["metrics"]["ndcg@10"], 4), "delta": round(d["delta"], 4),
-                  "delta_ci95": [round(v, 4) for v in d["ci95"]],
-                  "gain_pct": round(100 * (x["metrics"]["ndcg@10"] / cos - 1), 2),
-                  "mrr10": round(x["metrics"]["mrr@10"], 4), "recall10": round(x["metrics"]["recall@10"], 4),
-                  "model": recorded(r["model"])}
+            x = by[r["name"]]
+            r |= {"ndcg10": round(x["ndcg@10"], 4), "delta": round(x["ndcg@10"] - cos, 4), "delta_ci95": x["ci95"],
+                  "gain_pct": round(100 * (x["ndcg@10"] / cos - 1), 2), "mrr10": round(x["mrr@10"], 4),
+                  "recall10": round(x["recall@10"], 4), "model": recorded(r["model"])}
     real_val, real_pool = real_order(split, cfg.val_queries, cfg.seed)
     return {"set": key, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "data": {"test_queries": len(test.queries), "corpus": len(data.corpus),
@@ -428,6 +420,44 @@ def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
             "llm_folders": folders, "cosine_ndcg10": round(cos, 4), "rows": rows,
             "curve": curve(rows, cfg.counts, cfg.recipes, round(cos, 4), list(folders)),
             "command": command(key, cfg, llm), "wall_s": round(time.time() - started, 1)}
+
+
+def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tuple[dict, float]:
+    """Each model's mean NDCG@10, MRR@10, Recall@10 on the test half and the paired bootstrap 95% CI of its
+    NDCG@10 difference to frozen cosine ({name: {...}}, cosine's NDCG@10): ``projector.evaluate``'s
+    RetrievalEvaluator and ``projector.metrics.bootstrap_ci``, as evaluate_retrieval computes them."""
+    import projector
+    from projector.encoder import encoder_identity
+    from projector.metrics import bootstrap_ci
+
+    emb = E.Embedder(None, 64)
+    ev = E.RetrievalEvaluator(emb(test.queries, None), emb(test.corpus, None), test.qrels)
+    key = hashlib.sha256(json.dumps([encoder_identity(None), test.queries, test.corpus_ids,
+                                     [sorted(r) for r in test.qrels]]).encode()).hexdigest()[:16]
+    base = ev.per_query(B.Cosine().fit(ev.corpus_emb))
+    out = {}
+    for r in rows:
+        pq = per_query_cached(ev, projector.load(r["model"]), Path(r["model"]), key)
+        diff = pq["ndcg@10"] - base["ndcg@10"]
+        out[r["name"]] = {**{m: float(pq[m].mean()) for m in ("ndcg@10", "mrr@10", "recall@10")},
+                          "ci95": [round(v, 4) for v in bootstrap_ci(diff, cfg.bootstrap, cfg.seed)]}
+    return out, float(base["ndcg@10"].mean())
+
+
+def per_query_cached(ev: E.RetrievalEvaluator, scorer, model_dir: Path, test_key: str) -> dict[str, np.ndarray]:
+    """``ev.per_query(scorer)``, kept beside the model (MODEL/test-half.npz), keyed on its weights and the test
+    set: ranking ~9k queries over 14k passages takes a minute a row on a busy CPU, and reruns add rows."""
+    key = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16] + test_key
+    path, meta = model_dir / "test-half.npz", model_dir / "test-half.json"
+    if path.is_file() and meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("key") == key:
+        with np.load(path, allow_pickle=False) as z:
+            return {m: z[m] for m in z.files}
+    pq = ev.per_query(scorer)
+    buf = io.BytesIO()
+    np.savez(buf, **pq)
+    write_bytes(path, buf.getvalue())
+    write_json(meta, {"key": key})
+    return pq
 
 
 def curve(rows: list[dict], counts, recipes, cos: float, labels: list[str]) -> dict:
