@@ -56,6 +56,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector import baselines as B  # noqa: E402
 from projector import evaluate as E  # noqa: E402
@@ -628,9 +630,9 @@ def main(argv=None) -> int:
         _child_main(argv[1], argv[2])
         return 0
     if argv[:1] == ["debian-pkgs"]:  # issue 10: the criterion benchmark, its own file (labelled items, not BEIR)
-        return _load("debian_pkgs").main(argv[1:])
+        return load("debian_pkgs").main(argv[1:])
     if "--learning-curve" in argv:  # issue 11 piece 6: its own file, whose `run` takes the other arguments
-        return _load("learning_curve").main(["run", *[a for a in argv if a != "--learning-curve"]])
+        return load("learning_curve").main(["run", *[a for a in argv if a != "--learning-curve"]])
     p = argparse.ArgumentParser(prog="python benchmarks/compare.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = CompareConfig()
@@ -669,18 +671,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _load(name: str):
-    """benchmarks/NAME.py as module ``benchmarks_NAME`` (benchmarks/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[f"benchmarks_{name}"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_load("build")  # benchmark_dir and the builders, as benchmarks_build
+load("build")  # benchmark_dir and the builders, as benchmarks_build
 
 if __name__ == "__main__":
     raise SystemExit(main())

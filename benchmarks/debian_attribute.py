@@ -26,7 +26,6 @@ The human labels are used only to score; nothing here feeds them to the LLM or t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -38,6 +37,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.corpus import read_jsonl  # noqa: E402
 from projector.errors import DataError, ProjectorError  # noqa: E402
@@ -45,13 +46,7 @@ from projector.files import write_text  # noqa: E402
 
 
 def _build():
-    """benchmarks/build.py as module ``benchmarks_build`` (benchmarks/ is not a package), as compare.py does."""
-    if "benchmarks_build" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("benchmarks_build", REPO / "benchmarks" / "build.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["benchmarks_build"] = mod
-    return sys.modules["benchmarks_build"]
+    return load("build")
 
 
 NAME = "debian-pkgs"

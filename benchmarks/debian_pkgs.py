@@ -30,7 +30,6 @@ Human labels are used only to score and for the ceiling row; no LLM prompt and n
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -42,6 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.files import write_text  # noqa: E402
 from projector.records import RecordLog  # noqa: E402
@@ -49,13 +50,7 @@ from projector.records import RecordLog  # noqa: E402
 
 def _attribute():
     """benchmarks/debian_attribute.py (corpus, label sets, label quality, the benchmark folder)."""
-    if "benchmarks_debian_attribute" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("benchmarks_debian_attribute",
-                                                      REPO / "benchmarks" / "debian_attribute.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks_debian_attribute"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["benchmarks_debian_attribute"]
+    return load("debian_attribute")
 
 
 CRITERIA = ("interface", "section")

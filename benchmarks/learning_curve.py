@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import io
 import json
 import sys
@@ -52,6 +51,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector import baselines as B  # noqa: E402
 from projector import cli  # noqa: E402
@@ -161,24 +162,11 @@ def test_half(data: E.RetrievalData, split: HalfSplit) -> E.RetrievalData:
 
 
 def _build_module():
-    """benchmarks/build.py as module ``benchmarks_build`` (benchmarks/ is not a package)."""
-    if "benchmarks_build" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("benchmarks_build", REPO / "benchmarks" / "build.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["benchmarks_build"] = mod
-    return sys.modules["benchmarks_build"]
+    return load("build")
 
 
 def _report_module():
-    """benchmarks/learning_curve_report.py (targets, markdown) as module ``learning_curve_report``."""
-    if "learning_curve_report" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("learning_curve_report",
-                                                      REPO / "benchmarks" / "learning_curve_report.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["learning_curve_report"] = mod
-    return sys.modules["learning_curve_report"]
+    return load("learning_curve_report")
 
 
 def set_folder(name: str) -> Path:
