@@ -94,6 +94,7 @@ class CurveConfig:
     bootstrap: int = 1000          # paired bootstrap resamples of Δ vs cosine
     seed: int = 0                  # the real rows' samples, train()'s seed, the bootstrap
     train_extra: dict = field(default_factory=dict)  # more train() options for every row (tests: fewer epochs)
+    llm_train_half_only: bool = False  # an LLM folder made from the whole corpus: keep its train-half part only
 
 # ---------------------------------------------------------------------------------------------- the split
 
@@ -263,19 +264,25 @@ def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], 
                                                "source": "real queries of train-half passages (learning_curve.py)"})
 
 
-def llm_rows(src: Path, train_ids: set[str], test_texts: set[str]) -> tuple[dict, list[Passage], dict]:
+def llm_rows(src: Path, train_ids: set[str], test_texts: set[str],
+             train_half_only: bool = False) -> tuple[dict, list[Passage], dict]:
     """An LLM pairs folder's manifest, passages and rows {train, validation}, checked against the split: its
-    passages must all be train-half (refused otherwise); rows whose query is a test-half query's text are dropped."""
+    passages must all be train-half (refused otherwise; with ``train_half_only``, a folder made from the whole
+    corpus keeps only its train-half passages and their rows); rows whose query is a test-half query's text are
+    dropped."""
     P.load_pairs(src)  # every check of the format
     manifest = P.read_manifest(src)
     passages = P.read_passages(src / P.PASSAGES)
+    if train_half_only:
+        passages = [p for p in passages if p.doc_id in train_ids]
     outside = sorted({p.doc_id for p in passages} - train_ids)
     if outside:
         raise DataError(f"{src}: {len(outside)} passages are not train-half passages of this set (e.g. "
                         f"{outside[:3]}); generate from the file `learning_curve.py corpus SET OUT.jsonl` writes")
     rows, dropped = {}, 0
     for split in ("train", "validation"):
-        kept = [{**r, "split": split} for r in P.load_split(src, split)]
+        kept = [{**r, "split": split} for r in P.load_split(src, split)
+                if not train_half_only or r["doc_id"] in train_ids]
         rows[split] = [r for r in kept if r["query"] not in test_texts]
         dropped += len(kept) - len(rows[split])
     return manifest, passages, {"rows": rows, "dropped_test_texts": dropped}
@@ -365,10 +372,10 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
             plans.append(("real", "real", n, folder, write_real_pairs(folder, data, passages, pool[:n], val), None))
             _check_clean(folder, test_texts, train_ids)
     for label, src in llm:
-        manifest, lpass, got = llm_rows(src, train_ids, test_texts)
+        manifest, lpass, got = llm_rows(src, train_ids, test_texts, cfg.llm_train_half_only)
         tr, va = got["rows"]["train"], got["rows"]["validation"]
         folders[label] = {"path": recorded(src), "train_pairs": len(tr), "validation_pairs": len(va),
-                          "dropped_test_texts": got["dropped_test_texts"],
+                          "dropped_test_texts": got["dropped_test_texts"], "train_half_only": cfg.llm_train_half_only,
                           **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")}}
         for n in cfg.counts:
             if n > len(tr):
@@ -483,6 +490,7 @@ def command(key: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
            "--recipes", ",".join(cfg.recipes), "--val-queries", str(cfg.val_queries), "--seed", str(cfg.seed)]
     run += ["--llm-pairs"] + [f"{key}{label[3:]}={recorded(src)}" for label, src in llm] if llm else []
     run += [] if cfg.real else ["--no-real"]
+    run += ["--llm-train-half-only"] if llm and cfg.llm_train_half_only else []
     return {"run": " ".join(run),
             "llm corpus": f"python benchmarks/learning_curve.py corpus {key} runs/learning-curve/{key}-train.jsonl",
             "style examples": f"python benchmarks/learning_curve.py examples {key} "
@@ -546,6 +554,9 @@ def main(argv=None) -> int:
     r.add_argument("--recipes", default=",".join(d.recipes), help=f"comma-separated, of {list(RECIPES)}")
     r.add_argument("--quick", action="store_true", help=f"counts {QUICK_COUNTS}, the first recipe only")
     r.add_argument("--no-real", action="store_true", help="skip the real-query reference rows")
+    r.add_argument("--llm-train-half-only", action="store_true",
+                   help="an --llm-pairs folder made from the whole corpus (today's committed pairs): use only its "
+                        "train-half passages and their questions, instead of refusing it")
     for name in ("val_queries", "threads", "bootstrap", "seed"):
         r.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     r.add_argument("--out", default=d.out)
@@ -571,7 +582,7 @@ def main(argv=None) -> int:
                 counts, recipes = list(QUICK_COUNTS), recipes[:1]
             run(CurveConfig(sets=a.sets, llm_pairs=a.llm_pairs, counts=counts, recipes=recipes, real=not a.no_real,
                             val_queries=a.val_queries, out=a.out, work=a.work, threads=a.threads,
-                            bootstrap=a.bootstrap, seed=a.seed))
+                            bootstrap=a.bootstrap, seed=a.seed, llm_train_half_only=a.llm_train_half_only))
 
     return cli.run(go, "learning-curve", argv)
 

@@ -146,3 +146,19 @@ def test_compare_dispatches_learning_curve(tiny, capsys):
     spec.loader.exec_module(compare)
     assert compare.main(["--learning-curve", str(tiny), "--recipes", "nope"]) == 2
     assert "--recipes: unknown ['nope']" in capsys.readouterr().err
+
+
+def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp_path):
+    """``--llm-train-half-only``: a folder generated from the whole corpus (today's committed pairs) gives its
+    train-half passages and their questions only, never a test-half passage or a question about one."""
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    train_ids = {data.corpus_ids[r] for r in split.train_passages}
+    everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
+    llm = make_llm_pairs(tmp_path / "llm", everything, n_train=20, n_val=5)
+    _, passages, got = lc.llm_rows(llm, train_ids, set(), train_half_only=True)
+    assert passages and {p.doc_id for p in passages} <= train_ids
+    rows = got["rows"]["train"] + got["rows"]["validation"]
+    assert rows and {r["doc_id"] for r in rows} <= train_ids
+    every = [r for s in ("train", "validation") for r in P.load_split(llm, s)]
+    assert len(rows) == sum(r["doc_id"] in train_ids for r in every) < len(every)
