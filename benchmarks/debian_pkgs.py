@@ -58,7 +58,8 @@ MODELS = Path("benchmarks") / "models"
 RESULTS = Path("benchmarks") / "results"
 ARTIFACT_FILES = ("model.safetensors", "projector.json", "train_log.jsonl", "config.json")
 MIN_CLASS = 10  # the protocol: classes with >= 10 items
-GAP_TARGET = 0.70  # the target: close >= 70% of the gap from cosine to the human-label ceiling
+GAP_TARGET = 0.70
+UNTRAINABLE: dict = {}  # (criterion, judge) -> train's one-line refusal, for the results  # the target: close >= 70% of the gap from cosine to the human-label ceiling
 
 
 def pairs_dir(criterion: str, judge: str) -> Path:
@@ -84,8 +85,16 @@ def ensure_model(criterion: str, judge: str, retrain: bool, log) -> Path | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         log(f"{criterion} {judge}: training from {src}")
-        subprocess.run([sys.executable, "-m", "projector.train", "--pairs", str(src), "--out", f"{tmp}/model",
-                        "--no-sentence-transformers", "--threads", "1"], cwd=REPO, check=True)
+        done = subprocess.run([sys.executable, "-m", "projector.train", "--pairs", str(src), "--out", f"{tmp}/model",
+                               "--no-sentence-transformers", "--threads", "1"], cwd=REPO, stderr=subprocess.PIPE,
+                               text=True)
+        if done.returncode == 2:  # a user error: the labels cannot train a map (e.g. one class); the row says so
+            why = done.stderr.strip().splitlines()[-1]
+            log(f"{criterion} {judge}: no model: {why}")
+            UNTRAINABLE[(criterion, judge)] = why
+            return None
+        if done.returncode:
+            raise RuntimeError(f"projector.train on {src} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         (REPO / dst).mkdir(parents=True, exist_ok=True)
         for name in ARTIFACT_FILES:
             if (Path(tmp) / "model" / name).is_file():
@@ -198,6 +207,7 @@ def run(criteria, retrain: bool, data: Path, out: Path, log=print) -> dict:
             pw = by_model.get(f"{c}-pairwise")
             entry["pairwise_map"] = pw["metrics"]["map"] if pw else None
             entry["pairwise_llm_calls"] = (entry["llm"]["pairwise"] or {}).get("llm_calls")
+            entry["untrainable"] = {j: UNTRAINABLE[(c, j)] for j in ("attribute", "pairwise") if (c, j) in UNTRAINABLE}
             if entry["projector_map"] is not None and ceil["map"] > cos:
                 entry["gap_closed"] = (entry["projector_map"] - cos) / (ceil["map"] - cos)
             entry["selected"] = {k: _selected(v) for k, v in models.items() if k.startswith(c)}
@@ -232,6 +242,11 @@ def targets(res: dict) -> list[dict]:
             lo = own["delta_map"]["ci95"][0]
             out.append({"target": f"{c}: the exported W beats cosine on its own criterion (95% CI of Δ above 0)",
                         "value": own["delta_map"]["delta"], "met": lo > 0})
+        if e["pairwise_map"] is None and "pairwise" in e.get("untrainable", {}) and p is not None:
+            out.append({"target": f"{c}: attribute beats pairwise at about equal LLM calls ({e['llm_calls']} vs "
+                                  f"{e['pairwise_llm_calls']}; pairwise labels train no model, so a user keeps "
+                                  f"cosine {e['cosine_map']:.3f})",
+                        "value": round(p - e["cosine_map"], 4), "met": p > e["cosine_map"]})
         if e["pairwise_map"] is not None and p is not None:
             out.append({"target": f"{c}: attribute beats pairwise at about equal LLM calls "
                                   f"({e['llm_calls']} vs {e['pairwise_llm_calls']})",
@@ -258,6 +273,8 @@ def markdown(res: dict) -> str:
         h = e["human_linear"]
         lines += [f"| human-label linear ceiling (reference: LDA on the human labels of {h['train_items']} train items, {h['train_classes']} classes of >= {MIN_CLASS}) | "
                   f"{_f(h['map'])} | {_f(h['p@10'])} | – | {h['map'] - e['cosine_map']:+.3f} |", ""]
+        for judge, why in e.get("untrainable", {}).items():
+            lines += [f"projector ({judge}): no model, `projector.train` refused its labels: {why}", ""]
         if e.get("gap_closed") is not None:
             lines += [f"projector (attribute) closes {100 * e['gap_closed']:.0f}% of the gap from cosine to the ceiling.", ""]
         lines += ["| LLM labels | calls | LLM wall s | s/call | item accuracy | pair agreement | always 'different' |",
