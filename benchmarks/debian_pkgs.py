@@ -83,22 +83,24 @@ def ensure_model(criterion: str, judge: str, retrain: bool, log) -> Path | None:
     if not finished(src):
         log(f"{criterion} {judge}: no finished pairs folder {src}; its row is missing")
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        log(f"{criterion} {judge}: training from {src}")
-        done = subprocess.run([sys.executable, "-m", "projector.train", "--pairs", str(src), "--out", f"{tmp}/model",
-                               "--no-sentence-transformers", "--threads", "1"], cwd=REPO, stderr=subprocess.PIPE,
-                               text=True)
-        if done.returncode == 2:  # a user error: the labels cannot train a map (e.g. one class); the row says so
-            why = done.stderr.strip().splitlines()[-1]
-            log(f"{criterion} {judge}: no model: {why}")
-            UNTRAINABLE[(criterion, judge)] = why
-            return None
-        if done.returncode:
-            raise RuntimeError(f"projector.train on {src} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        (REPO / dst).mkdir(parents=True, exist_ok=True)
-        for name in ARTIFACT_FILES:
-            if (Path(tmp) / "model" / name).is_file():
-                shutil.copyfile(Path(tmp) / "model" / name, REPO / dst / name)
+    log(f"{criterion} {judge}: training from {src}")
+    shutil.rmtree(REPO / dst, ignore_errors=True)  # --retrain: from scratch, not from an old folder
+    # Straight into the repo-relative folder (cwd REPO), so the committed config.json/projector.json name it,
+    # not a machine path; the resumable checkpoints are not part of the committed model.
+    done = subprocess.run([sys.executable, "-m", "projector.train", "--pairs", str(src), "--out", str(dst),
+                           "--no-sentence-transformers", "--threads", "1"], cwd=REPO, stderr=subprocess.PIPE,
+                          text=True)
+    if done.returncode == 2:  # a user error: the labels cannot train a map (e.g. one class); the row says so
+        why = done.stderr.strip().splitlines()[-1]
+        log(f"{criterion} {judge}: no model: {why}")
+        UNTRAINABLE[(criterion, judge)] = why
+        shutil.rmtree(REPO / dst, ignore_errors=True)  # no half-made model folder left behind
+        return None
+    if done.returncode:
+        raise RuntimeError(f"projector.train on {src} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    for extra in (REPO / dst).iterdir():
+        if extra.name not in ARTIFACT_FILES:
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     return dst
 
 

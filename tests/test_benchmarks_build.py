@@ -254,7 +254,7 @@ def test_committed_pairs_and_results_name_no_machine_paths():
     that made them; a pairs folder names its corpus where `python benchmarks/build.py NAME` writes it."""
     root = build.REPO_ROOT / "benchmarks"
     files = sorted((root / "pairs").glob("*/manifest.json")) + sorted((root / "pairs").glob("*/config.json")) \
-        + sorted((root / "results").glob("*.json"))
+        + sorted((root / "results").glob("*.json")) + sorted((root / "models").glob("*/*.json"))
     assert len(files) >= 2 * len(build.NAMES) + len(build.NAMES)
     for f in files:
         for s in _strings(json.loads(f.read_text(encoding="utf-8"))):
