@@ -221,8 +221,9 @@ def write_examples(name: str, out: Path, n: int) -> list[str]:
 
 
 def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:
-    """Content key of a training folder: its passages and its (query, passage, split) rows."""
-    body = json.dumps([fingerprint(passages), [(r["query"], r["passage_id"], r["split"]) for r in rows]])
+    """Content key of a training folder: its passages and its (query, passage, split[, judged negatives]) rows."""
+    body = json.dumps([fingerprint(passages), [(r["query"], r["passage_id"], r["split"], *(
+        [r["negatives"]] if "negatives" in r else [])) for r in rows]])
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
 """The ``projector`` command: one subcommand per pipeline stage.
 
     projector generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs --max-passages 60
+    projector teach --pairs runs/pairs --out runs/taught       # optional: the LLM grades them
     projector train --pairs runs/pairs --out runs/model
     projector evaluate --model runs/model --pairs runs/pairs
 
@@ -15,7 +16,7 @@ import sys
 import projector
 from projector.cli import Parser, UsageError
 
-STAGES = ("generate", "train", "evaluate")
+STAGES = ("generate", "teach", "train", "evaluate")
 
 
 def _overview() -> Parser:

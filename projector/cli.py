@@ -44,6 +44,7 @@ _OOM_HINT = {
              "the GPU ran out, or use fewer --encode-workers",
     "generate": "lower --concurrency, or use fewer --encode-workers (--task pairs embeds the corpus)",
     "evaluate": "lower --batch-size, or use fewer --encode-workers",
+    "teach": "lower --concurrency",
 }
 
 
@@ -194,7 +195,8 @@ def _kind(annotation) -> tuple[type, bool]:
 
 def parser(config_cls, *, prog: str, doc: str) -> Parser:
     """The argparse parser of a config dataclass: one flag per field, help from its ``option`` metadata."""
-    fields = dataclasses.fields(config_cls)
+    own = config_cls.__dict__.get("__annotations__", {})
+    fields = sorted(dataclasses.fields(config_cls), key=lambda f: f.name not in own)  # shared options last
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     p = Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                usage=" ".join(["%(prog)s", *(f"{flag_of(f)} {_metavar(f)}" for f in fields if f.name in required),

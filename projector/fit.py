@@ -1,5 +1,5 @@
 """The training loop and what it needs: the embedded inputs (``Data``, ``Split``), one batch's loss
-(``TrainStep``, ``batch_loss``), mined hard negatives, validation (``validate``, ``ndcg_at_10``,
+(``TrainStep``, ``batch_loss``), hard negatives (mined, or judged by ``projector.teach``), validation (``validate``, ``ndcg_at_10``,
 ``label_map_score``, ``primary_metric``) and the checkpoint a re-run resumes from (``save_checkpoint``,
 ``load_checkpoint``: checkpoint/state.safetensors).
 
@@ -103,6 +103,7 @@ class Data:
     b: torch.Tensor | None  # (n, d) pairs: text_b
     y: torch.Tensor | None  # (n,) pairs: labels 0/1; items: label ids 0..C-1 (-1 unknown: in no pair)
     val: Split | None = None
+    negatives: torch.Tensor | None = None  # (n, m) qa: corpus indices of judged hard negatives (-1 pads), teach's
 
     @property
     def kind(self) -> str:
@@ -114,7 +115,7 @@ def data_fingerprint(data: Data) -> str:
     """Content key of the training inputs (train tensors and validation labels): a checkpoint made on other data
     (a pairs folder that grew, another --max-items) is never resumed."""
     h = hashlib.sha256()
-    for t in (data.corpus, data.q, data.pos, data.b, data.y):
+    for t in (data.corpus, data.q, data.pos, data.b, data.y, data.negatives):
         if t is not None:
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -313,8 +314,8 @@ def fit(model: Projection, data: Data, cfg: FitSettings, ckpt_dir: Path | None =
         from torch.nn.parallel import DistributedDataParallel
 
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
-    hard = None
-    if cfg.hard_negatives and data.pos is not None:
+    hard = data.negatives  # judged by the LLM (projector.teach): they replace mined ones
+    if hard is None and cfg.hard_negatives and data.pos is not None:
         hard = mine_hard_negatives(data.q, data.pos, data.corpus, cfg.hard_negatives, cfg.hard_negative_margin)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     n = len(data.q)

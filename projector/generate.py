@@ -44,11 +44,13 @@ from projector.files import read_json, write_json
 from projector.llm import Judgement, Rewrite, load_prompt
 from projector.records import Job, RecordLog, finished
 from projector.replies import rewrite_checker
-from projector.runner import Endpoint, run_jobs
+from projector.runner import Endpoint, EndpointOptions, run_jobs
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(EndpointOptions):
+    """generate's options; the LLM endpoint's are ``projector.runner.EndpointOptions``."""
+
     corpus: str = option(help="JSONL/CSV/Parquet file, folder of .txt/.md files, or a saved datasets folder")
     out: str = option(help="output folder (created; re-running with the same settings resumes)")
     task: str = option("qa", choices=("qa", "pairs"),
@@ -97,24 +99,6 @@ class GenerateConfig:
     rewrite_prompt_file: str | None = option(None, help="override the rewrite prompt (string.Template with $text)")
     prompt_file: str | None = option(None, help="override the task prompt (string.Template with $passage, $title, "
                                                 "$n; $text_a, $text_b, $criterion)")
-    base_url: str | None = option(None, help="OpenAI-compatible endpoint (key in OPENAI_API_KEY); None: "
-                                             "OPENAI_BASE_URL, else the embedded llama.cpp server on 127.0.0.1")
-    model: str | None = option(None, help="model name at that endpoint")
-    local_model: str | None = option(None, help="embedded server: a known model name (qwen2.5-coder-1.5b-instruct, "
-                                                "qwen2.5-coder-0.5b-instruct) or a path to a .gguf file; None: "
-                                                "qwen2.5-coder-1.5b-instruct")
-    concurrency: int = option(4, help="requests in flight")
-    response_format: str = option("auto", choices=("auto", "json_object", "json_object+schema", "json_schema", "none"),
-                                  help="how replies are constrained to JSON; auto: json_object+schema on the "
-                                       "embedded server (grammar-constrained), json_object elsewhere")
-    timeout: float = option(120.0, help="seconds per request")
-    max_retries: int = option(6, help="transient faults (429/5xx/time-out/dropped connection) retried per request")
-    max_invalid: int = option(3, help="replies re-asked, with the error named, when not valid JSON or off-schema; "
-                                      "then the request is recorded as failed and the run goes on")
-    backoff: float = option(1.0, help="seconds before the first retry of a transient fault; doubles each time "
-                                      "(cap 30 s; a 429's Retry-After is honoured)")
-    temperature: float = option(0.7, help="sampling temperature of the LLM")
-    max_tokens: int = option(400, help="tokens per reply at most")
     validation_fraction: float = option(0.1, help="share of --split-by units in the validation split")
     test_fraction: float = option(0.1, help="share of --split-by units in the test split")
     split_by: str = option("passage", choices=("passage", "document"),

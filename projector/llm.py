@@ -87,6 +87,11 @@ class Rewrite(BaseModel):
     text: str
 
 
+class Relevance(BaseModel):
+    """A teacher's grade of how well a passage answers a query (``projector.teach``): 0 not at all .. 3 fully."""
+    score: int
+
+
 # ---------------------------------------------------------------------------------------------- the call
 
 

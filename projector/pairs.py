@@ -8,7 +8,8 @@
     PAIRS/dataset/               datasets.DatasetDict train/validation/test (``save_to_disk``), ``COLUMNS[layout]``
     PAIRS/parquet/<split>.parquet  the same splits as Parquet
 
-Layouts: "qa" (query -> passage rows), "pairs" (judged pairs, label 0/1) and "items" (task pairs judged with
+Layouts: "qa" (query -> passage rows; ``projector.teach`` adds the optional column ``negatives``, the passage
+ids the LLM judged not to answer the row's query), "pairs" (judged pairs, label 0/1) and "items" (task pairs judged with
 ``--judge attribute``: one row per item, ``id``, ``text``, ``label`` (a label name, ``UNKNOWN`` when the LLM
 was unsure), ``split``; the pairs are implied: two items with the same known label are similar).
 
@@ -48,6 +49,7 @@ COLUMNS = {"qa": ("query", "passage", "passage_id", "doc_id", "title", "question
 REQUIRED = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label"),  # what is read
             ITEMS: ("id", "text", "label")}
 _INTEGER_COLUMNS = {"qa": ("question_index",), "pairs": ("label",), ITEMS: ()}  # items: label names (strings)
+OPTIONAL = {"qa": ("negatives",)}  # written when the rows have them, read when the dataset has them (lists of ids)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -75,8 +77,9 @@ def write_dataset(rows: list[dict], out: Path, layout: str) -> None:
     import datasets
 
     datasets.disable_progress_bars()  # generate's own summary says what was written
-    columns = COLUMNS[layout]
-    features = datasets.Features({c: datasets.Value("int64" if c in _INTEGER_COLUMNS[layout] else "string")
+    columns = COLUMNS[layout] + tuple(c for c in OPTIONAL.get(layout, ()) if rows and c in rows[0])
+    features = datasets.Features({c: datasets.Sequence(datasets.Value("string")) if c in OPTIONAL.get(layout, ())
+                                  else datasets.Value("int64" if c in _INTEGER_COLUMNS[layout] else "string")
                                   for c in columns})
     splits = {}
     for split in SPLITS:
@@ -230,7 +233,8 @@ def load_pairs(path, items: bool = False) -> Pairs:
         if missing:
             raise DataError(f"{dpath}/{split}: missing column(s) {missing} for task {task!r} "
                             f"(has {dd[split].column_names})")
-        splits[split] = {c: list(dd[split][c]) for c in REQUIRED[task]}
+        present = [c for c in OPTIONAL.get(task, ()) if c in dd[split].column_names]
+        splits[split] = {c: list(dd[split][c]) for c in (*REQUIRED[task], *present)}
     for split in ("train", "validation"):
         if not splits[split][REQUIRED[task][0]]:
             raise DataError(f"{dpath}/{split} is empty; generate more pairs (or a larger validation fraction)")
@@ -257,10 +261,13 @@ def _check_rows(task: str, splits: dict, ids: set, dpath: Path) -> None:
     """qa: every passage_id is in passages.jsonl; pairs: labels are 0/1, both classes in train and validation."""
     for split, cols in splits.items():
         if task == "qa":
-            unknown = sorted({str(p) for p in cols["passage_id"]} - ids)
-            if unknown:
-                raise DataError(f"{dpath}/{split}: passage_id {unknown[:3]} not in passages.jsonl; "
-                                "the dataset and passages.jsonl must come from the same generate run")
+            for column in ("passage_id", "negatives"):
+                values = cols.get(column, [])
+                found = {str(p) for v in values for p in v} if column == "negatives" else {str(p) for p in values}
+                unknown = sorted(found - ids)
+                if unknown:
+                    raise DataError(f"{dpath}/{split}: {column} {unknown[:3]} not in passages.jsonl; "
+                                    "the dataset and passages.jsonl must come from the same run")
         else:
             labels = set(cols["label"])
             if not labels <= {0, 1}:

@@ -8,11 +8,38 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from projector.cli import option
 from projector.errors import ProjectorError
 from projector.llm import ChatClient, Questions, public_url
 from projector.records import Job, RecordLog, make_record
+
+
+@dataclass(kw_only=True)
+class EndpointOptions:
+    """The LLM endpoint's options, shared by every stage that calls one (generate, teach): where it is, how
+    many requests are in flight, how replies are constrained and retried."""
+
+    base_url: str | None = option(None, help="OpenAI-compatible endpoint (key in OPENAI_API_KEY); None: "
+                                             "OPENAI_BASE_URL, else the embedded llama.cpp server on 127.0.0.1")
+    model: str | None = option(None, help="model name at that endpoint")
+    local_model: str | None = option(None, help="embedded server: a known model name (qwen2.5-coder-1.5b-instruct, "
+                                                "qwen2.5-coder-0.5b-instruct) or a path to a .gguf file; None: "
+                                                "qwen2.5-coder-1.5b-instruct")
+    concurrency: int = option(4, help="requests in flight")
+    response_format: str = option("auto", choices=("auto", "json_object", "json_object+schema", "json_schema", "none"),
+                                  help="how replies are constrained to JSON; auto: json_object+schema on the "
+                                       "embedded server (grammar-constrained), json_object elsewhere")
+    timeout: float = option(120.0, help="seconds per request")
+    max_retries: int = option(6, help="transient faults (429/5xx/time-out/dropped connection) retried per request")
+    max_invalid: int = option(3, help="replies re-asked, with the error named, when not valid JSON or off-schema; "
+                                      "then the request is recorded as failed and the run goes on")
+    backoff: float = option(1.0, help="seconds before the first retry of a transient fault; doubles each time "
+                                      "(cap 30 s; a 429's Retry-After is honoured)")
+    temperature: float = option(0.7, help="sampling temperature of the LLM")
+    max_tokens: int = option(400, help="tokens per reply at most")
 
 
 class Endpoint:
@@ -27,8 +54,8 @@ class Endpoint:
             return self.client
         cfg = self.cfg
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-        if cfg.batch and not base_url:
-            if not (cfg.batch_file_only or cfg.batch_results):
+        if getattr(cfg, "batch", False) and not base_url:
+            if not (cfg.batch_file_only or cfg.batch_results):  # generate's --batch options
                 raise ProjectorError("--batch needs an endpoint with the Batch API (--base-url); the embedded server "
                                      "has none. For an offline runner use --batch --batch-file-only.")
             base_url = "http://127.0.0.1/v1"  # not contacted: the files are written / read locally
@@ -65,7 +92,7 @@ class Endpoint:
 def run_jobs(llm: Endpoint, jobs: list[Job], done: dict, records: RecordLog, cfg, label: str) -> None:
     """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
     pending = [j for j in jobs if j.key not in done]
-    if pending and cfg.batch:
+    if pending and getattr(cfg, "batch", False):
         from projector.batch import run_batch
 
         run_batch(llm.get(), jobs, done, records, cfg, Path(cfg.out), label)

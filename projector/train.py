@@ -107,7 +107,10 @@ class TrainConfig:
     identity_decay: float = option(0.0, help="decoupled decay toward the initial weights (identity), per step * lr")
     scale_init: float = option(20.0, help="initial logit scale s")
     bias_init: float = option(-10.0, help="initial logit bias b")
-    hard_negatives: int = option(0, help="qa: per query, nearest non-positive passages under the frozen encoder")
+    hard_negatives: int = option(0, help="qa: per query, nearest non-positive passages under the frozen encoder "
+                                         "(mined; a folder from projector teach brings judged ones instead)")
+    judged_negatives: bool = option(True, help="qa: train on the hard negatives projector teach judged, where the "
+                                               "pairs folder has them")
     hard_negative_margin: float = option(0.9, help="skip hard-negative candidates whose cosine to the positive "
                                                    "passage exceeds this (likely unlabelled positives)")
     random_negatives: int = option(0, help="qa: extra random passages per query and step")
@@ -137,6 +140,7 @@ class TrainConfig:
         """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
         skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs", "encode_workers",
                 "encode_devices", "mmap_embeddings",
+                "judged_negatives",  # the data's fingerprint holds the negatives themselves
                 "calibration_hard_negatives", "calibration_random_negatives"}  # after the loop: resume still fine
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -163,6 +167,8 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
         data = Data(corpus.to(device), e(tr["query"], cfg.query_template, "train-query").to(device),
                     torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None)
+        if cfg.judged_negatives and any(tr.get("negatives") or []):
+            data.negatives = negatives_index(tr["negatives"], index).to(device)
     else:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
                     e(tr["text_b"], cfg.document_template, "train-b").to(device),
@@ -174,6 +180,15 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
         sides["validation text_b"] = data.val.pairs[1]
     _check_finite(sides)
     return data
+
+
+def negatives_index(negatives: list[list[str]], index: dict[str, int]) -> torch.Tensor:
+    """The ``negatives`` column (passage ids per row) as (n, m) corpus indices, -1 where a row has fewer."""
+    m = max(len(v) for v in negatives)
+    out = torch.full((len(negatives), m), -1, dtype=torch.long)
+    for i, v in enumerate(negatives):
+        out[i, :len(v)] = torch.tensor([index[str(p)] for p in v], dtype=torch.long)
+    return out
 
 
 def _check_finite(sides: dict) -> None:

@@ -9,7 +9,7 @@ Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500",
 (JSON of the wrong shape), "preamble" (a preamble among the questions), "empty" (empty strings),
 "copy" (the passage copied verbatim), "meta" (a question about "this passage"), "snippet" (one about "the
 given code snippet"), for item labels
-"outside" (a value not in the label set) and "spelling" (the label in other words and case), and
+"outside" (a value not in the label set; for grades, 7) and "spelling" (the label in other words and case), and
 in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
 routes (a batch completes on its second status check). Run standalone (for subprocess tests):
 
@@ -95,6 +95,12 @@ class FakeOpenAI:
         if "Name the groups to use" in prompt:  # label-set proposal: the examples' first words
             firsts = [line[2:].split()[0].lower() for line in prompt.splitlines() if line.startswith("- ")]
             return json.dumps({"labels": sorted(set(firsts))})
+        if "You grade search results" in prompt:  # relevance teacher: 3 when the query names the passage's first word
+            passage = _passage(prompt)
+            query = re.search(r"\nQuery: (.*)\n", prompt).group(1).lower()
+            first = passage.split()[0].lower() if passage.split() else ""
+            score = 3 if first in re.findall(r"\w+", query) else 0
+            return json.dumps({"score": 7 if fault == "outside" else score})
         if "Are A and B similar" in prompt:
             a = re.search(r'Text A:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
             b = re.search(r'Text B:\n"""\n(.*?)\n"""', prompt, re.S).group(1)

@@ -14,9 +14,10 @@ import pytest
 
 from openai_server import FakeOpenAI
 from projector import __main__ as command
-from projector import cli, evaluate, generate, train
+from projector import cli, evaluate, generate, teach, train
 
-STAGES = {"generate": (generate, generate.GenerateConfig), "train": (train, train.TrainConfig),
+STAGES = {"generate": (generate, generate.GenerateConfig), "teach": (teach, teach.TeachConfig),
+          "train": (train, train.TrainConfig),
           "evaluate": (evaluate, evaluate.EvalConfig)}
 CONFIGS = [config for _, config in STAGES.values()]
 
@@ -142,7 +143,7 @@ def test_projector_help_lists_each_stage_with_one_line(capsys):
     assert command.main([]) == 2 and command.main(["fit"]) == 2
     assert [line for line in capsys.readouterr().err.splitlines()] == [
         "projector: error: the following arguments are required: STAGE (see projector --help)",
-        "projector: error: argument STAGE: invalid choice: 'fit' (choose from 'generate', 'train', 'evaluate') "
+        "projector: error: argument STAGE: invalid choice: 'fit' (choose from 'generate', 'teach', 'train', 'evaluate') "
         "(see projector --help)"]
 
 
