@@ -95,6 +95,7 @@ class CurveConfig:
     seed: int = 0                  # the real rows' samples, train()'s seed, the bootstrap
     train_extra: dict = field(default_factory=dict)  # more train() options for every row (tests: fewer epochs)
     llm_train_half_only: bool = False  # an LLM folder made from the whole corpus: keep its train-half part only
+    llm_real_validation: bool = False  # also every LLM folder validated on the real rows' queries ("LABEL+realval")
 
 # ---------------------------------------------------------------------------------------------- the split
 
@@ -255,14 +256,27 @@ def real_order(split: HalfSplit, val_queries: int, seed: int) -> tuple[list[int]
 def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], train_rows: list[int],
                      val_rows: list[int]) -> str:
     """A pairs folder of real queries: train = ``train_rows``, validation = ``val_rows`` (query rows of data)."""
-    by_id = {p.passage_id: p for p in passages}
-    rows = []
-    for split, queries in (("train", train_rows), ("validation", val_rows)):
-        for i in queries:
-            for r in sorted(data.qrels[i]):
-                rows += P.qa_rows(by_id[data.corpus_ids[r]], [data.queries[i]], split)
+    rows = real_query_rows(data, passages, train_rows, "train") + real_query_rows(data, passages, val_rows, "validation")
     return _write_folder(out, passages, rows, {"corpus": f"{data.name} train half",
                                                "source": "real queries of train-half passages (learning_curve.py)"})
+
+
+def real_query_rows(data: E.RetrievalData, passages: list[Passage], query_rows: list[int], split: str,
+                    by_doc: bool = False) -> list[dict]:
+    """qa rows of real queries (rows of ``data``) onto ``passages``, one per relevant passage. ``by_doc``: the
+    passages are a generate folder's (ids DOC#i; the set's passage is the first of its document), and a query
+    whose passage is not there is left out."""
+    index = {}
+    for p in passages:
+        index.setdefault(p.doc_id if by_doc else p.passage_id, p)
+    rows = []
+    for i in query_rows:
+        rel = [index.get(data.corpus_ids[r]) for r in sorted(data.qrels[i])]
+        if by_doc and not all(rel):
+            continue
+        for p in rel:
+            rows += P.qa_rows(p, [data.queries[i]], split)
+    return rows
 
 
 def llm_rows(src: Path, train_ids: set[str], test_texts: set[str],
@@ -372,12 +386,16 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
             folder = work / f"real-{n}"
             plans.append(("real", "real", n, folder, write_real_pairs(folder, data, passages, pool[:n], val), None))
             _check_clean(folder, test_texts, train_ids)
-    for label, src in llm:
+    val_rows = real_order(split, cfg.val_queries, cfg.seed)[0]
+    for label, src in [*llm, *((f"{lb}+realval", src) for lb, src in llm if cfg.llm_real_validation)]:
         manifest, lpass, got = llm_rows(src, train_ids, test_texts, cfg.llm_train_half_only)
         tr, va = got["rows"]["train"], got["rows"]["validation"]
+        if label.endswith("+realval"):  # the training signal alone: validated like the real rows, on real queries
+            va = real_query_rows(data, lpass, val_rows, "validation", by_doc=True)
         folders[label] = {"path": recorded(src), "train_pairs": len(tr), "validation_pairs": len(va),
                           "dropped_test_texts": got["dropped_test_texts"], "train_half_only": cfg.llm_train_half_only,
-                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")}}
+                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")},
+                          **{k: manifest[k] for k in ("teacher", "cost") if k in manifest}}  # projector teach's
         for n in cfg.counts:
             if n > len(tr):
                 plans.append((label, "llm", n, None, None, f"the folder has {len(tr)} train pairs"))
@@ -492,6 +510,7 @@ def command(key: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
     run += ["--llm-pairs"] + [f"{key}{label[3:]}={recorded(src)}" for label, src in llm] if llm else []
     run += [] if cfg.real else ["--no-real"]
     run += ["--llm-train-half-only"] if llm and cfg.llm_train_half_only else []
+    run += ["--llm-real-validation"] if llm and cfg.llm_real_validation else []
     return {"run": " ".join(run),
             "llm corpus": f"python benchmarks/learning_curve.py corpus {key} runs/learning-curve/{key}-train.jsonl",
             "style examples": f"python benchmarks/learning_curve.py examples {key} "
@@ -558,6 +577,10 @@ def main(argv=None) -> int:
     r.add_argument("--llm-train-half-only", action="store_true",
                    help="an --llm-pairs folder made from the whole corpus (today's committed pairs): use only its "
                         "train-half passages and their questions, instead of refusing it")
+    r.add_argument("--llm-real-validation", action="store_true",
+                   help="also run every LLM folder validated on the real rows' validation queries instead of its "
+                        "own synthetic split (row group LABEL+realval): the training signal without the noise of "
+                        "a few dozen synthetic validation queries")
     for name in ("val_queries", "threads", "bootstrap", "seed"):
         r.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     r.add_argument("--out", default=d.out)
@@ -583,7 +606,8 @@ def main(argv=None) -> int:
                 counts, recipes = list(QUICK_COUNTS), recipes[:1]
             run(CurveConfig(sets=a.sets, llm_pairs=a.llm_pairs, counts=counts, recipes=recipes, real=not a.no_real,
                             val_queries=a.val_queries, out=a.out, work=a.work, threads=a.threads,
-                            bootstrap=a.bootstrap, seed=a.seed, llm_train_half_only=a.llm_train_half_only))
+                            bootstrap=a.bootstrap, seed=a.seed, llm_train_half_only=a.llm_train_half_only,
+                            llm_real_validation=a.llm_real_validation))
 
     return cli.run(go, "learning-curve", argv)
 

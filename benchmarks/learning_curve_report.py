@@ -63,6 +63,50 @@ def _cell(r: dict | None) -> str:
     return "missing" if "ndcg10" not in r else f"{r['ndcg10']:.3f} ({r['gain_pct']:+.1f}%)"
 
 
+def _teacher_note(f: dict) -> str:
+    """A taught folder (``projector teach``): what the teacher did to it and what it cost."""
+    t, c, cost = f["teacher"], f["counts"], f["cost"]
+    return (f"; taught from {t['pairs']} (filter {'on' if t['filter'] else 'off'}, {t['candidates']} candidates a "
+            f"train query, keep score {t['keep_score']}): dropped {sum(c['dropped'].values())} queries, "
+            f"{c['negatives']} judged negatives, {c['false_negatives']} false negatives left out; "
+            f"{cost['calls']} LLM calls, {cost['llm_seconds']:.0f} s")
+
+
+def _pieces(f: dict | None, recipe: str) -> list[str]:
+    """The issue's pieces as a row of an LLM folder and a recipe has them: 1 query style, 2 teacher, 3 coverage,
+    5 the map (read off the folder's manifest and the recipe's name)."""
+    if f is None:
+        return ["real queries", "–", "–", recipe]
+    prompt = f.get("prompt_version") or ""
+    style = ("few-shot examples" if prompt.startswith("qa-examples") else "mixed forms (v2)" if prompt.startswith("qa.v2")
+             else "two questions (v1)" if prompt.startswith("qa.v1") else prompt or "?")
+    t = f.get("teacher")
+    teacher = ("off" if not t else " + ".join(x for x in ("filter" if t["filter"] else "",
+                                                          f"{t['candidates']} judged negatives" if t["candidates"]
+                                                          else "") if x))
+    sample = (f.get("settings") or {}).get("sample", "uniform")
+    return [style, teacher, sample, recipe]
+
+
+def ablation(s: dict) -> list[str]:
+    """The ablation table: every scored row with the pieces it has on, at the counts two or more LLM rows share."""
+    llm = [r for r in s["rows"] if r["source"] == "llm" and "ndcg10" in r]
+    counts = sorted({r["count"] for r in llm if sum(x["count"] == r["count"] for x in llm) >= 2})
+    if not counts:
+        return []
+    lines = ["", f"Ablation (issue 11's pieces on/off; the rows above at N = {', '.join(map(str, counts))}):", "",
+             "| N | row | 1 query style | 2 teacher | 3 passages | 5 map (recipe) | validated on | NDCG@10 | "
+             "Δ vs cosine [95% CI] |", "|---|---|---|---|---|---|---|---|---|"]
+    for n in counts:
+        for r in sorted((r for r in s["rows"] if r["count"] == n and "ndcg10" in r), key=lambda r: r["name"]):
+            f = s["llm_folders"].get(r["label"]) if r["source"] == "llm" else None
+            lo, hi = r["delta_ci95"]
+            val = "real queries" if r["source"] == "real" or r["label"].endswith("+realval") else "synthetic split"
+            lines.append(f"| {n} | {r['label']} | " + " | ".join(_pieces(f, r["recipe"])) + f" | {val}"
+                         + f" | {r['ndcg10']:.4f} | {r['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    return lines
+
+
 def markdown(res: dict) -> str:
     lines = ["# Learning curve: LLM-made vs real training queries (issue 11, piece 6)", "",
              "Each row is `projector.train` on N (query, passage) pairs of *train-half* passages, scored by "
@@ -110,7 +154,9 @@ def markdown(res: dict) -> str:
             lines += ["", f"`{label}`: {f['path']}, {f['train_pairs']} train / {f['validation_pairs']} validation "
                           f"pairs, model {f.get('model')}, prompt {f.get('prompt_version')}"
                           + (f"; {f['dropped_test_texts']} rows equal to a test query's text dropped"
-                             if f["dropped_test_texts"] else "")]
+                             if f["dropped_test_texts"] else "")
+                          + (_teacher_note(f) if "teacher" in f else "")]
+        lines += ablation(s)
         lines += ["", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in s["command"].items()] + [""]
     status = {True: "MET", False: "MISSED", None: "NOT MEASURED"}
     lines += ["## Targets", ""] + [f"- {status[t['met']]} ({t['set']}): {t['target']}: {t['detail']}"

@@ -66,15 +66,17 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(REPO / "runs" / "teacher-agreement"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--local-model", default=None)
+    ap.add_argument("--prompt-file", default=None, help="a grading prompt to try instead of the packaged one")
     a = ap.parse_args(argv)
     lc = load("learning_curve")
     _, data, split = lc.load_set(a.set)
     rows = sample_queries(split, a.queries)
-    work = Path(a.work) / lc.set_key(a.set)
+    work = Path(a.work) / (lc.set_key(a.set) + (f"-{Path(a.prompt_file).stem}" if a.prompt_file else ""))
     passages = lc.train_half_passages(data, split)
     lc.write_real_pairs(work / "pairs", data, passages, rows, rows[:2])  # validation: must not be empty
     m = teach(TeachConfig(pairs=str(work / "pairs"), out=str(work / "taught"), candidates=a.candidates,
-                          keep_score=a.keep_score, concurrency=1, timeout=600.0, local_model=a.local_model))
+                          keep_score=a.keep_score, concurrency=1, timeout=600.0, local_model=a.local_model,
+                          prompt_file=a.prompt_file))
     records = {}
     for line in (work / "taught" / "records.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
@@ -84,11 +86,13 @@ def main(argv=None) -> int:
               "model": m["model"], "prompt_version": m["prompt_version"], "cost": m["cost"],
               **agreement(records, data, rows, a.keep_score),
               "command": f"python benchmarks/teacher_agreement.py {a.set} --queries {a.queries} "
-                         f"--candidates {a.candidates} --keep-score {a.keep_score}"}
-    out = Path(a.out)
-    write_json(out / f"teacher-agreement-{result['set']}.json", result)
+                         f"--candidates {a.candidates} --keep-score {a.keep_score}"
+                         + (f" --prompt-file {a.prompt_file}" if a.prompt_file else "")}
+    out, name = Path(a.out), result["set"] + (f"-{Path(a.prompt_file).stem}" if a.prompt_file else "")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"teacher-agreement-{name}.json", result)
     g = result["grades"]
-    write_text(out / f"teacher-agreement-{result['set']}.md", "\n".join([
+    write_text(out / f"teacher-agreement-{name}.md", "\n".join([
         f"# LLM teacher vs people: {result['set']} ({result['model']}, prompt {result['prompt_version']})", "",
         f"`{result['command']}`", "",
         f"{a.queries} real train-half queries, each graded (0-3) against its relevant passage (people's label) and "

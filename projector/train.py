@@ -7,7 +7,8 @@
 Inputs: a pairs folder from ``projector.generate`` (manifest.json, passages.jsonl, dataset/ with
 train/validation/test). Task ``qa`` trains the asymmetric model on (query, passage) rows with in-batch
 negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
-against false negatives) and random negatives; task ``pairs`` trains the symmetric model on the labels.
+against false negatives) and random negatives; a folder from ``projector teach`` brings the hard negatives
+the LLM judged instead of mined ones (``--no-judged-negatives`` ignores them); task ``pairs`` trains the symmetric model on the labels.
 Layout ``items`` (``--judge attribute``: one label per item) trains the symmetric model with the sigmoid
 log-loss over every in-batch pair of items, similar when the labels agree (unknown items in no pair).
 

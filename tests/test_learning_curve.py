@@ -115,6 +115,7 @@ def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
     assert s["llm_folders"]["llm"]["train_pairs"] == 12 and "learning_curve.py run tiny" in s["command"]["run"]
     md = (tmp_path / "out" / "learning-curve.md").read_text()
     assert "## Targets" in md and "Missing rows (not faked)" in md and "the folder has 12 train pairs" in md
+    assert "Ablation (issue 11's pieces on/off" in md and "| 4 | llm:v2 | qa.test | off | uniform | issue | synthetic split |" in md
     assert {t["target"] for t in written["targets"]} >= {
         "llm gain over cosine >= real-query gain at every count (today recipe)",
         "no exported projection below cosine beyond noise (95% CI of Δ below 0)"}
@@ -162,3 +163,18 @@ def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp
     assert rows and {r["doc_id"] for r in rows} <= train_ids
     every = [r for s in ("train", "validation") for r in P.load_split(llm, s)]
     assert len(rows) == sum(r["doc_id"] in train_ids for r in every) < len(every)
+
+
+def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_path):
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}"], counts=[4], recipes=["today"], val_queries=4,
+                         out=str(tmp_path / "out"), work=str(tmp_path / "work"), bootstrap=20,
+                         llm_real_validation=True, train_extra={"epochs": 2, "patience": 2, "batch_size": 8})
+    s = lc.run(cfg)["sets"]["tiny"]
+    pairs = P.load_pairs(tmp_path / "work" / "tiny" / "pairs" / "llm+realval-4")
+    real_val = {data.queries[i] for i in lc.real_order(split, 4, 0)[0]}
+    assert set(pairs.splits["validation"]["query"]) == real_val          # the real rows' validation queries
+    assert all(q.startswith("llm question") for q in pairs.splits["train"]["query"])  # trained on LLM rows only
+    assert {r["label"] for r in s["rows"]} == {"real", "llm", "llm+realval"} and "--llm-real-validation" in s["command"]["run"]

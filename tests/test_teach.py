@@ -15,7 +15,7 @@ from projector.corpus import Passage
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json
 from projector.teach import TeachConfig, teach
-from projector.train import TrainConfig, embed_pairs
+from projector.train import TrainConfig, embed_pairs, train
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach", "plum", "quince"]
 SPLIT = {"apple": "train", "banana": "train", "cherry": "train", "grape": "train", "lemon": "train",
@@ -124,6 +124,8 @@ def test_train_uses_the_judged_negatives(tmp_path):
     assert [sorted(i for i in row.tolist() if i >= 0) for row in data.negatives] == want
     off = embed_pairs(pairs, TrainConfig(pairs=cfg.pairs, out=cfg.out, judged_negatives=False), torch.device("cpu"))
     assert off.negatives is None
+    summary = train(pairs=cfg.pairs, out=cfg.out, epochs=2, batch_size=4, sentence_transformers=False)
+    assert summary["selected"] and (tmp_path / "model" / "projector.json").is_file()
 
 
 def test_bad_inputs_are_one_clear_error(tmp_path, repo):
