@@ -77,14 +77,16 @@ def write_dataset(rows: list[dict], out: Path, layout: str) -> None:
     import datasets
 
     datasets.disable_progress_bars()  # generate's own summary says what was written
-    columns = COLUMNS[layout] + tuple(c for c in OPTIONAL.get(layout, ()) if rows and c in rows[0])
+    optional = tuple(c for c in OPTIONAL.get(layout, ()) if any(c in r for r in rows))  # a row without it: []
+    columns = COLUMNS[layout] + optional
     features = datasets.Features({c: datasets.Sequence(datasets.Value("string")) if c in OPTIONAL.get(layout, ())
                                   else datasets.Value("int64" if c in _INTEGER_COLUMNS[layout] else "string")
                                   for c in columns})
     splits = {}
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
-        splits[split] = datasets.Dataset.from_dict({c: [r[c] for r in part] for c in columns}, features=features)
+        splits[split] = datasets.Dataset.from_dict({c: [r.get(c, []) if c in optional else r[c] for r in part]
+                                                    for c in columns}, features=features)
     dd = datasets.DatasetDict(splits)
     tmp = out / f"{DATASET}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
