@@ -195,8 +195,8 @@ def _kind(annotation) -> tuple[type, bool]:
 
 def parser(config_cls, *, prog: str, doc: str) -> Parser:
     """The argparse parser of a config dataclass: one flag per field, help from its ``option`` metadata."""
-    own = config_cls.__dict__.get("__annotations__", {})
-    fields = sorted(dataclasses.fields(config_cls), key=lambda f: f.name not in own)  # shared options last
+    own = list(config_cls.__dict__.get("__annotations__", {}))  # the class's own fields, as declared, then shared ones
+    fields = sorted(dataclasses.fields(config_cls), key=lambda f: own.index(f.name) if f.name in own else len(own))
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     p = Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                usage=" ".join(["%(prog)s", *(f"{flag_of(f)} {_metavar(f)}" for f in fields if f.name in required),
