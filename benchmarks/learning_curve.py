@@ -306,12 +306,23 @@ def llm_rows(src: Path, train_ids: set[str], test_texts: set[str],
 # ---------------------------------------------------------------------------------------------- one row
 
 
+def training_code() -> str:
+    """Content key of the modules that decide what a row trains and exports: a finished model is reused only
+    while they are unchanged (an edited early stopping or selection rule retrains every row)."""
+    import projector
+
+    h = hashlib.sha256()
+    for name in ("train", "fit", "candidates", "projection", "pairs"):
+        h.update((Path(projector.__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def train_row(pairs_dir: Path, model_dir: Path, key: str, recipe: str, cfg: "CurveConfig") -> dict:
     """projector.train on a folder with a recipe; a finished model of the same content and options is reused."""
     from projector.train import train
 
     options = {**COMMON, **RECIPES[recipe], **cfg.train_extra, "threads": cfg.threads, "seed": cfg.seed}
-    spec = {"pairs": key, "options": options, "row_format": 2}
+    spec = {"pairs": key, "options": options, "row_format": 2, "code": training_code()}
     record = model_dir / "learning_curve.json"
     if (model_dir / "projector.json").is_file() and record.is_file():
         done = json.loads(record.read_text(encoding="utf-8"))

@@ -41,6 +41,10 @@ class EndpointOptions:
     temperature: float = option(0.7, help="sampling temperature of the LLM")
     max_tokens: int = option(400, help="tokens per reply at most")
 
+    # Not a field: live requests unless a stage declares the --batch options (generate does, as fields that
+    # shadow this), so that every config the runner reads answers ``cfg.batch``.
+    batch = False
+
 
 class Endpoint:
     """The configured endpoint, connected on first use: a finished run never starts the embedded server."""
@@ -54,7 +58,7 @@ class Endpoint:
             return self.client
         cfg = self.cfg
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-        if getattr(cfg, "batch", False) and not base_url:
+        if cfg.batch and not base_url:
             if not (cfg.batch_file_only or cfg.batch_results):  # generate's --batch options
                 raise ProjectorError("--batch needs an endpoint with the Batch API (--base-url); the embedded server "
                                      "has none. For an offline runner use --batch --batch-file-only.")
@@ -92,7 +96,7 @@ class Endpoint:
 def run_jobs(llm: Endpoint, jobs: list[Job], done: dict, records: RecordLog, cfg, label: str) -> None:
     """Send every job not yet done, `concurrency` at a time; record each result as it arrives."""
     pending = [j for j in jobs if j.key not in done]
-    if pending and getattr(cfg, "batch", False):
+    if pending and cfg.batch:
         from projector.batch import run_batch
 
         run_batch(llm.get(), jobs, done, records, cfg, Path(cfg.out), label)

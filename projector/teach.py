@@ -168,7 +168,10 @@ def _candidates(train_rows: list[dict], pairs, cfg: TeachConfig) -> list[list[st
     passage any row gives that query as its answer."""
     if not cfg.candidates or not train_rows:
         return [[] for _ in train_rows]
+    import torch
+
     from projector.embed import embed
+    from projector.fit import mine_hard_negatives
 
     corpus = embed(pairs.passage_texts, cfg.encoder, cache_dir=cfg.cache_dir)                  # (N, d)
     queries = embed([r["query"] for r in train_rows], cfg.encoder, cache_dir=cfg.cache_dir)   # (n, d)
@@ -176,15 +179,12 @@ def _candidates(train_rows: list[dict], pairs, cfg: TeachConfig) -> list[list[st
     for split_rows in pairs.splits.values():
         for q, pid in zip(split_rows["query"], split_rows["passage_id"]):
             answers.setdefault(q, set()).add(str(pid))
-    take = min(len(corpus), cfg.candidates + 8)
-    out = []
-    for start in range(0, len(queries), 1024):
-        sims = queries[start:start + 1024] @ corpus.T                                         # (c, N)
-        top = np.argsort(-sims, axis=1)[:, :take]
-        for row, idx in zip(train_rows[start:start + 1024], top):
-            own = answers[row["query"]]
-            out.append([pid for pid in (pairs.passage_ids[i] for i in idx) if pid not in own][:cfg.candidates])
-    return out
+    index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+    pos = torch.tensor([index[str(r["passage_id"])] for r in train_rows])
+    known = [{index[pid] for pid in answers[r["query"]]} for r in train_rows]
+    near = mine_hard_negatives(torch.as_tensor(queries), pos, torch.as_tensor(corpus), cfg.candidates,
+                               margin=None, known=known)                               # (n, candidates)
+    return [[pairs.passage_ids[i] for i in row if i >= 0] for row in near.tolist()]
 
 
 # ------------------------------------------------------------------------------------------------ rows

@@ -59,9 +59,9 @@ from projector.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json, write_text
 from projector.distributed import init_distributed, pick_device
-from projector.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, select,
+from projector.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, gate, select,
                                   trained_ranks, verdict)
-from projector.fit import Data, Split, fit, loop_defaults, ndcg_at_10, primary_metric, validate
+from projector.fit import Data, Split, fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
 from projector.labelfit import check_items, item_counts, item_data, item_split, known_items, label_ids, scoreable
 from projector.pairs import ITEMS, Pairs, has_test_rows, load_pairs
 from projector.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
@@ -115,6 +115,10 @@ class TrainConfig:
     hard_negative_margin: float = option(0.9, help="skip hard-negative candidates whose cosine to the positive "
                                                    "passage exceeds this (likely unlabelled positives)")
     random_negatives: int = option(0, help="qa: extra random passages per query and step")
+    select_confidence: float = option(0.95, help="a candidate replaces cosine only when the paired bootstrap CI "
+                                                 "of its validation gain, at this confidence, lies above 0 (on a "
+                                                 "few dozen validation queries one query ranked higher is not a "
+                                                 "gain); 0: the best validation mean wins")
     val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
     calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
                                                      "non-relevant passages per query")
@@ -142,7 +146,8 @@ class TrainConfig:
         skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs", "encode_workers",
                 "encode_devices", "mmap_embeddings",
                 "judged_negatives",  # the data's fingerprint holds the negatives themselves
-                "calibration_hard_negatives", "calibration_random_negatives"}  # after the loop: resume still fine
+                "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
+                "select_confidence"}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -319,6 +324,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
             return {"rank": ddp.rank, "exported": False}
     write_log(out, _log_rows(histories))
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
+    gate(metrics, {name: query_scores(m, data.val) for name, m in candidates.items()}, cfg.select_confidence,
+         cfg.seed)
     selected = select(metrics, key)
     scorers = dict(candidates)
     if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
@@ -429,6 +436,8 @@ def _check_config(cfg: TrainConfig) -> None:
                              ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
         if value is not None and value < low:  # None: the task's default (fit.LOOP_DEFAULTS)
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
+    if not 0 <= cfg.select_confidence < 1:
+        raise ProjectorError(f"--select-confidence must be in [0, 1), got {cfg.select_confidence}")
     if cfg.adapter_rank < 1 or cfg.stay_close < 0:
         raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
                              f"{cfg.stay_close}")

@@ -74,6 +74,8 @@ def test_end_to_end_beats_cosine_on_held_out_queries(qa_pairs, tmp_path):
     out = tmp_path / "model"
     summary = train(pairs=str(qa_pairs), out=str(out), **{**FAST, "sentence_transformers": True})
     assert summary["selected"] == "trained" and summary["warning"] is None
+    gain = summary["validation"]["trained"]["gain"]
+    assert gain["vs"] == "cosine" and gain["beyond_noise"] and gain["ci"][0] > 0 and gain["confidence"] == 0.95
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"epoch", "train_loss", "val_logloss", "val_ndcg@10", "lr", "seconds"} <= set(log[0])
     assert {"model.safetensors", "projector.json", "sentence-transformers"} <= {p.name for p in out.iterdir()}
@@ -176,6 +178,78 @@ def test_negatives_never_include_the_positive():
     assert labels[0, 3] and labels[3, 0]
     expected = sigmoid_loss(20 * zq @ zd.T - 10, labels)
     assert torch.allclose(batch_loss(TrainStep(model), data, idx, None, 0, g), expected)
+
+
+def test_known_answers_and_no_margin_in_the_nearest_others_search():
+    """teach's candidates: no near-duplicate guard (the LLM judges those), and no passage known to answer."""
+    import torch
+
+    from projector.fit import mine_hard_negatives
+
+    g = torch.Generator().manual_seed(1)
+    corpus = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=-1)
+    corpus[1] = corpus[0]
+    pos = torch.tensor([0, 5])
+    q = corpus[pos].clone()
+    near = mine_hard_negatives(q, pos, corpus, n=3, margin=None, known=[{4}, set()])
+    assert 1 in near[0].tolist()                              # the duplicate is a candidate now
+    assert 4 not in near[0].tolist() and 0 not in near[0].tolist()
+    scores = (q[1] @ corpus.T).tolist()
+    assert near[1].tolist() == sorted((i for i in range(30) if i != 5), key=lambda i: -scores[i])[:3]
+
+
+def test_a_tied_ranking_metric_is_broken_by_the_validation_loss():
+    """On a few dozen validation queries NDCG@10 stays put over small steps: the loss decides, so early
+    stopping does not end a run whose validation loss still falls (it used to stop after 6 steps)."""
+    from projector.fit import improves
+
+    key = "val_ndcg@10"
+    assert improves({key: 0.70, "val_logloss": 9.0}, key, 0.60, 1.0)          # the metric first
+    assert improves({key: 0.60, "val_logloss": 0.9}, key, 0.60, 1.0)          # tie: lower loss wins
+    assert not improves({key: 0.60, "val_logloss": 1.0}, key, 0.60, 1.0)
+    assert not improves({key: 0.59, "val_logloss": 0.1}, key, 0.60, 1.0)      # a worse metric never
+
+
+def test_the_data_fingerprint_covers_the_validation_split():
+    """A folder that grew keeps its first train pairs but not its validation queries: a checkpoint whose best
+    epoch was judged on the old ones is not resumed."""
+    import dataclasses
+
+    import torch
+
+    from projector.fit import Data, Split, data_fingerprint
+
+    g = torch.Generator().manual_seed(0)
+    corpus, q = torch.randn(6, 4, generator=g), torch.randn(3, 4, generator=g)
+    val = Split(q[:2], corpus, [{0}, {1}], pos=torch.tensor([0, 1]))
+    data = Data(corpus, q, torch.tensor([0, 1, 2]), None, None, val=val)
+    other = dataclasses.replace(data, val=dataclasses.replace(val, q=q[1:], pos=torch.tensor([1, 2])))
+    assert data_fingerprint(data) != data_fingerprint(other)
+    assert data_fingerprint(data) == data_fingerprint(dataclasses.replace(data))
+
+
+def test_a_validation_gain_within_noise_keeps_cosine_and_says_so():
+    """One of 36 validation queries ranked higher is luck, not a gain: cosine stays, the warning says why;
+    a gain on every query replaces it; --select-confidence 0 takes the best mean."""
+    from projector.candidates import gate, select, verdict
+
+    key = "val_ndcg@10"
+    cos = np.random.default_rng(0).uniform(0.2, 0.8, 36)
+    lucky, better = cos.copy(), cos + 0.05
+    lucky[0] += 0.4
+
+    def run(trained, confidence):
+        scores = {"cosine": cos, "closed-form": cos, "trained": trained}
+        metrics = {n: {key: float(v.mean())} for n, v in scores.items()}
+        gate(metrics, scores, confidence)
+        selected = select(metrics, key)
+        return selected, verdict(metrics, key, selected, "cosine"), metrics
+
+    selected, warning, metrics = run(lucky, 0.95)
+    assert selected == "cosine" and not metrics["trained"]["gain"]["beyond_noise"]
+    assert "within noise" in warning and "36 queries" in warning and "no candidate beat it" in warning
+    assert run(better, 0.95)[:2] == ("trained", None)
+    assert run(lucky, 0.0)[:2] == ("trained", None)
 
 
 def test_device_selection(monkeypatch):
@@ -286,3 +360,12 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
     assert fit["ece@15"] == pytest.approx(ece(), abs=1e-6)
     assert ece() < 0.05 < before
     assert torch.equal(model.W_q, W)
+
+
+def test_select_confidence_out_of_range_is_refused_before_any_work(qa_pairs, tmp_path):
+    from projector.errors import ProjectorError
+    from projector.train import train
+
+    with pytest.raises(ProjectorError, match=r"--select-confidence must be in \[0, 1\), got 1.0"):
+        train(pairs=str(qa_pairs), out=str(tmp_path / "m"), **{**FAST, "select_confidence": 1.0})
+    assert not (tmp_path / "m").exists()
