@@ -29,6 +29,10 @@ META_WORDING = (
     r"th(is|e) (text|document)(?! (of|in|file|files|mode|string|field|box|widget|editor|attribute|object|node|"
     r"element|root|type|encoding|format)\b)",
     r"this (function|method|class|code|module|program|script|example|section|article|passage|text|document)",
+    # what a package's description is about, as small models write on a domain corpus (debdesc): "What does
+    # this gem do?", "the primary goal of this package"
+    r"this (package|metapackage|library|gem|crate|tool|utility|plugin|extension|application|app|software|"
+    r"project|framework|font|collection|selection)s?",
     r"th(is|e) (given|provided|above|following|preceding|shown|attached) (code|snippet|code snippet|passage|text|"
     r"function|method|class|example|documentation|excerpt|paragraph|document|article)",
     r"according to (the|this) (given |provided |above )?" + _SOURCE,
@@ -36,6 +40,16 @@ META_WORDING = (
     r"who has not seen",
 )
 _META = re.compile(r"\b(" + "|".join(META_WORDING) + r")\b", re.I)
+# A short question about "it" that names nothing else ("How can it be used?", "What can you do with it?"): six
+# words at most, the pronoun among its last three. "is it safe to eat raw eggs" names its thing: kept.
+PRONOUNS = {"it", "they", "them"}
+
+
+def _names_nothing(q: str) -> bool:
+    words = _WORD.findall(q.lower())
+    return len(words) <= 6 and bool(PRONOUNS & set(words[-3:]))
+
+
 # A question that ends on one of these was cut off mid-sentence.
 _DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
 # A question of at least COPY_MIN_WORDS words that is a stretch of the passage, or that shares COPY_RUN words in a
@@ -73,6 +87,8 @@ def question_checker(passage: str, n: int, examples: tuple[str, ...] | list[str]
                 reasons.append(f"{q[:40]!r} is a preamble, not a question")
             elif m := _META.search(q) or _VAGUE_END.search(q):
                 reasons.append(f"{q[:50]!r} refers to the source ({m.group(0).strip(' ?.!')!r}); name the thing itself")
+            elif _names_nothing(q):
+                reasons.append(f"{q[:50]!r} names nothing but 'it'; name the thing itself")
             elif len(q.split()) < 2:
                 reasons.append(f"{q!r} is too short")
             elif not q.endswith("?") and q.split()[-1].lower() in _DANGLING:

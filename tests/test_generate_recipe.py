@@ -140,6 +140,8 @@ def test_prompt_version_v1_keeps_the_old_recipe_and_an_old_run_names_the_flag(tm
     "What does the above code print?",
     "Which module is discussed in this document?",
     "What does this code do?",
+    "What does this gem do?",
+    "What is the primary goal of this package?",
 ])
 def test_meta_wording_is_refused(question):
     check = question_checker("Dictionaries preserve insertion order.", 1)
@@ -147,7 +149,19 @@ def test_meta_wording_is_refused(question):
         check(Questions(questions=[question]))
 
 
+@pytest.mark.parametrize("question", ["How can it be used?", "What can you do with it?", "How does it work?",
+                                      "what is it used for"])
+def test_a_short_question_about_it_names_nothing(question):
+    check = question_checker("Dictionaries preserve insertion order.", 1)
+    with pytest.raises(InvalidReply, match="names nothing"):
+        check(Questions(questions=[question]))
+
+
 @pytest.mark.parametrize("question, kept", [
+    ("is it safe to eat raw eggs", None),
+    ("Does it report STs and reference genes?", None),
+    ("how long did it take to build the eiffel tower", None),
+    ("What is the gifshuffle package?", None),
     ("Return an instance of the FileInput class.", None),
     ("How do I read the text of a file?", None),
     ("when was the passage of the civil rights act", None),
