@@ -178,7 +178,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i} explains idea {i} in plain words. "
                                                                   f"A second sentence adds detail {i}."}) + "\n"
-                              for i in range(20)), encoding="utf-8")
+                              for i in range(60)), encoding="utf-8")
+    # 60 requests of 0.3 s: a loaded machine that wakes this loop late still finds the run going
     with FakeOpenAI(delay=0.3) as srv:
         proc = subprocess.Popen([script("projector"), "generate", "--corpus", str(corpus), "--id-field", "id", "--out",
                                  str(tmp_path / "out"), "--base-url", srv.base_url, "--model", "fake-model",
