@@ -178,12 +178,15 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i} explains idea {i} in plain words. "
                                                                   f"A second sentence adds detail {i}."}) + "\n"
-                              for i in range(60)), encoding="utf-8")
-    # 60 requests of 0.3 s: a loaded machine that wakes this loop late still finds the run going
+                              for i in range(20)), encoding="utf-8")
     with FakeOpenAI(delay=0.3) as srv:
         proc = subprocess.Popen([script("projector"), "generate", "--corpus", str(corpus), "--id-field", "id", "--out",
                                  str(tmp_path / "out"), "--base-url", srv.base_url, "--model", "fake-model",
-                                 "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                # Ctrl-C as a terminal sends it: a suite started in the background by a
+                                # non-interactive shell inherits SIGINT ignored, and Python then never raises
+                                # KeyboardInterrupt (the run went on to exit 0: the "flaky" failure)
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 240
         while time.time() < deadline and srv.requests < 2 and proc.poll() is None:
             time.sleep(0.05)
