@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from projector.files import write_json, write_text  # noqa: E402
 from projector.pairs import read_passages  # noqa: E402
-from projector.qa import qa_jobs, qa_prompt  # noqa: E402
+from projector.qa import QueryExamples, qa_jobs, qa_prompt  # noqa: E402
 
 COMMANDS = """\
 # one request at a time on one thread; the machine (2 cores) was shared with other jobs and, for the rows of the
@@ -55,12 +55,13 @@ def form(q: str) -> str:
 def prompts_of(run: Path, manifest: dict, records: list[dict]) -> list[str]:
     """The prompts the run sent, in the order sent, rebuilt from its passages and prompt version."""
     version = manifest["prompt_version"].split("@")[0].split(".")[-1]  # "qa.v2@..." -> "v2"
-    prompt = qa_prompt(None, version, manifest.get("query_examples"))
+    examples = QueryExamples.from_manifest(manifest)
+    prompt = qa_prompt(None, version, examples)
     if prompt.version != manifest["prompt_version"]:  # a --prompt-file run, or an edited prompt
         return []
     passages = {p.passage_id: p for p in read_passages(run / "passages.jsonl")}
     jobs = qa_jobs([passages[r["passage_id"]] for r in records], manifest["settings"]["questions_per_passage"],
-                   prompt, manifest.get("query_examples"))
+                   prompt, examples)
     return [j.prompt for j in jobs]
 
 

@@ -15,7 +15,8 @@ test-half query; every row is scored on the test-half queries against the whole 
 
 ``corpus SET OUT.jsonl`` writes the train-half passages (BEIR corpus rows ``_id``, ``title``, ``text``) as the
 corpus ``projector generate`` makes LLM questions from; ``examples SET OUT.txt --n 6`` writes a seeded handful
-of real train-half queries, one a line (style examples for generate's ``--query-examples``).
+of real train-half queries, one a line (style examples for generate's ``--query-examples``); ``OUT.jsonl``
+writes the same queries with the passage each finds (``{"query", "passage"}``: few-shot pairs, prompt qa-shots).
 
 ``run SETS``: rows at ``--counts`` (COUNTS) for each recipe of RECIPES, all through ``projector.train`` on
 pairs folders written with ``projector.pairs``' writers under ``--work`` (kept: a rerun trains only what
@@ -203,22 +204,25 @@ def write_corpus(name: str, out: Path) -> dict:
     return {"written": len(rows), **split.summary()}
 
 
-def example_queries(data: E.RetrievalData, split: HalfSplit, n: int, seed: int = EXAMPLES_SEED) -> list[str]:
-    """n real train-half queries, a seeded sample (one line each: inner line breaks become spaces)."""
+def example_queries(data: E.RetrievalData, split: HalfSplit, n: int, seed: int = EXAMPLES_SEED) -> list[tuple[str, str]]:
+    """n real train-half queries, a seeded sample (one line each: inner line breaks become spaces), each with the
+    text of its first relevant passage (corpus order)."""
     pick = np.random.default_rng(seed).permutation(len(split.train_queries))[:n]
-    return [" ".join(data.queries[split.train_queries[i]].split()) for i in pick]
+    queries = [split.train_queries[i] for i in pick]
+    return [(" ".join(data.queries[q].split()), data.corpus[min(data.qrels[q])]) for q in queries]
 
 
 def write_examples(name: str, out: Path, n: int) -> list[str]:
+    """OUT: the examples, one query a line, or for OUT.jsonl one ``{"query", "passage"}`` object a line."""
     _, data, split = load_set(name)
     if n < 1:
         raise DataError(f"--n must be >= 1, got {n}")
-    queries = example_queries(data, split, n)
-    write_text(out, "".join(q + "\n" for q in queries))
-    return queries
-
-
-# ---------------------------------------------------------------------------------------------- training folders
+    examples = example_queries(data, split, n)
+    if out.suffix == ".jsonl":
+        write_text(out, "".join(json.dumps({"query": q, "passage": p}, ensure_ascii=False) + "\n" for q, p in examples))
+    else:
+        write_text(out, "".join(q + "\n" for q, _ in examples))
+    return [q for q, _ in examples]
 
 
 def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:

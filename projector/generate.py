@@ -67,8 +67,10 @@ class GenerateConfig(EndpointOptions):
     questions_per_passage: int = option(2, help="qa: questions asked per passage (one request each: more per "
                                                 "request share the passage's prompt cost)")
     query_examples: str | None = option(None, help="qa: a file of 1-16 (best 4-8) real queries of your users, one a "
-                                                   "line (or JSON lines with a text or query field), shown to the "
-                                                   "LLM as style examples; None: a mix of query forms")
+                                                   "line (or JSON lines with a text or query field, and best a "
+                                                   "passage field: the passage the query finds), shown to the LLM "
+                                                   "as style examples (with passages: few-shot pairs, prompt "
+                                                   "qa-shots); None: a mix of query forms")
     prompt_version: str = option("v2", choices=qa.PROMPT_VERSIONS,
                                  help="qa: the packaged prompt; v2: a mix of query forms (keyword query, "
                                       "question, statement) or --query-examples' style, shared text first and "
@@ -188,7 +190,7 @@ def generate(config: GenerateConfig) -> dict:
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
     if examples:
-        manifest["query_examples"] = examples
+        manifest.update(examples.manifest_fields())
     if attr:
         manifest.update(attribute.manifest_fields(labels, rows, jobs, done))
     write_json(out / "manifest.json", manifest)

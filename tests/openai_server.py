@@ -30,8 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def _passage(prompt: str) -> str:
-    m = re.search(r'Passage:\n"""\n(.*?)\n"""', prompt, re.S)
-    return m.group(1) if m else prompt
+    found = re.findall(r'[Pp]assage:\n"""\n(.*?)\n"""', prompt, re.S)  # the last: few-shot passages come first
+    return found[-1] if found else prompt
 
 
 def _n(prompt: str) -> int:

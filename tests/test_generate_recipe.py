@@ -15,7 +15,7 @@ from projector import generate as generate_mod
 from projector.errors import ProjectorError
 from projector.generate import generate
 from projector.llm import InvalidReply, Questions, load_prompt
-from projector.qa import MAX_EXAMPLES, read_query_examples
+from projector.qa import MAX_EXAMPLES, MAX_SHOT_CHARS, QueryExamples, examples_fingerprint, read_query_examples
 from projector.replies import question_checker
 from projector.sampling import cover_order, uniform
 from test_generate import check_output, config
@@ -76,7 +76,45 @@ def test_query_examples_from_jsonl_text_or_query_field(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps({"text": "  first   query "}) + "\n\n" + json.dumps({"query": "second query", "id": 3})
                     + "\n", encoding="utf-8")
-    assert read_query_examples(path) == ["first query", "second query"]
+    assert read_query_examples(path) == QueryExamples(["first query", "second query"])
+
+
+def test_query_examples_without_passages_keep_the_fingerprint_runs_were_made_with():
+    # nq-wiki-v2 and debdesc-v2 (benchmarks/pairs) resume only while this stays sha256 of the queries' lines.
+    import hashlib
+    assert examples_fingerprint(QueryExamples(EXAMPLES)) == hashlib.sha256("\n".join(EXAMPLES).encode()).hexdigest()[:16]
+    assert examples_fingerprint(QueryExamples(EXAMPLES, ["a passage"] * 4)) != examples_fingerprint(QueryExamples(EXAMPLES))
+    assert examples_fingerprint(None) is None
+
+
+SHOTS = [("Gambas memcached client", "This component allows you to use memcached from Gambas programs."),
+         ("who won the 11th season of american idol?", "Phillip Phillips won the eleventh season of American Idol " * 30)]
+
+
+def write_shots(path, shots=SHOTS):
+    path.write_text("".join(json.dumps({"query": q, "passage": p}) + "\n" for q, p in shots), encoding="utf-8")
+    return path
+
+
+def test_query_examples_with_passages_are_few_shot_pairs_in_the_shared_prefix(tmp_path):
+    ex = read_query_examples(write_shots(tmp_path / "shots.jsonl"))
+    assert ex.queries == [q for q, _ in SHOTS] and ex.passages[0] == SHOTS[0][1]
+    long = ex.passages[1]  # cut at a word, marked, one paragraph
+    assert len(long) <= MAX_SHOT_CHARS + 2 and long.endswith(" …") and SHOTS[1][1].startswith(long[:-2])
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, max_passages=4, query_examples=str(tmp_path / "shots.jsonl")))
+    assert m["prompt_version"].startswith("qa-shots.v2@")
+    assert m["query_examples"] == ex.queries and m["query_example_passages"] == ex.passages
+    sent = prompts(srv)
+    shared = common_prefix(sent)
+    for q, p in zip(ex.queries, ex.passages):  # each pair whole, passage before its query, all shared
+        assert f'Passage:\n"""\n{p}\n"""\nA user\'s query: {q}' in shared
+    assert "New passage:" not in shared and all('New passage:\n"""' in p for p in sent)
+    check_output(tmp_path / "out", 4, 2)
+    # Other passages for the same queries are another run: a resume refuses them.
+    write_shots(tmp_path / "shots.jsonl", [(q, "Another passage entirely.") for q, _ in SHOTS])
+    with FakeOpenAI() as srv, pytest.raises(ProjectorError, match="query_examples differ"):
+        generate(config(tmp_path, srv, max_passages=4, query_examples=str(tmp_path / "shots.jsonl")))
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -85,6 +123,9 @@ def test_query_examples_from_jsonl_text_or_query_field(tmp_path):
     ("rows.jsonl", json.dumps({"question": "x"}) + "\n", "rows.jsonl:1: no query text in field text or query"),
     ("bad.jsonl", "{not json\n", "bad.jsonl:1: invalid JSON"),
     ("long.txt", "ok query\n" + "word " * 100 + "\n", "long.txt:2: an example of 499 characters"),
+    ("mixed.jsonl", json.dumps({"query": "q one", "passage": "p"}) + "\n" + json.dumps({"query": "q two"}) + "\n",
+     "mixed.jsonl:2: no 'passage' field, unlike the first example"),
+    ("blank.jsonl", json.dumps({"query": "q one", "passage": " "}) + "\n", "blank.jsonl:1: field 'passage' must be"),
     ("missing.txt", None, "no such file"),
 ])
 def test_a_bad_examples_file_exits_2_with_one_line(tmp_path, capsys, name, content, message):
