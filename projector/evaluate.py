@@ -10,7 +10,8 @@
 
 Inputs: trained projection folders (``--model``, repeatable: one row each), and either a pairs dataset
 (``--pairs``, from ``projector.generate``) or a BEIR folder (``--beir``: corpus.jsonl, queries.jsonl,
-qrels/test.tsv, real human queries). With both, the BEIR set is evaluated and the pairs' *train* split only
+qrels/test.tsv, real human queries), or your users' real queries against the pairs' passages (``--pairs DIR
+--queries FILE``: JSON lines of query and passage_id / passage_ids / doc_id, ``projector.realqueries``). With both, the BEIR set is evaluated and the pairs' *train* split only
 fits the closed-form baseline. ``--corpus`` replaces the pairs' retrieval corpus by a BEIR corpus.jsonl.
 Or, instead of both, labelled items (``--labelled FILE --label NAME``: JSONL of id, text, labels, optional split).
 
@@ -48,6 +49,7 @@ from projector.errors import ArtifactError, DataError
 from projector.metrics import (best_threshold, bootstrap_ci, bootstrap_stat_ci, calibration, pair_stat, reliability,
                                retrieval_metrics, sample_calibration_pairs)
 from projector.pairs import PASSAGES, load_split, read_manifest, read_passages
+from projector.realqueries import read_real_queries
 
 log = logging.getLogger("projector.evaluate")
 
@@ -62,6 +64,9 @@ class EvalConfig:
                                            "passages.jsonl")
     beir: str | None = option(None, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) to evaluate "
                                          "instead of the pairs split")
+    queries: str | None = option(None, help="your users' real queries: JSON lines of query and passage_id, "
+                                            "passage_ids or doc_id of --pairs' passages (projector.realqueries), "
+                                            "ranked against the pairs' corpus instead of the pairs split")
     encoder: str | None = option(None, help="encoder when no --model is given; None: the default encoder")
     out: str | None = option(None, help="output folder; None: MODEL/eval-SPLIT of the first model, or "
                                         "runs/eval-NAME")
@@ -101,6 +106,9 @@ def _check_config(cfg: EvalConfig) -> None:
                             f"{cfg.min_class}")
     elif cfg.label:
         raise DataError("--label applies to --labelled items only; give --labelled FILE")
+    if cfg.queries and (not cfg.pairs or cfg.beir or cfg.corpus or cfg.labelled):
+        raise DataError("--queries are ranked against --pairs' own passages: give --pairs DIR and none of --beir, "
+                        "--corpus, --labelled")
 
 
 RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
@@ -248,6 +256,16 @@ def load_qa(pairs: str, split: str, corpus: str | None) -> RetrievalData:
         raise DataError(f"no {split} query of {pairs} has its passage in the corpus; "
                         "--corpus must contain the pairs' passage_id values as '_id'")
     return RetrievalData(f"{Path(pairs).name}-{split}", list(rel), ids, texts, list(rel.values()))
+
+
+def load_real(pairs: str, queries: str) -> RetrievalData:
+    """``--queries``: the user's real queries (``projector.realqueries``) against the pairs folder's passages."""
+    passages = read_passages(Path(pairs) / PASSAGES)
+    if read_manifest(pairs)["task"] != "qa":
+        raise DataError(f"--queries rank passages: {pairs} is not a task qa folder")
+    real = read_real_queries(queries, passages)
+    return RetrievalData(f"{Path(queries).stem}", real.queries, [p.passage_id for p in passages],
+                         [p.text for p in passages], real.relevant)
 
 
 # ------------------------------------------------------------------------------------------- rows
@@ -421,13 +439,14 @@ def run(cfg: EvalConfig) -> dict:
     if cfg.labelled:
         return run_labelled(cfg)
     models, encoder = load_models(cfg.models, cfg.encoder)
-    if cfg.pairs and not cfg.beir and cfg.split == "train":
+    if cfg.pairs and not cfg.beir and not cfg.queries and cfg.split == "train":
         log.warning("evaluating on the train split: the models and the closed form were fitted on it, "
                     "so their numbers are optimistic; use --split test")
     emb = Embedder(encoder, cfg.batch_size)
     task = read_manifest(cfg.pairs)["task"] if cfg.pairs else "qa"
     if cfg.beir or task == "qa":
-        data = load_beir(cfg.beir) if cfg.beir else load_qa(cfg.pairs, cfg.split, cfg.corpus)
+        data = (load_beir(cfg.beir) if cfg.beir else load_real(cfg.pairs, cfg.queries) if cfg.queries
+                else load_qa(cfg.pairs, cfg.split, cfg.corpus))
         fit_texts = data.corpus
     else:
         fit_texts = [p.text for p in read_passages(Path(cfg.pairs) / PASSAGES)]   # the judged texts' corpus

@@ -63,7 +63,8 @@ from projector.candidates import (METRIC_NAMES, calibrate, closed_form_weights, 
                                   trained_ranks, verdict)
 from projector.fit import Data, Split, fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
 from projector.labelfit import check_items, item_counts, item_data, item_split, known_items, label_ids, scoreable
-from projector.pairs import ITEMS, Pairs, has_test_rows, load_pairs
+from projector.pairs import ITEMS, PASSAGES, Pairs, has_test_rows, load_pairs, read_passages
+from projector.realqueries import RealQueries, read_real_queries
 from projector.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
 
 log = logging.getLogger("projector.train")
@@ -119,6 +120,12 @@ class TrainConfig:
                                                  "of its validation gain, at this confidence, lies above 0 (on a "
                                                  "few dozen validation queries one query ranked higher is not a "
                                                  "gain); 0: the best validation mean wins")
+    validation_queries: str | None = option(None, help="qa: JSON lines of your users' real queries, each with the "
+                                                       "passages that answer it (query, and passage_id, "
+                                                       "passage_ids or doc_id of the pairs folder's passages): "
+                                                       "early stopping, selection and calibration use them instead "
+                                                       "of the folder's validation split, which the LLM wrote; "
+                                                       "None: that split")
     val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
     calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
                                                      "non-relevant passages per query")
@@ -147,7 +154,8 @@ class TrainConfig:
                 "encode_devices", "mmap_embeddings",
                 "judged_negatives",  # the data's fingerprint holds the negatives themselves
                 "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
-                "select_confidence"}
+                "select_confidence",
+                "validation_queries"}  # the data's fingerprint holds the validation queries themselves
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -165,7 +173,7 @@ def _embedder(cfg: TrainConfig):
     return e
 
 
-def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
+def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: RealQueries | None = None) -> Data:
     e = _embedder(cfg)
     tr = pairs.splits["train"]
     if pairs.task == "qa":
@@ -179,7 +187,8 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
                     e(tr["text_b"], cfg.document_template, "train-b").to(device),
                     torch.tensor(tr["label"], device=device))
-    data.val = retrieval_split(pairs, "validation", cfg, data.corpus, device)
+    data.val = (real_split(real, cfg, data.corpus, device) if real is not None else
+                retrieval_split(pairs, "validation", cfg, data.corpus, device))
     sides = {"train queries": data.q, "validation queries": data.val.q, "corpus passages": data.corpus,
              "train text_b": data.b}
     if data.val.pairs is not None:
@@ -222,6 +231,15 @@ def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Te
     q, docs, relevant = _pairs_retrieval(cols, a, b)
     return Split(q.to(device), docs.to(device), relevant,
                  pairs=(a.to(device), b.to(device), torch.tensor(cols["label"], device=device)))
+
+
+def real_split(real: RealQueries, cfg: TrainConfig, corpus: torch.Tensor, device) -> Split:
+    """``--validation-queries``: the user's real queries (``projector.realqueries``) ranked against the folder's
+    corpus, up to ``val_max_queries`` of them (seeded), in place of the validation split the LLM wrote."""
+    keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(real))[:cfg.val_max_queries])
+    q = _embedder(cfg)([real.queries[i] for i in keep], cfg.query_template, "real-validation-query")
+    return Split(q.to(device), corpus, [real.relevant[i] for i in keep],
+                 pos=torch.tensor([real.positives[i] for i in keep], device=device))
 
 
 def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -271,6 +289,11 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
     _check_task(cfg, pairs, mode)
+    real = (read_real_queries(cfg.validation_queries, read_passages(Path(cfg.pairs) / PASSAGES))
+            if cfg.validation_queries else None)  # a bad file stops here, before any embedding
+    if real is not None and (same := len(set(real.queries) & {" ".join(q.split()) for q in pairs.splits["train"]["query"]})):
+        log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
+                    "the map; hold them out", same, len(real), pairs.path)
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main
@@ -288,7 +311,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
-        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device)
+        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device, real)
     if ddp is not None and ddp.main:
         ddp.barrier()
     embed_seconds = time.time() - started
@@ -299,9 +322,12 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     fit_on = (data.corpus if data.corpus is not None else data.q if data.b is None else
               torch.cat([data.q, data.b])).cpu().numpy()
     dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
-    log.info("%s (%d train, %d validation %s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
+    validated_on = {"queries": len(data.val.q), "source": (
+        f"real queries ({cfg.validation_queries})" if cfg.validation_queries else "the pairs folder's validation split")}
+    log.info("%s (%d train, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
              "labelled items" if items else f"{pairs.task} pairs", len(data.q), len(data.val.q),
-             "items" if items else "queries", dim, rank, mode, device, embed_seconds)
+             "items" if items else "queries", f": {validated_on['source']}" if cfg.validation_queries else "",
+             dim, rank, mode, device, embed_seconds)
 
     candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
     candidates.update(closed_forms(data, dirs, mode, cfg.ridge, new))
@@ -355,7 +381,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     test = _test_metrics(pairs, cfg, data, scorers, device)
     history, epochs_run = histories["trained"], sum(len(h) for h in histories.values())
     summary = {
-        "selected": selected, "warning": warning, "validation": metrics, "baseline": baseline, "metric": key,
+        "selected": selected, "warning": warning, "validation": metrics, "validated_on": validated_on,
+        "baseline": baseline, "metric": key,
         "best_epoch": states["trained"]["best_epoch"], "epochs_run": len(history), "train_pairs": len(data.q),
         "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
         "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
@@ -402,6 +429,9 @@ def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
     """Settings that this folder's task cannot use: an error naming the flag, or a warning when harmless."""
     if cfg.query_only and mode != "asymmetric":
         raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
+    if cfg.validation_queries and pairs.task != "qa":
+        raise ProjectorError("--validation-queries are real queries with the passages that answer them: they "
+                             f"validate task qa; {pairs.path} is task {pairs.task} (its labels validate it)")
     if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
         log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
     if pairs.layout != ITEMS:
