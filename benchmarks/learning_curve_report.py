@@ -80,8 +80,10 @@ def _pieces(f: dict | None, recipe: str) -> list[str]:
     if f is None:
         return ["real queries", "–", "–", recipe]
     prompt = f.get("prompt_version") or ""
-    style = ("few-shot examples" if prompt.startswith("qa-examples") else "mixed forms (v2)" if prompt.startswith("qa.v2")
-             else "two questions (v1)" if prompt.startswith("qa.v1") else prompt or "?")
+    style = ("few-shot queries" if prompt.startswith("qa-examples") else
+             "few-shot passage+query pairs" if prompt.startswith("qa-shots") else
+             "mixed forms (v2)" if prompt.startswith("qa.v2") else
+             "two questions (v1)" if prompt.startswith("qa.v1") else prompt or "?")
     t = f.get("teacher")
     teacher = ("off" if not t else " + ".join(x for x in ("filter" if t["filter"] else "",
                                                           f"{t['candidates']} judged negatives" if t["candidates"]

@@ -13,7 +13,10 @@ last reply, re-asks included (with --concurrency above what the server decodes a
 waiting at the server).
 
 The last record of a key wins. The log is the only source of truth of a run: the dataset is rebuilt from
-it, and a re-run resumes from it after a crash or Ctrl-C (a line cut short by a kill is dropped).
+it, and a re-run resumes from it after a crash or Ctrl-C (a line cut short by a kill is dropped). A request
+that failed without any reply (``unanswered``: the endpoint was down, its transient faults ran out) is asked
+again by the next run: that was the server's failure, not the LLM's answer. One the LLM answered badly stays
+failed unless the run asks ``retry_failed``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ from pathlib import Path
 
 from projector.errors import DataError
 from projector.files import naming
+
+
+def unanswered(rec: dict) -> bool:
+    """A failed request that never got a reply: the endpoint's failure (connection, time-outs, 5xx ran out)."""
+    return rec["status"] == "failed" and rec.get("raw") is None and bool(rec.get("faults"))
 
 
 @dataclass
@@ -77,7 +85,8 @@ class RecordLog:
         self.path = path
 
     def load(self, retry_failed: bool = False) -> dict:
-        """key -> its last record; with ``retry_failed`` the failed ones are left out (asked again)."""
+        """key -> its last record; failed ones without a reply, and with ``retry_failed`` every failed one, are
+        left out (asked again)."""
         done: dict = {}
         if not self.path.exists():
             return done
@@ -94,7 +103,7 @@ class RecordLog:
                 raise DataError(f"{self.path}:{lineno}: corrupt record; remove that line to resume "
                                 "(its request will be sent again).") from None
             good_end += len(line)
-            if rec["status"] == "failed" and retry_failed:
+            if rec["status"] == "failed" and (retry_failed or unanswered(rec)):
                 done.pop(rec["key"], None)
             else:
                 done[rec["key"]] = rec

@@ -102,6 +102,22 @@ def test_a_request_that_never_validates_is_recorded_failed_and_the_run_goes_on(t
     check_output(tmp_path / "out", N_PASSAGES, 2)
 
 
+def test_a_request_the_endpoint_never_answered_is_asked_again_by_the_next_run(tmp_path):
+    # The server down (here: 5xx until the retries run out) is not the LLM's answer: a resume asks again,
+    # where a reply that never validated (above) waits for --retry-failed.
+    with FakeOpenAI(faults=["500"] * 7) as srv:
+        m = generate(config(tmp_path, srv, concurrency=1))
+    lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()
+    failed = [r for r in map(json.loads, lines) if r["status"] == "failed"]
+    assert m["counts"]["failed"] == 1 and failed[0]["raw"] is None and failed[0]["faults"] == {"500": 7}
+    assert failed[0]["key"] not in RecordLog(tmp_path / "out" / "records.jsonl").load()
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv))
+        assert srv.requests == 1
+    assert m["counts"]["failed"] == 0
+    check_output(tmp_path / "out", N_PASSAGES, 2)
+
+
 def test_client_errors_stop_with_a_clear_message(tmp_path):
     with FakeOpenAI(faults=["401"] * 100) as srv:
         m = generate(config(tmp_path, srv, concurrency=1, max_passages=2))
