@@ -11,8 +11,9 @@
 Inputs: trained projection folders (``--model``, repeatable: one row each), and either a pairs dataset
 (``--pairs``, from ``projector.generate``) or a BEIR folder (``--beir``: corpus.jsonl, queries.jsonl,
 qrels/test.tsv, real human queries), or your users' real queries against the pairs' passages (``--pairs DIR
---queries FILE``: JSON lines of query and passage_id / passage_ids / doc_id, ``projector.realqueries``). With both, the BEIR set is evaluated and the pairs' *train* split only
-fits the closed-form baseline. ``--corpus`` replaces the pairs' retrieval corpus by a BEIR corpus.jsonl.
+--queries FILE``: JSON lines of query and passage_id / passage_ids / doc_id, ``projector.realqueries``).
+With --pairs and --beir, the BEIR set is evaluated and the pairs' *train* split only fits the closed-form
+baseline. ``--corpus`` replaces the pairs' retrieval corpus by a BEIR corpus.jsonl.
 Or, instead of both, labelled items (``--labelled FILE --label NAME``: JSONL of id, text, labels, optional split).
 
 Work, every row through the same evaluator, on the same embeddings of the same encoder:
