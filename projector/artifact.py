@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import json
+import re
 from pathlib import Path
 
 from projector.errors import ArtifactError
@@ -143,7 +144,10 @@ def _field_problems(meta: dict) -> list[str]:
         problems.append(f"'encoder_source' must be a string or null, got {meta['encoder_source']!r}")
     if meta.get("rewrite") is not None and not isinstance(meta["rewrite"], dict):
         problems.append(f"'rewrite' must be an object or null, got {meta['rewrite']!r}")
+    # Present, 'files' must hold a real sha256: null or "" would switch the checksum off while looking kept
+    # (absent: an artifact written before checksums, loaded unchecked).
     files = meta.get("files")
-    if files is not None and not (isinstance(files, dict) and isinstance(files.get(MODEL_FILE), str)):
+    if "files" in meta and not (isinstance(files, dict) and isinstance(files.get(MODEL_FILE), str)
+                                and re.fullmatch(r"[0-9a-f]{64}", files[MODEL_FILE])):
         problems.append(f"'files' must hold the sha256 of model.safetensors, got {files!r}")
     return problems

@@ -175,6 +175,15 @@ FIELDS = ["format", "format_version", "encoder", "encoder_source", "dim", "rank"
           "training", "pairs", "sentence_transformers", "files"]
 
 
+@pytest.mark.parametrize("files", [None, {}, {"model.safetensors": ""}, {"model.safetensors": "abc"}, "x"])
+def test_a_files_field_that_would_switch_the_checksum_off_is_refused(artifacts, scratch, files):
+    # Found by the property below: "files": null loaded the weights unchecked.
+    path = scratch(artifacts["asymmetric"])
+    meta = json.loads((path / "projector.json").read_text())
+    (path / "projector.json").write_text(json.dumps({**meta, "files": files}))
+    assert outcome(path, "projector.json") == "refused"
+
+
 @SETTINGS
 @given(mode=st.sampled_from(["asymmetric", "symmetric"]),
        edits=st.lists(st.tuples(st.sampled_from(FIELDS + ["extra", "zzz"]),
