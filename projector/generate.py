@@ -154,7 +154,7 @@ def generate(config: GenerateConfig) -> dict:
     rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
     _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None,
-                  qa.examples_fingerprint(examples))
+                  examples.fingerprint() if examples else None)
 
     records = RecordLog(out / "records.jsonl")
     done = records.load(retry_failed=cfg.retry_failed)

@@ -120,11 +120,6 @@ def _shown(passage: str) -> str:
     return text[:MAX_SHOT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def examples_fingerprint(examples: QueryExamples | None) -> str | None:
-    """``QueryExamples.fingerprint``, None without examples (runs made before --query-examples still resume)."""
-    return examples.fingerprint() if examples else None
-
-
 def qa_prompt(prompt_file: str | None, version: str, examples: QueryExamples | None) -> Prompt:
     """The task prompt: the user's ``--prompt-file``, else the packaged one of ``version`` (with examples:
     ``qa-examples``, or ``qa-shots`` when they come with their passages); refuses examples that would not reach

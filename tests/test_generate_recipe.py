@@ -15,7 +15,7 @@ from projector import generate as generate_mod
 from projector.errors import ProjectorError
 from projector.generate import generate
 from projector.llm import InvalidReply, Questions, load_prompt
-from projector.qa import MAX_EXAMPLES, MAX_SHOT_CHARS, QueryExamples, examples_fingerprint, read_query_examples
+from projector.qa import MAX_EXAMPLES, MAX_SHOT_CHARS, QueryExamples, read_query_examples
 from projector.replies import question_checker
 from projector.sampling import cover_order, uniform
 from test_generate import check_output, config
@@ -82,9 +82,8 @@ def test_query_examples_from_jsonl_text_or_query_field(tmp_path):
 def test_query_examples_without_passages_keep_the_fingerprint_runs_were_made_with():
     # nq-wiki-v2 and debdesc-v2 (benchmarks/pairs) resume only while this stays sha256 of the queries' lines.
     import hashlib
-    assert examples_fingerprint(QueryExamples(EXAMPLES)) == hashlib.sha256("\n".join(EXAMPLES).encode()).hexdigest()[:16]
-    assert examples_fingerprint(QueryExamples(EXAMPLES, ["a passage"] * 4)) != examples_fingerprint(QueryExamples(EXAMPLES))
-    assert examples_fingerprint(None) is None
+    assert QueryExamples(EXAMPLES).fingerprint() == hashlib.sha256("\n".join(EXAMPLES).encode()).hexdigest()[:16]
+    assert QueryExamples(EXAMPLES, ["a passage"] * 4).fingerprint() != QueryExamples(EXAMPLES).fingerprint()
 
 
 SHOTS = [("Gambas memcached client", "This component allows you to use memcached from Gambas programs."),
