@@ -239,6 +239,14 @@ OOM_WRAPPER = textwrap.dedent("""
 """)
 
 
+def _default_thread_stacks():
+    """A thread's stack is sized by RLIMIT_STACK (glibc reads it at start): where that is 64 MiB or unlimited
+    (CI was), the first thread any library starts cannot get its stack within 80 MiB of headroom, and the run fails
+    there ("can't start new thread") before the allocation this test is about. The usual 8 MiB, in the child."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard), hard))
+
+
 @pytest.mark.stress
 def test_train_out_of_memory_says_what_to_lower_then_rerun_completes(train_reference, tmp_path, env):
     """80 MiB of headroom (the run itself needs ~40) and one (20, 5000, 384) float32 tensor of 154 MB:
@@ -248,7 +256,7 @@ def test_train_out_of_memory_says_what_to_lower_then_rerun_completes(train_refer
     args = ["--pairs", str(pairs), "--out", str(out), *TRAIN_ARGS, "--batch-size", "20", "--random-negatives",
             "5000", "--epochs", "2"]
     r = subprocess.run([sys.executable, "-c", OOM_WRAPPER, "80", *args], cwd=REPO, capture_output=True, text=True,
-                       env={**env, "OPENBLAS_NUM_THREADS": "1"}, timeout=600)
+                       env={**env, "OPENBLAS_NUM_THREADS": "1"}, timeout=600, preexec_fn=_default_thread_stacks)
     m = one_line_error(r, r"^projector\.train: error: out of memory \((?P<detail>.*)\): lower --batch-size, "
                           r"--random-negatives, --hard-negatives or --val-max-queries, use --device cpu if the GPU "
                           r"ran out, or use fewer --encode-workers; re-run the same command to resume \(nothing "
