@@ -18,9 +18,9 @@ Prompts (``qa_prompt``), packaged in ``projector/prompts``:
   once per request.
 
 Query examples (``read_query_examples`` -> ``QueryExamples``): a text file, one query a line (blank lines
-skipped), or a JSON-lines file (``.jsonl``/``.ndjson``/``.json``) whose objects hold the query in ``text`` or
-``query`` and, on every row or none, the passage it finds in ``passage`` (shown up to ``MAX_SHOT_CHARS``
-characters, cut at a word). 1 to ``MAX_EXAMPLES`` of them (4-8 work best); bad input is a ``DataError``
+skipped), or a JSON-lines file (``.jsonl``/``.ndjson``/``.json``) whose objects hold the query in ``query`` or
+``text`` (as in ``projector.realqueries``) and, on every row or none, the passage it finds in ``passage``
+(shown up to ``MAX_SHOT_CHARS`` characters, cut at a word). 1 to ``MAX_EXAMPLES`` of them (4-8 work best); bad input is a ``DataError``
 naming the file and line. A question that copies an example query is re-asked
 (``projector.replies.question_checker``).
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from projector.corpus import read_jsonl, read_lines
 from projector.errors import DataError, ProjectorError
 from projector.llm import Prompt, Questions, load_prompt
+from projector.realqueries import query_text
 from projector.records import Job
 from projector.replies import question_checker
 
@@ -45,7 +46,6 @@ PROMPT_VERSIONS = ("v1", "v2")  # packaged qa prompts; v2 is the default
 MAX_EXAMPLES = 16  # more is prompt cost on every request for little more style
 MAX_EXAMPLE_CHARS = 300  # a query, not a passage
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-QUERY_FIELDS = ("text", "query")
 PASSAGE_FIELD = "passage"
 MAX_SHOT_CHARS = 600  # of an example's passage: enough to show what a query finds; every request carries it
 
@@ -84,13 +84,11 @@ def read_query_examples(path) -> QueryExamples:
     if path.suffix.lower() in JSONL_SUFFIXES:
         found = []
         for where, row in read_jsonl(path, DataError):
-            field = next((f for f in QUERY_FIELDS if f in row), None)
-            if field is None or not isinstance(row[field], str):
-                raise DataError(f"{where}: no query text in field {' or '.join(QUERY_FIELDS)} (fields: {sorted(row)}).")
+            text = query_text(where, row)
             passage = row.get(PASSAGE_FIELD)
             if passage is not None and (not isinstance(passage, str) or not passage.strip()):
                 raise DataError(f"{where}: field {PASSAGE_FIELD!r} must be the passage's text, got {passage!r:.60}.")
-            found.append((where, row[field], passage))
+            found.append((where, text, passage))
     else:
         found = [(f"{path}:{lineno}", line, None) for lineno, line in read_lines(path, DataError)]
     queries, passages = [], []

@@ -26,7 +26,7 @@ from pathlib import Path
 from projector.corpus import Passage, read_jsonl
 from projector.errors import DataError
 
-QUERY_FIELDS = ("query", "text")
+QUERY_FIELDS = ("query", "text")  # also read by generate's --query-examples (projector.qa): one query format
 ID_FIELDS = ("passage_id", "passage_ids", "doc_id")
 
 
@@ -41,6 +41,14 @@ class RealQueries:
         return len(self.queries)
 
 
+def query_text(where: str, row: dict) -> str:
+    """The query a user typed, from a JSON row's "query" (or "text") field, whitespace collapsed ("" if blank)."""
+    field = next((f for f in QUERY_FIELDS if f in row), None)
+    if field is None or not isinstance(row[field], str):
+        raise DataError(f"{where}: no query text in field {' or '.join(QUERY_FIELDS)} (fields: {sorted(row)}).")
+    return " ".join(row[field].split())
+
+
 def read_real_queries(path, passages: list[Passage]) -> RealQueries:
     """The queries of ``path`` (the module docstring's format) against ``passages``: each id must be one of theirs."""
     path = Path(path)
@@ -53,10 +61,9 @@ def read_real_queries(path, passages: list[Passage]) -> RealQueries:
         rows_of_doc.setdefault(p.doc_id, []).append(i)
     found: dict[str, list[int]] = {}
     for where, row in read_jsonl(path, DataError):
-        field = next((f for f in QUERY_FIELDS if f in row), None)
-        text = " ".join(row[field].split()) if field and isinstance(row[field], str) else ""
+        text = query_text(where, row)
         if not text:
-            raise DataError(f"{where}: no query text in field {' or '.join(QUERY_FIELDS)} (fields: {sorted(row)}).")
+            raise DataError(f"{where}: field {next(f for f in QUERY_FIELDS if f in row)!r} is empty.")
         named = [f for f in ID_FIELDS if f in row]
         if len(named) != 1:
             raise DataError(f"{where}: give exactly one of {', '.join(ID_FIELDS)} (found {named or 'none'}).")

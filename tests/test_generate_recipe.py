@@ -119,7 +119,7 @@ def test_query_examples_with_passages_are_few_shot_pairs_in_the_shared_prefix(tm
 @pytest.mark.parametrize("name, content, message", [
     ("empty.txt", "\n  \n", "0 query examples; give 1 to 16"),
     ("many.txt", "".join(f"query number {i}\n" for i in range(MAX_EXAMPLES + 1)), "17 query examples; give 1 to 16"),
-    ("rows.jsonl", json.dumps({"question": "x"}) + "\n", "rows.jsonl:1: no query text in field text or query"),
+    ("rows.jsonl", json.dumps({"question": "x"}) + "\n", "rows.jsonl:1: no query text in field query or text"),
     ("bad.jsonl", "{not json\n", "bad.jsonl:1: invalid JSON"),
     ("long.txt", "ok query\n" + "word " * 100 + "\n", "long.txt:2: an example of 499 characters"),
     ("mixed.jsonl", json.dumps({"query": "q one", "passage": "p"}) + "\n" + json.dumps({"query": "q two"}) + "\n",
