@@ -20,8 +20,8 @@ Prompts (``qa_prompt``), packaged in ``projector/prompts``:
 Query examples (``read_query_examples`` -> ``QueryExamples``): a text file, one query a line (blank lines
 skipped), or a JSON-lines file (``.jsonl``/``.ndjson``/``.json``) whose objects hold the query in ``query`` or
 ``text`` (as in ``projector.realqueries``) and, on every row or none, the passage it finds in ``passage``
-(shown up to ``MAX_SHOT_CHARS`` characters, cut at a word). 1 to ``MAX_EXAMPLES`` of them (4-8 work best); bad input is a ``DataError``
-naming the file and line. A question that copies an example query is re-asked
+(shown up to ``MAX_SHOT_CHARS`` characters, cut at a word). 1 to ``MAX_EXAMPLES`` of them (4-8 work best);
+bad input is a ``DataError`` naming the file and line. A question that copies an example query is re-asked
 (``projector.replies.question_checker``).
 
     from projector.qa import qa_prompt, read_query_examples
