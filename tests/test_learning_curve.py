@@ -178,3 +178,30 @@ def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_pat
     assert set(pairs.splits["validation"]["query"]) == real_val          # the real rows' validation queries
     assert all(q.startswith("llm question") for q in pairs.splits["train"]["query"])  # trained on LLM rows only
     assert {r["label"] for r in s["rows"]} == {"real", "llm", "llm+realval"} and "--llm-real-validation" in s["command"]["run"]
+
+
+def _load_query_difficulty():
+    path = _PATH.parent / "query_difficulty.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_query_difficulty", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_query_difficulty_ranks_each_query_s_own_passage_under_cosine(tiny, tmp_path, capsys):
+    """The real encoder: a passage queried by its own text is 1st; asked for an unrelated passage it is not.
+    The table has the real train-half row and one row per LLM folder, with the folder's own train queries."""
+    qd = _load_query_difficulty()
+    data = E.load_beir(str(tiny))
+    corpus = qd.embed(data.corpus, None, show_progress=False)
+    texts = [data.corpus[3], data.corpus[3]]
+    r = qd.ranks(texts, [{3}, {20}], corpus)
+    assert r[0] == 1 and r[1] > 1 and r.dtype.kind == "i"
+    split = lc.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    out = tmp_path / "difficulty.md"
+    assert qd.main([str(tiny), str(llm), "--real", "10", "--out", str(out)]) == 0
+    table = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]   # past the header
+    assert [line.split(" | ")[0] for line in table] == ["| real train-half", "| llm (LLM, train split)"]
+    assert [int(line.split(" | ")[1]) for line in table] == [10, 12]    # --real 10; the folder's 12 train rows
+    assert out.read_text() in capsys.readouterr().out
