@@ -205,3 +205,31 @@ def test_query_difficulty_ranks_each_query_s_own_passage_under_cosine(tiny, tmp_
     assert [line.split(" | ")[0] for line in table] == ["| real train-half", "| llm (LLM, train split)"]
     assert [int(line.split(" | ")[1]) for line in table] == [10, 12]    # --real 10; the folder's 12 train rows
     assert out.read_text() in capsys.readouterr().out
+
+
+def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp_path):
+    """benchmarks/roundtrip_filter.py: the copy's train split is the questions whose own passage ranks <= K
+    (the real encoder's ranks), in order; validation as it was; the manifest says what was filtered."""
+    path = _PATH.parent / "roundtrip_filter.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_roundtrip_filter", path)
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    chunks = P.read_passages(llm / P.PASSAGES)
+    rows = []   # even: about its own passage's fruit; odd: about the next passage's (a question that misfits)
+    for k in range(16):
+        about = chunks[(k + k % 2) % len(chunks)].text.split()[1]
+        rows += P.qa_rows(chunks[k % len(chunks)], [f"where does {about} grow"], "train" if k < 12 else "validation")
+    P.write_dataset(rows, llm, "qa")
+    rank = rt.own_ranks(llm)
+    assert list(rank[::2]) == [1] * 6 and min(rank[1::2]) > 1                  # the real encoder's ranks
+    assert rt.main([str(llm), str(tmp_path / "out"), "--max-rank", "1,1000"]) == 0
+    before = P.load_pairs(llm).splits
+    for k in (1, 1000):
+        got = P.load_pairs(tmp_path / "out" / f"llm-rt{k}").splits
+        assert list(got["train"]["query"]) == [q for q, r in zip(before["train"]["query"], rank) if r <= k]
+        assert list(got["validation"]["query"]) == list(before["validation"]["query"])
+        manifest = json.loads((tmp_path / "out" / f"llm-rt{k}" / P.MANIFEST).read_text())
+        assert manifest["roundtrip_filter"]["max_rank"] == k
