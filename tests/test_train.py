@@ -252,6 +252,20 @@ def test_a_validation_gain_within_noise_keeps_cosine_and_says_so():
     assert run(lucky, 0.0)[:2] == ("trained", None)
 
 
+def test_at_a_lower_rank_the_export_is_compared_with_full_rank_cosine(qa_pairs, tmp_path):
+    """At rank k no candidate is cosine: the summary says how the exported map does against it on validation,
+    and warns when that is not a gain beyond noise (at rank 2 nothing can be; at rank 64 trained beats it)."""
+    from projector.train import train
+
+    low = train(pairs=str(qa_pairs), out=str(tmp_path / "k2"), **{**FAST, "rank": 2, "epochs": 1})
+    vs = low["validation"][low["selected"]]["gain_vs_cosine"]
+    assert vs["vs"] == "cosine" and not vs["beyond_noise"] and vs["queries"] == 5
+    assert f"at rank 2 the exported '{low['selected']}' does not beat full-rank cosine" in low["warning"]
+    good = train(pairs=str(qa_pairs), out=str(tmp_path / "k64"), **{**FAST, "rank": 64})
+    assert good["selected"].startswith("trained") and good["warning"] is None
+    assert good["validation"][good["selected"]]["gain_vs_cosine"]["beyond_noise"]
+
+
 def test_device_selection(monkeypatch):
     import torch
 
