@@ -409,7 +409,9 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
             va = real_query_rows(data, lpass, val_rows, "validation", by_doc=True)
         folders[label] = {"path": recorded(src), "train_pairs": len(tr), "validation_pairs": len(va),
                           "dropped_test_texts": got["dropped_test_texts"], "train_half_only": cfg.llm_train_half_only,
-                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")}}
+                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")},
+                          **({"roundtrip_filter": manifest["roundtrip_filter"]} if "roundtrip_filter" in manifest
+                             else {})}  # benchmarks/roundtrip_filter.py
         if "teacher" in manifest:  # a projector teach folder: the questions' recipe is its source's
             folders[label].update({k: manifest["source"].get(k) for k in ("prompt_version", "settings")},
                                   teacher_prompt=manifest["prompt_version"], teacher=manifest["teacher"],

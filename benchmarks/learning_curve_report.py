@@ -84,10 +84,10 @@ def _pieces(f: dict | None, recipe: str) -> list[str]:
              "few-shot passage+query pairs" if prompt.startswith("qa-shots") else
              "mixed forms (v2)" if prompt.startswith("qa.v2") else
              "two questions (v1)" if prompt.startswith("qa.v1") else prompt or "?")
-    t = f.get("teacher")
-    teacher = ("off" if not t else " + ".join(x for x in ("filter" if t["filter"] else "",
-                                                          f"{t['candidates']} judged negatives" if t["candidates"]
-                                                          else "") if x))
+    t, rt = f.get("teacher"), f.get("roundtrip_filter")
+    teacher = " + ".join(x for x in ("LLM filter" if t and t["filter"] else "",
+                                     f"{t['candidates']} judged negatives" if t and t["candidates"] else "",
+                                     f"cosine round-trip (rank <= {rt['max_rank']})" if rt else "") if x) or "off"
     sample = (f.get("settings") or {}).get("sample", "uniform")
     return [style, teacher, sample, recipe]
 
