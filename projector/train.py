@@ -350,8 +350,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
             return {"rank": ddp.rank, "exported": False}
     write_log(out, _log_rows(histories))
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
-    gate(metrics, {name: query_scores(m, data.val) for name, m in candidates.items()}, cfg.select_confidence,
-         cfg.seed)
+    val_scores = {name: query_scores(m, data.val) for name, m in candidates.items()}  # (m,) per query, each
+    gate(metrics, val_scores, cfg.select_confidence, cfg.seed)
     selected = select(metrics, key)
     scorers = dict(candidates)
     if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
@@ -369,8 +369,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     warning = verdict(metrics, key, selected, baseline)
     if rank != dim:  # at rank k nothing is cosine: say whether what is exported beats it (faq-perl-debian: a
         # pca-128 that tied cosine on 30 validation queries lost 1.5% NDCG@10 on the real ones)
-        vs = paired_gain(query_scores(scorers[selected], data.val), query_scores(scorers["cosine"], data.val),
-                         "cosine", cfg.select_confidence, cfg.seed)
+        vs = paired_gain(val_scores[selected], query_scores(scorers["cosine"], data.val), "cosine",
+                         cfg.select_confidence, cfg.seed)
         metrics[selected]["gain_vs_cosine"] = vs
         if not vs["beyond_noise"]:
             lower = (f"at rank {rank} the exported '{selected}' does not beat full-rank cosine on validation beyond "
