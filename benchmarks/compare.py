@@ -263,15 +263,12 @@ def subset_pairs(src: Path, dst: Path, rows: list[tuple[str, str]]) -> Path:
     """A pairs folder whose train split is ``rows`` (validation/test/passages as in SRC)."""
     import shutil
 
-    from datasets import DatasetDict, load_from_disk
-
-    dd = load_from_disk(str(src / P.DATASET))
-    keep = {r for r in rows}
-    idx = [i for i, (q, p) in enumerate(zip(dd["train"]["query"], dd["train"]["passage_id"])) if (q, str(p)) in keep]
+    keep = set(rows)
+    kept = [r for r in P.read_rows(src) if r["split"] != "train" or (r["query"], str(r["passage_id"])) in keep]
     dst.mkdir(parents=True, exist_ok=True)
     for f in (P.MANIFEST, P.PASSAGES):
         shutil.copy(src / f, dst / f)
-    DatasetDict({**dd, "train": dd["train"].select(idx)}).save_to_disk(str(dst / P.DATASET))
+    P.write_dataset(kept, dst, P.layout_of(P.read_manifest(src)))
     return dst
 
 

@@ -39,11 +39,10 @@ def own_ranks(folder: Path) -> np.ndarray:
 
 def write_filtered(folder: Path, out: Path, rank: np.ndarray, max_rank: int) -> int:
     """``out``: ``folder`` with the train questions ranked past ``max_rank`` left out; returns how many are kept."""
-    import datasets
-
-    dd = datasets.load_from_disk(str(folder / P.DATASET))
-    if len(dd["train"]) != len(rank):
-        raise RuntimeError(f"{folder}: {len(dd['train'])} train rows, {len(rank)} ranks")
+    rows = P.read_rows(folder)
+    n_train = sum(r["split"] == "train" for r in rows)
+    if n_train != len(rank):
+        raise RuntimeError(f"{folder}: {n_train} train rows, {len(rank)} ranks")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     for name in (P.PASSAGES, "config.json"):  # config.json: what a resume of generate would check
@@ -53,8 +52,8 @@ def write_filtered(folder: Path, out: Path, rank: np.ndarray, max_rank: int) -> 
     manifest["roundtrip_filter"] = {"source": folder.name, "max_rank": max_rank,
                                     "among": "the folder's passages, frozen cosine"}
     write_text(out / P.MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    rows = [dict(r) | {"split": split} for split in dd for i, r in enumerate(dd[split])
-            if split != "train" or rank[i] <= max_rank]
+    keep = iter(rank <= max_rank)  # train rows come in the order own_ranks ranked them
+    rows = [r for r in rows if r["split"] != "train" or next(keep)]
     P.write_dataset(rows, out, P.layout_of(manifest))
     return int((rank <= max_rank).sum())
 

@@ -15,7 +15,7 @@ was unsure), ``split``; the pairs are implied: two items with the same known lab
 
 This module owns that format: its version, the columns of each layout, writing (``qa_rows``/``pair_row``/
 ``item_row``, ``write_dataset``, ``write_passages``) and reading (``read_manifest``, ``layout_of``,
-``read_passages``, ``load_split``, ``load_pairs``, ``load_items``). Every problem with a folder is one
+``read_passages``, ``load_split``, ``load_pairs``, ``load_items``, ``read_rows``). Every problem with a folder is one
 DataError naming the file and what to do.
 
     from projector.pairs import load_pairs
@@ -187,6 +187,14 @@ def load_split(path, split: str):
     if len(dd[split]) == 0:
         raise DataError(f"split {split!r} of {dpath} is empty; generate more pairs or choose another split")
     return dd[split]
+
+
+def read_rows(path) -> list[dict]:
+    """Every row of PAIRS/dataset, split by split, each a dict of all its columns plus "split": the rows
+    ``write_dataset`` takes, so that a changed copy of a folder (a subset, a filtered train split) is written
+    by this module's one writer rather than by each tool through ``datasets``."""
+    dd = _open_dataset(path)
+    return [dict(row) | {"split": split} for split in SPLITS if split in dd for row in dd[split]]
 
 
 @dataclass

@@ -16,6 +16,7 @@ _spec.loader.exec_module(compare)
 
 from projector import baselines as B  # noqa: E402
 from projector import evaluate as E  # noqa: E402
+from projector import pairs as P  # noqa: E402
 
 D = 16
 
@@ -45,17 +46,18 @@ class Sigmoid:
 
 
 def make_pairs(root: Path, n_docs: int = 12) -> Path:
-    from datasets import Dataset, DatasetDict
+    """A qa pairs folder through the format's own writers: 8 train passages (3 questions each), 2 validation
+    and 2 test (2 each)."""
+    from projector.corpus import Passage
 
     root.mkdir(parents=True)
     (root / "manifest.json").write_text(json.dumps({"task": "qa", "corpus_fingerprint": "x"}))
-    (root / "passages.jsonl").write_text("".join(
-        json.dumps({"passage_id": f"d{i}#0", "doc_id": f"d{i}", "title": "", "text": f"passage about {i}"}) + "\n"
-        for i in range(n_docs)))
-    split = lambda ids, k: Dataset.from_dict({"query": [f"question {j} about {i}" for i in ids for j in range(k)],
-                                              "passage_id": [f"d{i}#0" for i in ids for _ in range(k)]})
-    DatasetDict({"train": split(range(0, 8), 3), "validation": split(range(8, 10), 2),
-                 "test": split(range(10, 12), 2)}).save_to_disk(str(root / "dataset"))
+    passages = [Passage(f"d{i}#0", f"d{i}", f"passage about {i}", title="") for i in range(n_docs)]
+    P.write_passages(passages, root / "passages.jsonl")
+    split = lambda i: "train" if i < 8 else "validation" if i < 10 else "test"
+    rows = [r for i, p in enumerate(passages)
+            for r in P.qa_rows(p, [f"question {j} about {i}" for j in range(3 if i < 8 else 2)], split(i))]
+    P.write_dataset(rows, root, "qa")
     return root
 
 

@@ -56,6 +56,21 @@ def test_qa_folder_round_trip(tmp_path):
     assert P.load_pairs(root).fingerprint == pairs.fingerprint  # the same folder, the same fingerprint
 
 
+def test_read_rows_gives_back_what_was_written_and_a_rewritten_subset_loads(tmp_path):
+    root, _, rows = write_folder(tmp_path / "qa")
+    read = P.read_rows(root)
+    assert read == [{c: r[c] for c in (*P.COLUMNS["qa"], "split")} for s in P.SPLITS for r in rows if r["split"] == s]
+    # a copy whose train split keeps one passage's questions, written by the format's own writer
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    shutil.copy(root / P.PASSAGES, sub / P.PASSAGES)
+    shutil.copy(root / P.MANIFEST, sub / P.MANIFEST)
+    P.write_dataset([r for r in read if r["split"] != "train" or r["passage_id"] == "d1#0"], sub, "qa")
+    pairs = P.load_pairs(sub)
+    assert pairs.splits["train"]["passage_id"] == ["d1#0", "d1#0"]
+    assert pairs.splits["validation"] == P.load_pairs(root).splits["validation"]
+
+
 def test_labelled_pairs_round_trip(tmp_path):
     root, _, rows = write_folder(tmp_path / "pairs", task="pairs")
     pairs = P.load_pairs(root)
