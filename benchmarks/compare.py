@@ -261,14 +261,9 @@ def train_pairs(pairs, limit: int | None, seed: int) -> list[tuple[str, str]]:
 
 def subset_pairs(src: Path, dst: Path, rows: list[tuple[str, str]]) -> Path:
     """A pairs folder whose train split is ``rows`` (validation/test/passages as in SRC)."""
-    import shutil
-
     keep = set(rows)
-    kept = [r for r in P.read_rows(src) if r["split"] != "train" or (r["query"], str(r["passage_id"])) in keep]
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in (P.MANIFEST, P.PASSAGES):
-        shutil.copy(src / f, dst / f)
-    P.write_dataset(kept, dst, P.layout_of(P.read_manifest(src)))
+    P.write_copy(src, dst, [r for r in P.read_rows(src)
+                            if r["split"] != "train" or (r["query"], str(r["passage_id"])) in keep])
     return dst
 
 

@@ -12,7 +12,6 @@ keeps only those questions (validation and test untouched, the manifest says wha
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from query_difficulty import ranks  # noqa: E402
 from projector import pairs as P  # noqa: E402
 from projector.embed import embed  # noqa: E402
-from projector.files import write_text  # noqa: E402
 
 
 def own_ranks(folder: Path) -> np.ndarray:
@@ -43,18 +41,12 @@ def write_filtered(folder: Path, out: Path, rank: np.ndarray, max_rank: int) -> 
     n_train = sum(r["split"] == "train" for r in rows)
     if n_train != len(rank):
         raise RuntimeError(f"{folder}: {n_train} train rows, {len(rank)} ranks")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    for name in (P.PASSAGES, "config.json"):  # config.json: what a resume of generate would check
-        if (folder / name).is_file():
-            shutil.copy(folder / name, out / name)
     manifest = P.read_manifest(folder)
     manifest["roundtrip_filter"] = {"source": folder.name, "max_rank": max_rank,
                                     "among": "the folder's passages, frozen cosine"}
-    write_text(out / P.MANIFEST, json.dumps(manifest, indent=1) + "\n")
     keep = iter(rank <= max_rank)  # train rows come in the order own_ranks ranked them
-    rows = [r for r in rows if r["split"] != "train" or next(keep)]
-    P.write_dataset(rows, out, P.layout_of(manifest))
+    shutil.rmtree(out, ignore_errors=True)
+    P.write_copy(folder, out, [r for r in rows if r["split"] != "train" or next(keep)], manifest)
     return int((rank <= max_rank).sum())
 
 

@@ -14,7 +14,7 @@ ids the LLM judged not to answer the row's query), "pairs" (judged pairs, label 
 was unsure), ``split``; the pairs are implied: two items with the same known label are similar).
 
 This module owns that format: its version, the columns of each layout, writing (``qa_rows``/``pair_row``/
-``item_row``, ``write_dataset``, ``write_passages``) and reading (``read_manifest``, ``layout_of``,
+``item_row``, ``write_dataset``, ``write_passages``, ``write_copy``) and reading (``read_manifest``, ``layout_of``,
 ``read_passages``, ``load_split``, ``load_pairs``, ``load_items``, ``read_rows``). Every problem with a folder is one
 DataError naming the file and what to do.
 
@@ -111,6 +111,19 @@ def write_passages(passages: list[Passage], path) -> None:
             row["original_text"] = p.original_text
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     write_text(path, "".join(lines))
+
+
+def write_copy(src, dst, rows: list[dict], manifest: dict | None = None) -> None:
+    """DST: the folder SRC with its dataset replaced by ``rows`` (``read_rows``' shape: a subset, a filtered
+    train split). passages.jsonl and generate's config.json are copied; the manifest is SRC's, or ``manifest``."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (PASSAGES, "config.json"):  # config.json: what a resume of generate would check
+        if (src / name).is_file():
+            write_text(dst / name, (src / name).read_text())
+    manifest = read_manifest(src) if manifest is None else manifest
+    write_text(dst / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    write_dataset(rows, dst, layout_of(manifest))
 
 
 # ---------------------------------------------------------------------------------------------- reading

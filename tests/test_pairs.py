@@ -61,14 +61,17 @@ def test_read_rows_gives_back_what_was_written_and_a_rewritten_subset_loads(tmp_
     read = P.read_rows(root)
     assert read == [{c: r[c] for c in (*P.COLUMNS["qa"], "split")} for s in P.SPLITS for r in rows if r["split"] == s]
     # a copy whose train split keeps one passage's questions, written by the format's own writer
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    shutil.copy(root / P.PASSAGES, sub / P.PASSAGES)
-    shutil.copy(root / P.MANIFEST, sub / P.MANIFEST)
-    P.write_dataset([r for r in read if r["split"] != "train" or r["passage_id"] == "d1#0"], sub, "qa")
-    pairs = P.load_pairs(sub)
+    (root / "config.json").write_text('{"seed": 0}')
+    P.write_copy(root, tmp_path / "sub", [r for r in read if r["split"] != "train" or r["passage_id"] == "d1#0"])
+    pairs = P.load_pairs(tmp_path / "sub")
     assert pairs.splits["train"]["passage_id"] == ["d1#0", "d1#0"]
     assert pairs.splits["validation"] == P.load_pairs(root).splits["validation"]
+    assert pairs.manifest == P.read_manifest(root) and pairs.passage_ids == P.load_pairs(root).passage_ids
+    assert (tmp_path / "sub" / "config.json").read_text() == '{"seed": 0}'  # a resume of generate checks it
+    # with a manifest of its own (a tool noting what it did)
+    P.write_copy(root, tmp_path / "noted", read, {**P.read_manifest(root), "note": "kept all"})
+    assert P.read_manifest(tmp_path / "noted")["note"] == "kept all"
+    assert P.read_rows(tmp_path / "noted") == read
 
 
 def test_labelled_pairs_round_trip(tmp_path):
