@@ -608,6 +608,8 @@ def main(argv=None) -> int:
 
     def go(argv):
         a = p.parse_args(argv)
+        if a.command in ("corpus", "examples"):
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)  # the README's runs/learning-curve/ on a fresh clone
         if a.command == "corpus":
             s = write_corpus(a.set, a.out)
             print(f"{a.out}: {s['written']} train-half passages of {a.set} (test half: {s['passages']['test']} "
