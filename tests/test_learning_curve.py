@@ -82,6 +82,15 @@ def test_split_is_deterministic_disjoint_and_keeps_near_duplicates_together(tiny
     assert len(ex) == 3 and set(ex) <= {data.queries[i] for i in a.train_queries}
 
 
+def test_corpus_and_examples_commands_write_into_a_folder_that_does_not_exist_yet(tiny, tmp_path):
+    # the README's commands write under runs/learning-curve/, which a fresh clone does not have
+    out = tmp_path / "runs" / "learning-curve"
+    assert lc.main(["corpus", str(tiny), str(out / "train.jsonl")]) == 0
+    assert lc.main(["examples", str(tiny), str(out / "ex.txt"), "--n", "2"]) == 0
+    assert len((out / "train.jsonl").read_text().splitlines()) == len(lc.split_set(E.load_beir(str(tiny))).train_passages)
+    assert len((out / "ex.txt").read_text().splitlines()) == 2
+
+
 def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
     data = E.load_beir(str(tiny))
     split = lc.split_set(data)
