@@ -97,6 +97,7 @@ class CurveConfig:
     train_extra: dict = field(default_factory=dict)  # more train() options for every row (tests: fewer epochs)
     llm_train_half_only: bool = False  # an LLM folder made from the whole corpus: keep its train-half part only
     llm_real_validation: bool = False  # also every LLM folder validated on the real rows' queries ("LABEL+realval")
+    llm_plus_real: bool = False    # also each real row with every LLM folder's train pairs added ("real+LABEL")
 
 # ---------------------------------------------------------------------------------------------- the split
 
@@ -425,7 +426,36 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
                     "learning_curve": {"source": recorded(src), "first_train_rows": n}}
             plans.append((label, "llm", n, folder, _write_folder(folder, lpass, tr[:n] + va, meta), None))
             _check_clean(folder, test_texts, train_ids)
+        if cfg.llm_plus_real and cfg.real and not label.endswith("+realval"):
+            plans += mixed_plans(work, label, tr, data, split, passages, cfg, meta_source=recorded(src))
+            for folder in (p[3] for p in plans if p[0] == f"real+{label}" and p[3] is not None):
+                _check_clean(folder, test_texts, train_ids)
     return plans, folders
+
+
+def mixed_plans(work: Path, label: str, llm_train: list[dict], data, split: HalfSplit, passages: list[Passage],
+                cfg: CurveConfig, meta_source: str) -> list:
+    """Row group ``real+LABEL``: row N trains on the real row N's queries plus every train pair of the LLM folder,
+    validated on the real rows' validation queries. What a user's own few queries gain from LLM questions added.
+    The LLM rows are moved onto the train-half passages by their document (the folders are made with one passage
+    a document), so that both kinds of query point at the same passage texts."""
+    by_id = {p.passage_id: p for p in passages}
+    extra = [row for r in llm_train for row in P.qa_rows(by_id[r["doc_id"]], [r["query"]], "train")]
+    val, pool = real_order(split, cfg.val_queries, cfg.seed)
+    plans, mix = [], f"real+{label}"
+    for n in cfg.counts:
+        if n > len(pool):
+            plans.append((mix, "real+llm", n, None, None, f"{len(pool)} real train-half queries besides the "
+                                                          f"{len(val)} that validate"))
+            continue
+        folder = work / f"{mix.replace(':', '-')}-{n}"
+        rows = (real_query_rows(data, passages, pool[:n], "train") + extra
+                + real_query_rows(data, passages, val, "validation"))
+        content = _write_folder(folder, passages, rows, {
+            "corpus": f"{data.name} train half", "source": f"real queries of train-half passages plus the "
+                                                           f"{len(extra)} LLM train pairs of {meta_source}"})
+        plans.append((mix, "real+llm", n, folder, content, None))
+    return plans
 
 
 def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
@@ -509,14 +539,18 @@ def per_query_cached(ev: E.RetrievalEvaluator, scorer, model_dir: Path, test_key
 
 
 def curve(rows: list[dict], counts, recipes, cos: float, labels: list[str]) -> dict:
-    """Per count: cosine_ndcg10, real_ndcg10 and llm_ndcg10 (the primary recipe; None = missing), per recipe too."""
+    """Per count: cosine_ndcg10, real_ndcg10 and llm_ndcg10 (the primary recipe; None = missing), per recipe too
+    (with ``real_plus_llm_ndcg10_by_label``: the real+LABEL rows, where there are)."""
     primary_llm = "llm" if "llm" in labels else (labels[0] if labels else None)
+    mixed = sorted({r["label"] for r in rows if r["source"] == "real+llm"})
     get = lambda label, recipe, n: next((r.get("ndcg10") for r in rows
                                          if (r["label"], r["recipe"], r["count"]) == (label, recipe, n)), None)
     out = {}
     for n in counts:
         per = {rc: {"real_ndcg10": get("real", rc, n), "llm_ndcg10": get(primary_llm, rc, n),
-                    "llm_ndcg10_by_label": {lb: get(lb, rc, n) for lb in labels}} for rc in recipes}
+                    "llm_ndcg10_by_label": {lb: get(lb, rc, n) for lb in labels},
+                    **({"real_plus_llm_ndcg10_by_label": {lb: get(lb, rc, n) for lb in mixed}} if mixed else {})}
+               for rc in recipes}
         out[str(n)] = {"cosine_ndcg10": cos, "real_ndcg10": per[recipes[0]]["real_ndcg10"],
                        "llm_ndcg10": per[recipes[0]]["llm_ndcg10"], "primary_recipe": recipes[0],
                        "llm_label": primary_llm, "recipes": per}
@@ -531,6 +565,7 @@ def command(key: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
     run += [] if cfg.real else ["--no-real"]
     run += ["--llm-train-half-only"] if llm and cfg.llm_train_half_only else []
     run += ["--llm-real-validation"] if llm and cfg.llm_real_validation else []
+    run += ["--llm-plus-real"] if llm and cfg.real and cfg.llm_plus_real else []
     return {"run": " ".join(run),
             "llm corpus": f"python benchmarks/learning_curve.py corpus {key} runs/learning-curve/{key}-train.jsonl",
             "style examples": f"python benchmarks/learning_curve.py examples {key} "
@@ -597,6 +632,9 @@ def main(argv=None) -> int:
     r.add_argument("--llm-train-half-only", action="store_true",
                    help="an --llm-pairs folder made from the whole corpus (today's committed pairs): use only its "
                         "train-half passages and their questions, instead of refusing it")
+    r.add_argument("--llm-plus-real", action="store_true",
+                   help="also each real row with every train pair of each LLM folder added (row group real+LABEL), "
+                        "validated like the real rows: what LLM questions add to a user's own few queries")
     r.add_argument("--llm-real-validation", action="store_true",
                    help="also run every LLM folder validated on the real rows' validation queries instead of its "
                         "own synthetic split (row group LABEL+realval): the training signal without the noise of "
@@ -629,7 +667,7 @@ def main(argv=None) -> int:
             run(CurveConfig(sets=a.sets, llm_pairs=a.llm_pairs, counts=counts, recipes=recipes, real=not a.no_real,
                             val_queries=a.val_queries, out=a.out, work=a.work, threads=a.threads,
                             bootstrap=a.bootstrap, seed=a.seed, llm_train_half_only=a.llm_train_half_only,
-                            llm_real_validation=a.llm_real_validation))
+                            llm_real_validation=a.llm_real_validation, llm_plus_real=a.llm_plus_real))
 
     return cli.run(go, "learning-curve", argv)
 

@@ -105,8 +105,13 @@ def ablation(s: dict) -> list[str]:
         for r in sorted((r for r in s["rows"] if r["count"] == n and "ndcg10" in r), key=lambda r: r["name"]):
             f = s["llm_folders"].get(r["label"]) if r["source"] == "llm" else None
             lo, hi = r["delta_ci95"]
-            val = "real queries" if r["source"] == "real" or r["label"].endswith("+realval") else "synthetic split"
-            lines.append(f"| {n} | {r['label']} | " + " | ".join(_pieces(f, r["recipe"])) + f" | {val}"
+            val = ("synthetic split" if r["source"] == "llm" and not r["label"].endswith("+realval")
+                   else "real queries")
+            pieces = _pieces(f, r["recipe"])
+            if r["source"] == "real+llm":  # N real queries + an LLM folder: the folder's pieces, behind "real +"
+                pieces = _pieces(s["llm_folders"].get(r["label"][len("real+"):]), r["recipe"])
+                pieces[0] = f"real queries + {pieces[0]}"
+            lines.append(f"| {n} | {r['label']} | " + " | ".join(pieces) + f" | {val}"
                          + f" | {r['ndcg10']:.4f} | {r['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     return lines
 
@@ -123,7 +128,8 @@ def markdown(res: dict) -> str:
              f"Split rule: {res['split_rule']}.", ""]
     for key, s in res["sets"].items():
         rc = list(s["recipes"])
-        labels = ["real"] + sorted({r["label"] for r in s["rows"] if r["source"] == "llm"} or {"llm"})
+        mixed = sorted({r["label"] for r in s["rows"] if r["source"] == "real+llm"})
+        labels = ["real"] + mixed + sorted({r["label"] for r in s["rows"] if r["source"] == "llm"} or {"llm"})
         lines += [f"## {key}: {s['data']['test_queries']:,} test-half real queries over all {s['data']['corpus']:,} "
                   f"passages", "",
                   f"Train half: {s['split']['passages']['train']:,} passages, {s['split']['queries']['train']:,} real "
@@ -132,6 +138,10 @@ def markdown(res: dict) -> str:
                   f"{s['cosine_ndcg10']:.4f}. Recipes: " + "; ".join(f"`{k}` {json.dumps(v)}"
                                                                    for k, v in s["recipes"].items())
                   + f". {s['when']}, {s['wall_s']:.0f}s."]
+        if mixed:
+            lines += ["", "`real+LABEL`: the real row's N real queries plus every train pair of the LLM folder LABEL, "
+                          "validated like the real rows (N counts the real queries only): what LLM questions add to "
+                          "a user's own few queries. Not an LLM row: no target counts it."]
         for r in rc:  # one table per recipe: a column per row group stays readable
             lines += ["", f"Recipe `{r}`: NDCG@10 on the test-half real queries (gain over cosine):", "",
                       "| N | cosine | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]

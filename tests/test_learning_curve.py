@@ -189,6 +189,37 @@ def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_pat
     assert {r["label"] for r in s["rows"]} == {"real", "llm", "llm+realval"} and "--llm-real-validation" in s["command"]["run"]
 
 
+def test_real_plus_llm_rows_train_on_the_real_rows_queries_and_every_llm_train_pair(tiny, tmp_path):
+    data = E.load_beir(str(tiny))
+    split = lc.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny:v3={llm}"], counts=[4], recipes=["today"], val_queries=4,
+                         out=str(tmp_path / "out"), work=str(tmp_path / "work"), bootstrap=20, llm_plus_real=True,
+                         llm_real_validation=True, train_extra={"epochs": 2, "patience": 2, "batch_size": 8})
+    res = lc.run(cfg)
+    s = res["sets"]["tiny"]
+    work = tmp_path / "work" / "tiny" / "pairs"
+    mixed, real = P.load_pairs(work / "real+llm-v3-4"), P.load_pairs(work / "real-4")
+    llm_train = list(P.load_pairs(llm).splits["train"]["query"])
+    # train: the real row's 4 queries and all 12 LLM questions; validation: the real rows' own
+    assert sorted(mixed.splits["train"]["query"]) == sorted(list(real.splits["train"]["query"]) + llm_train)
+    assert list(mixed.splits["validation"]["query"]) == list(real.splits["validation"]["query"])
+    # the LLM questions point at the train-half passage of their document (ids without "#0"), like the real ones
+    passage_ids = {x.passage_id for x in P.read_passages(work / "real+llm-v3-4" / P.PASSAGES)}
+    assert passage_ids == {data.corpus_ids[r] for r in split.train_passages}
+    rows = {r["query"]: r for r in P.read_rows(work / "real+llm-v3-4")}
+    assert all(rows[q]["passage_id"] in passage_ids for q in llm_train)
+    assert {r["label"]: r["source"] for r in s["rows"]}["real+llm:v3"] == "real+llm" and "ndcg10" in next(
+        r for r in s["rows"] if r["label"] == "real+llm:v3")
+    assert s["curve"]["4"]["recipes"]["today"]["real_plus_llm_ndcg10_by_label"]["real+llm:v3"] is not None
+    assert "--llm-plus-real" in s["command"]["run"]
+    assert not any("real+llm" in t["target"] or "real+llm" in t["detail"].split(";")[0] for t in res["targets"]
+                   if "every count" in t["target"])  # no target counts a mixed row as an LLM row
+    md = (tmp_path / "out" / "learning-curve.md").read_text()
+    assert "| N | cosine | real | real+llm:v3 | llm:v3 |" in md and "| 4 | real+llm:v3 | real queries + qa.test | off | uniform | today | real queries |" in md
+    assert not (work / "real+llm-v3+realval-4").exists()  # one mixed group per folder, not per validation
+
+
 def _load_query_difficulty():
     path = _PATH.parent / "query_difficulty.py"
     spec = importlib.util.spec_from_file_location("benchmarks_query_difficulty", path)
