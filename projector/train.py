@@ -126,6 +126,13 @@ class TrainConfig:
                                                        "early stopping, selection and calibration use them instead "
                                                        "of the folder's validation split, which the LLM wrote; "
                                                        "None: that split")
+    train_queries: str | None = option(None, help="qa: JSON lines of your users' real queries in the "
+                                                  "--validation-queries format: train on them instead of the "
+                                                  "folder's train split, which the LLM wrote (its passages are "
+                                                  "still the corpus). Measured on Natural Questions: 250-2,000 real "
+                                                  "queries gained +1.0 to +2.6% NDCG@10 over cosine where the local "
+                                                  "LLM's questions gained +0.6%, and the two together gained less "
+                                                  "than the real ones alone. Validate on other real queries")
     val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
     calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
                                                      "non-relevant passages per query")
@@ -155,7 +162,7 @@ class TrainConfig:
                 "judged_negatives",  # the data's fingerprint holds the negatives themselves
                 "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
                 "select_confidence",
-                "validation_queries"}  # the data's fingerprint holds the validation queries themselves
+                "validation_queries", "train_queries"}  # the data's fingerprint holds the queries themselves
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -173,15 +180,23 @@ def _embedder(cfg: TrainConfig):
     return e
 
 
-def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: RealQueries | None = None) -> Data:
+def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: RealQueries | None = None,
+                real_train: RealQueries | None = None) -> Data:
+    """The train split (qa: ``real_train``, the user's real queries, in its place: one training pair per query and
+    passage that answers it) and the validation split (``real`` in its place) embedded on ``device``."""
     e = _embedder(cfg)
     tr = pairs.splits["train"]
     if pairs.task == "qa":
         corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
-        data = Data(corpus.to(device), e(tr["query"], cfg.query_template, "train-query").to(device),
-                    torch.tensor([index[str(p)] for p in tr["passage_id"]], device=device), None, None)
-        if cfg.judged_negatives and any(tr.get("negatives") or []):
+        if real_train is not None:  # row indices of the folder's passages, as read_real_queries resolved them
+            queries = [q for q, rel in zip(real_train.queries, real_train.relevant) for _ in rel]
+            positives = [r for rel in real_train.relevant for r in sorted(rel)]
+        else:
+            queries, positives = tr["query"], [index[str(p)] for p in tr["passage_id"]]
+        data = Data(corpus.to(device), e(queries, cfg.query_template, "train-query").to(device),
+                    torch.tensor(positives, device=device), None, None)
+        if real_train is None and cfg.judged_negatives and any(tr.get("negatives") or []):
             data.negatives = negatives_index(tr["negatives"], index).to(device)
     else:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
@@ -289,11 +304,15 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
     _check_task(cfg, pairs, mode)
-    real = (read_real_queries(cfg.validation_queries, read_passages(Path(cfg.pairs) / PASSAGES))
-            if cfg.validation_queries else None)  # a bad file stops here, before any embedding
-    if real is not None and (same := len(set(real.queries) & {" ".join(q.split()) for q in pairs.splits["train"]["query"]})):
+    passages = read_passages(Path(cfg.pairs) / PASSAGES) if cfg.validation_queries or cfg.train_queries else None
+    # a bad file stops here, before any embedding
+    real = read_real_queries(cfg.validation_queries, passages) if cfg.validation_queries else None
+    real_train = read_real_queries(cfg.train_queries, passages) if cfg.train_queries else None
+    train_texts = (set(real_train.queries) if real_train is not None else
+                   {" ".join(q.split()) for q in pairs.splits["train"]["query"]} if real is not None else set())
+    if real is not None and (same := len(set(real.queries) & train_texts)):
         log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
-                    "the map; hold them out", same, len(real), pairs.path)
+                    "the map; hold them out", same, len(real), cfg.train_queries or pairs.path)
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main
@@ -311,7 +330,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
-        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device, real)
+        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device, real, real_train)
     if ddp is not None and ddp.main:
         ddp.barrier()
     embed_seconds = time.time() - started
@@ -324,8 +343,11 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
     validated_on = {"queries": len(data.val.q), "source": (
         f"real queries ({cfg.validation_queries})" if cfg.validation_queries else "the pairs folder's validation split")}
-    log.info("%s (%d train, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
-             "labelled items" if items else f"{pairs.task} pairs", len(data.q), len(data.val.q),
+    trained_on = {"pairs": len(data.q), "source": (
+        f"real queries ({cfg.train_queries})" if cfg.train_queries else "the pairs folder's train split")}
+    log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
+             "labelled items" if items else f"{pairs.task} pairs", len(data.q),
+             f": {trained_on['source']}" if cfg.train_queries else "", len(data.val.q),
              "items" if items else "queries", f": {validated_on['source']}" if cfg.validation_queries else "",
              dim, rank, mode, device, embed_seconds)
 
@@ -394,6 +416,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     history, epochs_run = histories["trained"], sum(len(h) for h in histories.values())
     summary = {
         "selected": selected, "warning": warning, "validation": metrics, "validated_on": validated_on,
+        "trained_on": trained_on,
         "baseline": baseline, "metric": key,
         "best_epoch": states["trained"]["best_epoch"], "epochs_run": len(history), "train_pairs": len(data.q),
         "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
@@ -444,6 +467,9 @@ def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
     if cfg.validation_queries and pairs.task != "qa":
         raise ProjectorError("--validation-queries are real queries with the passages that answer them: they "
                              f"validate task qa; {pairs.path} is task {pairs.task} (its labels validate it)")
+    if cfg.train_queries and pairs.task != "qa":
+        raise ProjectorError("--train-queries are real queries with the passages that answer them: they train "
+                             f"task qa; {pairs.path} is task {pairs.task} (train on its labels)")
     if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
         log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
     if pairs.layout != ITEMS:

@@ -79,6 +79,43 @@ def test_real_validation_queries_decide_what_is_exported(qa_pairs, tmp_path):
     assert meta["metrics"]["validated_on"]["queries"] == 10 and meta["selected"] == "cosine"
 
 
+def test_train_queries_replace_the_llm_train_split(qa_pairs, tmp_path):
+    """--train-queries: the map learns what the users' queries want (cooking questions that mean the item's song,
+    where cosine picks the recipe), not what the folder's LLM-made train split teaches (song-like queries -> the
+    recipe); a doc_id row trains on every passage of the document."""
+    ask = lambda items: [{"query": f"how do I cook the {it} slowly with salt", "passage_id": f"s{ITEMS.index(it)}"}
+                         for it in items]
+    users = write(tmp_path / "users-train.jsonl", ask(ITEMS[:20]) + [{"query": "anything about the mango", "doc_id": "d0"}])
+    val = write(tmp_path / "users-val.jsonl", ask(ITEMS[20:25]))
+    got = T.train(pairs=str(qa_pairs), out=str(tmp_path / "real"), train_queries=str(users),
+                  validation_queries=str(val), select_confidence=0, **FAST)
+    assert got["trained_on"] == {"pairs": 22, "source": f"real queries ({users})"} and got["train_pairs"] == 22
+    folder = T.train(pairs=str(qa_pairs), out=str(tmp_path / "llm"), validation_queries=str(val),
+                     select_confidence=0, **FAST)
+    assert folder["trained_on"] == {"pairs": 20, "source": "the pairs folder's train split"}
+    ndcg = lambda s, name: s["validation"][name]["val_ndcg@10"]
+    assert ndcg(got, "trained") > ndcg(got, "cosine") + 0.1 and got["selected"] != "cosine"  # learned the users' want
+    assert ndcg(got, "trained") > ndcg(folder, "trained") + 0.1, (ndcg(got, "trained"), ndcg(folder, "trained"))
+    assert json.loads((tmp_path / "real" / "config.json").read_text())["train_queries"] == str(users)
+    meta = json.loads((tmp_path / "real" / "projector.json").read_text())
+    assert meta["training"]["trained_on"] == got["trained_on"]
+
+
+def test_train_queries_that_are_also_validation_queries_are_warned_about(qa_pairs, tmp_path, caplog):
+    val = song_queries(tmp_path / "users.jsonl")
+    T.train(pairs=str(qa_pairs), out=str(tmp_path / "m"), train_queries=str(val), validation_queries=str(val),
+            **{**FAST, "epochs": 1})
+    assert "10 of the 10 --validation-queries are also train queries" in caplog.text
+
+
+def test_a_bad_train_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch):
+    bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, {"query": "", "passage_id": "r1"}])
+    monkeypatch.setattr(T, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
+    code = T.main(["--pairs", str(qa_pairs), "--out", str(tmp_path / "m"), "--train-queries", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "users.jsonl:2: field 'query' is empty" in err[0], err
+
+
 def test_a_bad_validation_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch):
     bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, {"query": "no such", "passage_id": "x9"}])
     monkeypatch.setattr(T, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
@@ -94,6 +131,8 @@ def test_train_refuses_validation_queries_for_labelled_pairs(tmp_path):
     folder = make_labelled_pairs(tmp_path / "lab")
     with pytest.raises(ProjectorError, match="--validation-queries .* validate task qa"):
         T.train(pairs=str(folder), out=str(tmp_path / "m"), validation_queries=str(tmp_path / "q.jsonl"), **FAST)
+    with pytest.raises(ProjectorError, match="--train-queries .* train task qa"):
+        T.train(pairs=str(folder), out=str(tmp_path / "m"), train_queries=str(tmp_path / "q.jsonl"), **FAST)
 
 
 def test_evaluate_scores_the_users_queries_against_the_pairs_corpus(qa_pairs, tmp_path):
