@@ -108,20 +108,17 @@ def test_train_queries_that_are_also_validation_queries_are_warned_about(qa_pair
     assert "10 of the 10 --validation-queries are also train queries" in caplog.text
 
 
-def test_a_bad_train_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch):
-    bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, {"query": "", "passage_id": "r1"}])
+@pytest.mark.parametrize("flag, bad_row, message", [
+    ("--validation-queries", {"query": "no such", "passage_id": "x9"}, "users.jsonl:2: passage_id 'x9'"),
+    ("--train-queries", {"query": "", "passage_id": "r1"}, "users.jsonl:2: field 'query' is empty"),
+])
+def test_a_bad_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch, flag, bad_row,
+                                                         message):
+    bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, bad_row])
     monkeypatch.setattr(T, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
-    code = T.main(["--pairs", str(qa_pairs), "--out", str(tmp_path / "m"), "--train-queries", str(bad)])
+    code = T.main(["--pairs", str(qa_pairs), "--out", str(tmp_path / "m"), flag, str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "users.jsonl:2: field 'query' is empty" in err[0], err
-
-
-def test_a_bad_validation_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch):
-    bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, {"query": "no such", "passage_id": "x9"}])
-    monkeypatch.setattr(T, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
-    code = T.main(["--pairs", str(qa_pairs), "--out", str(tmp_path / "m"), "--validation-queries", str(bad)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "users.jsonl:2: passage_id 'x9'" in err[0], err
+    assert code == 2 and len(err) == 1 and message in err[0], err
 
 
 def test_train_refuses_validation_queries_for_labelled_pairs(tmp_path):
