@@ -132,7 +132,11 @@ class TrainConfig:
                                                   "still the corpus). Measured on Natural Questions: 250-2,000 real "
                                                   "queries gained +1.0 to +2.6% NDCG@10 over cosine where the local "
                                                   "LLM's questions gained +0.6%, and the two together gained less "
-                                                  "than the real ones alone. Validate on other real queries")
+                                                  "than the real ones alone (on Debian package descriptions they "
+                                                  "tied). Validate on other real queries")
+    keep_llm_train: bool = option(False, help="qa, with --train-queries: train on the folder's train split too "
+                                              "(the LLM's questions beside the real ones), to compare on your "
+                                              "validation queries")
     val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
     calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
                                                      "non-relevant passages per query")
@@ -162,7 +166,7 @@ class TrainConfig:
                 "judged_negatives",  # the data's fingerprint holds the negatives themselves
                 "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
                 "select_confidence",
-                "validation_queries", "train_queries"}  # the data's fingerprint holds the queries themselves
+                "validation_queries", "train_queries", "keep_llm_train"}  # the data's fingerprint holds the queries themselves
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -189,14 +193,15 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: Real
     if pairs.task == "qa":
         corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        queries, positives = [], []
         if real_train is not None:  # row indices of the folder's passages, as read_real_queries resolved them
             queries = [q for q, rel in zip(real_train.queries, real_train.relevant) for _ in rel]
             positives = [r for rel in real_train.relevant for r in sorted(rel)]
-        else:
-            queries, positives = tr["query"], [index[str(p)] for p in tr["passage_id"]]
+        if real_train is None or cfg.keep_llm_train:
+            queries, positives = queries + list(tr["query"]), positives + [index[str(p)] for p in tr["passage_id"]]
         data = Data(corpus.to(device), e(queries, cfg.query_template, "train-query").to(device),
                     torch.tensor(positives, device=device), None, None)
-        if real_train is None and cfg.judged_negatives and any(tr.get("negatives") or []):
+        if real_train is None and cfg.judged_negatives and any(tr.get("negatives") or []):  # they index tr alone
             data.negatives = negatives_index(tr["negatives"], index).to(device)
     else:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
@@ -344,7 +349,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     validated_on = {"queries": len(data.val.q), "source": (
         f"real queries ({cfg.validation_queries})" if cfg.validation_queries else "the pairs folder's validation split")}
     trained_on = {"pairs": len(data.q), "source": (
-        f"real queries ({cfg.train_queries})" if cfg.train_queries else "the pairs folder's train split")}
+        "the pairs folder's train split" if not cfg.train_queries else f"real queries ({cfg.train_queries})"
+        + (" and the pairs folder's train split" if cfg.keep_llm_train else ""))}
     log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
              "labelled items" if items else f"{pairs.task} pairs", len(data.q),
              f": {trained_on['source']}" if cfg.train_queries else "", len(data.val.q),
@@ -467,6 +473,9 @@ def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
     if cfg.validation_queries and pairs.task != "qa":
         raise ProjectorError("--validation-queries are real queries with the passages that answer them: they "
                              f"validate task qa; {pairs.path} is task {pairs.task} (its labels validate it)")
+    if cfg.keep_llm_train and not cfg.train_queries:
+        raise ProjectorError("--keep-llm-train keeps the folder's train split beside --train-queries; without "
+                             "--train-queries the folder's train split is what trains anyway: drop it")
     if cfg.train_queries and pairs.task != "qa":
         raise ProjectorError("--train-queries are real queries with the passages that answer them: they train "
                              f"task qa; {pairs.path} is task {pairs.task} (train on its labels)")

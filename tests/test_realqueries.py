@@ -99,6 +99,12 @@ def test_train_queries_replace_the_llm_train_split(qa_pairs, tmp_path):
     assert json.loads((tmp_path / "real" / "config.json").read_text())["train_queries"] == str(users)
     meta = json.loads((tmp_path / "real" / "projector.json").read_text())
     assert meta["training"]["trained_on"] == got["trained_on"]
+    both = T.train(pairs=str(qa_pairs), out=str(tmp_path / "both"), train_queries=str(users), keep_llm_train=True,
+                   validation_queries=str(val), select_confidence=0, **{**FAST, "epochs": 1})
+    assert both["trained_on"] == {"pairs": 42, "source": f"real queries ({users}) and the pairs folder's train split"}
+    from projector.errors import ProjectorError
+    with pytest.raises(ProjectorError, match="--keep-llm-train keeps the folder's train split beside --train-queries"):
+        T.train(pairs=str(qa_pairs), out=str(tmp_path / "x"), keep_llm_train=True, **FAST)
 
 
 def test_train_queries_that_are_also_validation_queries_are_warned_about(qa_pairs, tmp_path, caplog):
