@@ -259,11 +259,14 @@ def real_order(split: HalfSplit, val_queries: int, seed: int) -> tuple[list[int]
 
 
 def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], train_rows: list[int],
-                     val_rows: list[int]) -> str:
-    """A pairs folder of real queries: train = ``train_rows``, validation = ``val_rows`` (query rows of data)."""
-    rows = real_query_rows(data, passages, train_rows, "train") + real_query_rows(data, passages, val_rows, "validation")
+                     val_rows: list[int], extra: list[dict] = (), manifest: dict | None = None) -> str:
+    """A pairs folder of real queries: train = ``train_rows`` (query rows of data) and the ``extra`` train rows,
+    validation = ``val_rows``."""
+    rows = (real_query_rows(data, passages, train_rows, "train") + list(extra)
+            + real_query_rows(data, passages, val_rows, "validation"))
     return _write_folder(out, passages, rows, {"corpus": f"{data.name} train half",
-                                               "source": "real queries of train-half passages (learning_curve.py)"})
+                                               "source": "real queries of train-half passages (learning_curve.py)",
+                                               **(manifest or {})})
 
 
 def real_query_rows(data: E.RetrievalData, passages: list[Passage], query_rows: list[int], split: str,
@@ -393,15 +396,7 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
     train_ids, test_texts = {p.passage_id for p in passages}, {data.queries[i] for i in split.test_queries}
     plans, folders = [], {}
     if cfg.real:
-        val, pool = real_order(split, cfg.val_queries, cfg.seed)
-        for n in cfg.counts:
-            if n > len(pool):
-                plans.append(("real", "real", n, None, None, f"{len(pool)} real train-half queries besides the "
-                                                             f"{len(val)} that validate"))
-                continue
-            folder = work / f"real-{n}"
-            plans.append(("real", "real", n, folder, write_real_pairs(folder, data, passages, pool[:n], val), None))
-            _check_clean(folder, test_texts, train_ids)
+        plans += real_plans(work, "real", "real", [], data, split, passages, cfg, {})
     val_rows = real_order(split, cfg.val_queries, cfg.seed)[0]
     for label, src in [*llm, *((f"{lb}+realval", src) for lb, src in llm if cfg.llm_real_validation)]:
         manifest, lpass, got = llm_rows(src, train_ids, test_texts, cfg.llm_train_half_only)
@@ -427,34 +422,33 @@ def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tupl
             plans.append((label, "llm", n, folder, _write_folder(folder, lpass, tr[:n] + va, meta), None))
             _check_clean(folder, test_texts, train_ids)
         if cfg.llm_plus_real and cfg.real and not label.endswith("+realval"):
-            plans += mixed_plans(work, label, tr, data, split, passages, cfg, meta_source=recorded(src))
-            for folder in (p[3] for p in plans if p[0] == f"real+{label}" and p[3] is not None):
-                _check_clean(folder, test_texts, train_ids)
+            # Row group real+LABEL: the real row N's queries plus every LLM train pair, validated like the real
+            # rows. The LLM rows move onto the train-half passages by their document (the folders are made with
+            # one passage a document), so that both kinds of query point at the same passage texts.
+            by_id = {p.passage_id: p for p in passages}
+            extra = [row for r in tr for row in P.qa_rows(by_id[r["doc_id"]], [r["query"]], "train")]
+            plans += real_plans(work, f"real+{label}", "real+llm", extra, data, split, passages, cfg,
+                                {"source": f"real queries of train-half passages plus the {len(extra)} LLM train "
+                                           f"pairs of {recorded(src)}"})
     return plans, folders
 
 
-def mixed_plans(work: Path, label: str, llm_train: list[dict], data, split: HalfSplit, passages: list[Passage],
-                cfg: CurveConfig, meta_source: str) -> list:
-    """Row group ``real+LABEL``: row N trains on the real row N's queries plus every train pair of the LLM folder,
-    validated on the real rows' validation queries. What a user's own few queries gain from LLM questions added.
-    The LLM rows are moved onto the train-half passages by their document (the folders are made with one passage
-    a document), so that both kinds of query point at the same passage texts."""
-    by_id = {p.passage_id: p for p in passages}
-    extra = [row for r in llm_train for row in P.qa_rows(by_id[r["doc_id"]], [r["query"]], "train")]
+def real_plans(work: Path, label: str, source: str, extra: list[dict], data, split: HalfSplit,
+               passages: list[Passage], cfg: CurveConfig, manifest: dict) -> list:
+    """The plans of a row group trained on the real row N's queries (plus ``extra`` train rows) at each count,
+    validated on the real validation queries; each folder checked against the test half."""
     val, pool = real_order(split, cfg.val_queries, cfg.seed)
-    plans, mix = [], f"real+{label}"
+    test_texts = {data.queries[i] for i in split.test_queries}
+    plans = []
     for n in cfg.counts:
         if n > len(pool):
-            plans.append((mix, "real+llm", n, None, None, f"{len(pool)} real train-half queries besides the "
-                                                          f"{len(val)} that validate"))
+            plans.append((label, source, n, None, None, f"{len(pool)} real train-half queries besides the "
+                                                        f"{len(val)} that validate"))
             continue
-        folder = work / f"{mix.replace(':', '-')}-{n}"
-        rows = (real_query_rows(data, passages, pool[:n], "train") + extra
-                + real_query_rows(data, passages, val, "validation"))
-        content = _write_folder(folder, passages, rows, {
-            "corpus": f"{data.name} train half", "source": f"real queries of train-half passages plus the "
-                                                           f"{len(extra)} LLM train pairs of {meta_source}"})
-        plans.append((mix, "real+llm", n, folder, content, None))
+        folder = work / f"{label.replace(':', '-')}-{n}"
+        content = write_real_pairs(folder, data, passages, pool[:n], val, extra, manifest)
+        _check_clean(folder, test_texts, {p.passage_id for p in passages})
+        plans.append((label, source, n, folder, content, None))
     return plans
 
 
