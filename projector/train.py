@@ -135,8 +135,9 @@ class TrainConfig:
                                                   "than the real ones alone (on Debian package descriptions they "
                                                   "tied). Validate on other real queries")
     keep_llm_train: bool = option(False, help="qa, with --train-queries: train on the folder's train split too "
-                                              "(the LLM's questions beside the real ones), to compare on your "
-                                              "validation queries")
+                                              "(the LLM's questions beside the real ones, with the hard negatives "
+                                              "projector teach judged for them), to compare on your validation "
+                                              "queries")
     val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
     calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
                                                      "non-relevant passages per query")
@@ -201,8 +202,11 @@ def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: Real
             queries, positives = queries + list(tr["query"]), positives + [index[str(p)] for p in tr["passage_id"]]
         data = Data(corpus.to(device), e(queries, cfg.query_template, "train-query").to(device),
                     torch.tensor(positives, device=device), None, None)
-        if real_train is None and cfg.judged_negatives and any(tr.get("negatives") or []):  # they index tr alone
-            data.negatives = negatives_index(tr["negatives"], index).to(device)
+        if (real_train is None or cfg.keep_llm_train) and cfg.judged_negatives and any(tr.get("negatives") or []):
+            # they belong to the folder's rows, which come last: the real queries' rows get none (-1)
+            judged = negatives_index(tr["negatives"], index)
+            none = torch.full((len(queries) - len(judged), judged.shape[1]), -1, dtype=torch.long)
+            data.negatives = torch.cat([none, judged]).to(device)
     else:
         data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
                     e(tr["text_b"], cfg.document_template, "train-b").to(device),
@@ -313,11 +317,14 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     # a bad file stops here, before any embedding
     real = read_real_queries(cfg.validation_queries, passages) if cfg.validation_queries else None
     real_train = read_real_queries(cfg.train_queries, passages) if cfg.train_queries else None
-    train_texts = (set(real_train.queries) if real_train is not None else
-                   {" ".join(q.split()) for q in pairs.splits["train"]["query"]} if real is not None else set())
-    if real is not None and (same := len(set(real.queries) & train_texts)):
+    llm_train = real_train is None or cfg.keep_llm_train  # the folder's LLM-written train split is trained on
+    sources = {}  # train query text -> where it comes from, for the overlap warning
+    if real is not None:
+        sources |= {" ".join(q.split()): str(pairs.path) for q in pairs.splits["train"]["query"]} if llm_train else {}
+        sources |= {q: cfg.train_queries for q in real_train.queries} if real_train is not None else {}
+    if real is not None and (same := [sources[q] for q in real.queries if q in sources]):
         log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
-                    "the map; hold them out", same, len(real), cfg.train_queries or pairs.path)
+                    "the map; hold them out", len(same), len(real), " and ".join(sorted(set(same))))
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main

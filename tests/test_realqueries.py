@@ -112,6 +112,18 @@ def test_train_queries_that_are_also_validation_queries_are_warned_about(qa_pair
     T.train(pairs=str(qa_pairs), out=str(tmp_path / "m"), train_queries=str(val), validation_queries=str(val),
             **{**FAST, "epochs": 1})
     assert "10 of the 10 --validation-queries are also train queries" in caplog.text
+    # with --keep-llm-train the folder's train queries are trained on too, and are checked too
+    caplog.clear()
+    llm_val = write(tmp_path / "llm-val.jsonl", [{"query": f"a catchy tune with guitar celebrating the {it}",
+                                                  "passage_id": f"r{ITEMS.index(it)}"} for it in ITEMS[:3]])
+    users = write(tmp_path / "users-train.jsonl", [{"query": "slow cooked mango", "passage_id": "r0"}])
+    T.train(pairs=str(qa_pairs), out=str(tmp_path / "k"), train_queries=str(users), keep_llm_train=True,
+            validation_queries=str(llm_val), **{**FAST, "epochs": 1})
+    assert f"3 of the 3 --validation-queries are also train queries of {qa_pairs}" in caplog.text
+    caplog.clear()
+    T.train(pairs=str(qa_pairs), out=str(tmp_path / "n"), train_queries=str(users),
+            validation_queries=str(llm_val), **{**FAST, "epochs": 1})
+    assert "are also train queries" not in caplog.text  # not kept: not trained on, no overlap
 
 
 @pytest.mark.parametrize("flag, bad_row, message", [

@@ -1,6 +1,7 @@
 """teach: the LLM grades generated questions against their passage and their nearest other passages, against a
 real HTTP server on 127.0.0.1 (tests/openai_server.py grades 3 when the query names the passage's first word);
 train then uses the judged negatives."""
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ from projector import pairs as P
 from projector.corpus import Passage
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json
+from projector.realqueries import read_real_queries
 from projector.teach import TeachConfig, teach
 from projector.train import TrainConfig, embed_pairs, train
 
@@ -126,6 +128,29 @@ def test_train_uses_the_judged_negatives(tmp_path):
     assert off.negatives is None
     summary = train(pairs=cfg.pairs, out=cfg.out, epochs=2, batch_size=4, sentence_transformers=False)
     assert summary["selected"] and (tmp_path / "model" / "projector.json").is_file()
+
+
+def test_kept_llm_train_rows_keep_their_judged_negatives_beside_real_queries(tmp_path):
+    """--train-queries with --keep-llm-train: the real queries come first and have no judged negatives (-1 rows);
+    the folder's rows after them keep the ones the LLM judged, on the right rows."""
+    make_pairs(tmp_path)
+    with FakeOpenAI() as srv:
+        teach(config(tmp_path, srv))
+    users = tmp_path / "users.jsonl"
+    users.write_text("".join(json.dumps({"query": f"fresh {w}", "passage_id": f"{w}#0"}) + "\n"
+                             for w in ("apple", "grape", "mango")), encoding="utf-8")
+    pairs = P.load_pairs(tmp_path / "taught")
+    real = read_real_queries(users, P.read_passages(tmp_path / "taught" / P.PASSAGES))
+    cfg = TrainConfig(pairs=str(tmp_path / "taught"), out=str(tmp_path / "model"), train_queries=str(users),
+                      keep_llm_train=True)
+    data = embed_pairs(pairs, cfg, torch.device("cpu"), real_train=real)
+    index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+    want = [sorted(index[n] for n in negs) for negs in pairs.splits["train"]["negatives"]]
+    assert len(data.negatives) == len(data.q) == 3 + len(want) and sum(map(len, want)) > 0
+    assert (data.negatives[:3] == -1).all()
+    assert [sorted(i for i in row.tolist() if i >= 0) for row in data.negatives[3:]] == want
+    alone = embed_pairs(pairs, dataclasses.replace(cfg, keep_llm_train=False), torch.device("cpu"), real_train=real)
+    assert alone.negatives is None and len(alone.q) == 3
 
 
 def test_bad_inputs_are_one_clear_error(tmp_path, repo):
