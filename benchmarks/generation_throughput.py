@@ -1,7 +1,8 @@
 """Generation throughput per recipe (issue 11 piece 4): pairs and tokens per LLM second, from finished runs.
 
 Reads each run folder of ``projector.generate`` (manifest.json, records.jsonl with per-request ``seconds``,
-passages.jsonl) and writes a table as ``OUT.md`` + ``OUT.json``. The runs themselves are made with the CLI
+passages.jsonl) and writes a table as ``OUT.md`` + ``OUT.json``; a ``## Findings ...`` section written by hand in
+an existing OUT.md is kept. The runs themselves are made with the CLI
 (the commands are in ``COMMANDS`` and in the .md); nothing here talks to an LLM.
 
     python benchmarks/generation_throughput.py runs/throughput/v1-q2 runs/throughput/v2-q4 runs/throughput/v2-q6 \
@@ -160,6 +161,26 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FINDINGS = "## Findings"  # a section written by hand, from this heading to the next "## ": kept on rewrite
+
+
+def with_findings(new_md: str, old_md: str | None) -> str:
+    """``new_md`` (to_markdown's) with the hand-written findings sections of the .md it replaces put back before its
+    ``## Commands``: the tables are this script's, the findings are people's, and a rerun must not drop them."""
+    if not old_md:
+        return new_md
+    kept, inside = [], False
+    for line in old_md.splitlines():
+        if line.startswith("## "):
+            inside = line.startswith(FINDINGS)
+        if inside:
+            kept.append(line)
+    if not kept:
+        return new_md
+    head, sep, tail = new_md.partition("\n## Commands")
+    return head.rstrip("\n") + "\n\n" + "\n".join(kept).strip("\n") + "\n" + sep + tail
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders of projector.generate; the first is the baseline")
@@ -168,8 +189,10 @@ def main(argv=None) -> int:
     tokenize = model_tokenizer()
     rows = [measure(run, tokenize) for run in args.runs]
     write_json(args.out.with_suffix(".json"), {"runs": rows, "commands": COMMANDS})
-    write_text(args.out.with_suffix(".md"), to_markdown(rows))
-    print(to_markdown(rows))
+    md_path = args.out.with_suffix(".md")
+    md = with_findings(to_markdown(rows), md_path.read_text(encoding="utf-8") if md_path.is_file() else None)
+    write_text(md_path, md)
+    print(md)
     return 0
 
 
