@@ -183,12 +183,14 @@ def generate(config: GenerateConfig) -> dict:
         model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
-    rows, failed = (attribute.rows(jobs, done, passages, split_of) if attr
-                    else _rows(cfg.task, jobs, done, passages, split_of))
+    rows, failed, dropped = ((*attribute.rows(jobs, done, passages, split_of), 0) if attr
+                             else _rows(cfg.task, jobs, done, passages, split_of))
     pairs_format.write_passages(passages, out / pairs_format.PASSAGES)
     pairs_format.write_dataset(rows, out, layout)
     manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
+    if cfg.task == "qa":
+        manifest["counts"]["dropped_by_checks"] = dropped
     if examples:
         manifest.update(examples.manifest_fields())
     if attr:
@@ -268,20 +270,25 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
 
 
 def _rows(task: str, jobs, done, passages, split_of):
-    """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth)."""
+    """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth), and how
+    many failed for good. qa: the recorded questions pass today's checks again, so that a check added after a
+    run cleans its folder on the next (resumed) run without an LLM call; the questions it drops are counted."""
     by_id = {p.passage_id: p for p in passages}
     ok, failed = finished(jobs, done)
-    rows = []
+    check = {j.key: j.validate for j in jobs}
+    rows, dropped = [], 0
     for rec in ok:
         result = rec["result"]
         if task == "qa":
             p = by_id[rec["passage_id"]]
-            rows += pairs_format.qa_rows(p, result["questions"], split_of[p.passage_id])
+            questions = qa.recheck(check[rec["key"]], result["questions"])
+            dropped += len(result["questions"]) - len(questions)
+            rows += pairs_format.qa_rows(p, questions, split_of[p.passage_id])
         else:
             a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
             rows.append(pairs_format.pair_row(a, b, result["similar"], result.get("reason", ""),
                                               split_of[a.passage_id]))
-    return rows, failed
+    return rows, failed, dropped
 
 
 def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
@@ -333,6 +340,8 @@ def _print_summary(m: dict, rows, task: str) -> None:
         f"  tokens     {m['tokens']['prompt_tokens']} prompt + {m['tokens']['completion_tokens']} completion  "
         f"wall {m['wall_seconds']} s",
     ]
+    if c.get("dropped_by_checks"):
+        lines.append(f"  dropped    {c['dropped_by_checks']} recorded questions that today's checks refuse")
     if task == "qa" and rows:
         lines.append("  e.g.       " + "\n             ".join(r["query"] for r in rows[:3]))
     print("\n".join(lines), file=sys.stderr)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from projector.corpus import read_jsonl, read_lines
 from projector.errors import DataError, ProjectorError
-from projector.llm import Prompt, Questions, load_prompt
+from projector.llm import InvalidReply, Prompt, Questions, load_prompt
 from projector.realqueries import query_text
 from projector.records import Job
 from projector.replies import question_checker
@@ -143,6 +143,14 @@ def render_examples(examples: QueryExamples) -> str:
         return "\n".join(f"  - {e}" for e in examples.queries)
     return "\n\n".join(f'Passage:\n"""\n{p}\n"""\nA user\'s query: {q}'
                         for q, p in zip(examples.queries, examples.passages))
+
+
+def recheck(validate, questions: list[str]) -> list[str]:
+    """The recorded ``questions`` of one request that its job's checks (``validate``, today's) still accept."""
+    try:
+        return list(validate(Questions(questions=list(questions))).questions)
+    except InvalidReply as e:  # fewer usable than asked: the usable ones (a partial record is such a reply)
+        return list(e.partial.questions) if e.partial is not None else []
 
 
 def qa_jobs(chosen, n: int, prompt: Prompt, examples: QueryExamples | None = None) -> list[Job]:

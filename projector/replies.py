@@ -50,6 +50,27 @@ def _names_nothing(q: str) -> bool:
     return len(words) <= 6 and bool(PRONOUNS & set(words[-3:]))
 
 
+# The reply form's own placeholders, copied instead of filled in: the prompts show {"questions": ["first query",
+# "second query"]}, and the 1.5B model answers "first query", "second query", "third query" (11% of one nq-wiki
+# run's questions). Also a numbered series the model makes of them ("first guitar", "second guitar"): an ordinal
+# and the same words on two or more questions of one reply ("45th president" alone is a fact, kept).
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "next",
+            "another", "last", "1st", "2nd", "3rd", "4th", "5th", "6th")
+_PLACEHOLDER = re.compile(r"^\W*(the |a |an |your |my |new |example |sample )?(" + "|".join(ORDINALS) + r"|\d+|"
+                          r"(search|keyword|user) )?\s*(search |keyword |user )?(query|queries|question|questions|"
+                          r"search|keywords?|statement|string)( \d+)?\W*$", re.I)
+
+
+def _ordinal_series(questions: list[str]) -> set[str]:
+    """The questions of one reply that are "ORDINAL rest" with a rest that another of them shares."""
+    rests: dict[str, list[str]] = {}
+    for q in questions:
+        words = q.lower().strip(" ?.!").split(maxsplit=1)
+        if len(words) == 2 and words[0] in ORDINALS:
+            rests.setdefault(words[1], []).append(q)
+    return {q for qs in rests.values() if len(qs) >= 2 for q in qs}
+
+
 # A question that ends on one of these was cut off mid-sentence.
 _DANGLING = {"of", "about", "the", "a", "an", "to", "in", "for", "with", "and", "or", "on", "by", "is", "are", "from"}
 # A question of at least COPY_MIN_WORDS words that is a stretch of the passage, or that shares COPY_RUN words in a
@@ -77,12 +98,15 @@ def question_checker(passage: str, n: int, examples: tuple[str, ...] | list[str]
 
     def check(value: Questions) -> Questions:
         usable, reasons = [], []
-        for q in value.questions:
-            q = _NUMBERING.sub("", " ".join(str(q).split())).strip().strip('"').strip()
-            q = _META_SUFFIX.sub("", q).strip()
+        cleaned = [_META_SUFFIX.sub("", _NUMBERING.sub("", " ".join(str(q).split())).strip().strip('"').strip()).strip()
+                   for q in value.questions]
+        series = _ordinal_series(cleaned)
+        for q in cleaned:
             flat = normalise_for_dedup(q)
             if not q:
                 reasons.append("an empty question")
+            elif _PLACEHOLDER.match(q) or q in series:
+                reasons.append(f"{q[:40]!r} is a placeholder of the reply form, not a query; write a real one")
             elif q.endswith(":") or _PREAMBLE.match(q):
                 reasons.append(f"{q[:40]!r} is a preamble, not a question")
             elif m := _META.search(q) or _VAGUE_END.search(q):

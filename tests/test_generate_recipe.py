@@ -234,6 +234,39 @@ def test_a_question_that_copies_an_example_is_refused():
         check(Questions(questions=["Python dict keep insertion order?"]))
 
 
+@pytest.mark.parametrize("reply", [
+    ["first query", "second query", "third query"],          # the reply form's placeholders, copied
+    ["first question", "Second Query?", "query 3"],
+    ["first guitar", "second guitar", "third guitar"],       # a numbered series made of them
+])
+def test_the_reply_forms_placeholders_are_refused(reply):
+    check = question_checker("The guitar was built in 1950 by Leo Fender in California.", 1)
+    with pytest.raises(InvalidReply, match="placeholder of the reply form"):
+        check(Questions(questions=reply))
+
+
+def test_ordinals_that_name_facts_are_kept():
+    check = question_checker("The guitar was built in 1950 by Leo Fender in California.", 3)
+    kept = ["45th president", "first guitar built by leo fender", "second song of the album"]
+    assert check(Questions(questions=kept)).questions == kept
+
+
+def test_a_resumed_run_drops_recorded_questions_that_todays_checks_refuse(tmp_path):
+    """A check added after a run cleans its folder on the next run, from the records, without an LLM call."""
+    with FakeOpenAI() as srv:
+        generate(config(tmp_path, srv, concurrency=1, max_passages=4))
+    log = tmp_path / "out" / "records.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records[0]["result"]["questions"][0] = "first query"  # as the 1.5B model answered before the check existed
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, concurrency=1, max_passages=4))
+        assert srv.requests == 0
+    rows = [r for s in datasets.load_from_disk(str(tmp_path / "out" / "dataset")).values() for r in s]
+    assert len(rows) == 4 * 2 - 1 and "first query" not in {r["query"] for r in rows}
+    assert m["counts"]["dropped_by_checks"] == 1 and m["counts"]["generated"] == 7
+
+
 def test_meta_wording_in_a_reply_is_re_asked_and_never_becomes_a_query(tmp_path):
     with FakeOpenAI(faults=["snippet", "snippet"]) as srv:
         m = generate(config(tmp_path, srv, concurrency=1, max_passages=4))
