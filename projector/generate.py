@@ -173,6 +173,10 @@ def generate(config: GenerateConfig) -> dict:
         # The task itself.
         if cfg.task == "qa":
             jobs = qa.qa_jobs(_qa_sample(passages, cfg, out), cfg.questions_per_passage, task_prompt, examples)
+            # A passage whose recorded questions today's checks refuse, every one, is asked again (a check added
+            # since, e.g. the reply form's placeholders): it would have no question otherwise.
+            for key in qa.refused(jobs, done):
+                del done[key]
         elif attr:  # one call per item; see projector.attribute
             labels = _label_set(llm, cfg, passages, split_of, done, records)
             jobs = attribute.item_jobs(sampling.uniform(passages, cfg.max_items, cfg.seed), labels, cfg.criterion,
@@ -272,7 +276,7 @@ def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
 def _rows(task: str, jobs, done, passages, split_of):
     """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth), and how
     many failed for good. qa: the recorded questions pass today's checks again, so that a check added after a
-    run cleans its folder on the next (resumed) run without an LLM call; the questions it drops are counted."""
+    run cleans its folder on the next (resumed) run; the questions it drops are counted."""
     by_id = {p.passage_id: p for p in passages}
     ok, failed = finished(jobs, done)
     check = {j.key: j.validate for j in jobs}

@@ -153,6 +153,12 @@ def recheck(validate, questions: list[str]) -> list[str]:
         return list(e.partial.questions) if e.partial is not None else []
 
 
+def refused(jobs: list[Job], done: dict) -> list[str]:
+    """The keys of ``jobs`` whose ok record has questions and none that today's checks accept."""
+    return [j.key for j in jobs if (rec := done.get(j.key)) is not None and rec["status"] == "ok"
+            and rec["result"]["questions"] and not recheck(j.validate, rec["result"]["questions"])]
+
+
 def qa_jobs(chosen, n: int, prompt: Prompt, examples: QueryExamples | None = None) -> list[Job]:
     """One request per chosen passage for ``n`` questions; the reply checked by ``question_checker``."""
     # Servers that enforce a schema (llama.cpp's grammar) then cannot return a wrong count or blank strings.

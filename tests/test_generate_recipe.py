@@ -258,7 +258,8 @@ def test_ordinals_that_name_facts_are_kept():
 
 
 def test_a_resumed_run_drops_recorded_questions_that_todays_checks_refuse(tmp_path):
-    """A check added after a run cleans its folder on the next run, from the records, without an LLM call."""
+    """A check added after a run cleans its folder on the next run, from the records: a refused question is
+    dropped; a passage left with none is asked again."""
     with FakeOpenAI() as srv:
         generate(config(tmp_path, srv, concurrency=1, max_passages=4))
     log = tmp_path / "out" / "records.jsonl"
@@ -267,10 +268,19 @@ def test_a_resumed_run_drops_recorded_questions_that_todays_checks_refuse(tmp_pa
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     with FakeOpenAI() as srv:
         m = generate(config(tmp_path, srv, concurrency=1, max_passages=4))
-        assert srv.requests == 0
+        assert srv.requests == 0  # one usable question left: nothing to ask
     rows = [r for s in datasets.load_from_disk(str(tmp_path / "out" / "dataset")).values() for r in s]
     assert len(rows) == 4 * 2 - 1 and "first query" not in {r["query"] for r in rows}
     assert m["counts"]["dropped_by_checks"] == 1 and m["counts"]["generated"] == 7
+    records[1]["result"]["questions"] = ["first query", "second query"]  # nothing usable left: asked again
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with FakeOpenAI() as srv:
+        m = generate(config(tmp_path, srv, concurrency=1, max_passages=4))
+        assert srv.requests == 1
+    assert m["counts"]["dropped_by_checks"] == 1 and m["counts"]["generated"] == 7
+    rows = [r for s in datasets.load_from_disk(str(tmp_path / "out" / "dataset")).values() for r in s]
+    assert sum(r["passage_id"] == records[1]["passage_id"] for r in rows) == 2
+    assert not {"first query", "second query"} & {r["query"] for r in rows}
 
 
 def test_meta_wording_in_a_reply_is_re_asked_and_never_becomes_a_query(tmp_path):
