@@ -26,25 +26,23 @@ from projector import pairs as P  # noqa: E402
 from projector.embed import embed  # noqa: E402
 
 
-def own_ranks(folder: Path) -> np.ndarray:
-    """(m,) the rank of each train question's own passage among the folder's passages, by frozen cosine."""
+def own_ranks(folder: Path, rows: list[dict]) -> np.ndarray:
+    """(m,) the rank of each train row's own passage among the folder's passages, by frozen cosine, in the
+    order of ``rows`` (``projector.pairs.read_rows(folder)``)."""
     passages = P.read_passages(folder / P.PASSAGES)
     row_of = {p.passage_id: i for i, p in enumerate(passages)}
-    train = P.load_pairs(folder).splits["train"]
+    train = [r for r in rows if r["split"] == "train"]
     corpus = embed([p.text for p in passages], None, show_progress=False)                 # (N, d)
-    return ranks(list(train["query"]), [{row_of[str(pid)]} for pid in train["passage_id"]], corpus)
+    return ranks([r["query"] for r in train], [{row_of[str(r["passage_id"])]} for r in train], corpus)
 
 
-def write_filtered(folder: Path, out: Path, rank: np.ndarray, max_rank: int) -> int:
-    """``out``: ``folder`` with the train questions ranked past ``max_rank`` left out; returns how many are kept."""
-    rows = P.read_rows(folder)
-    n_train = sum(r["split"] == "train" for r in rows)
-    if n_train != len(rank):
-        raise RuntimeError(f"{folder}: {n_train} train rows, {len(rank)} ranks")
+def write_filtered(folder: Path, out: Path, rows: list[dict], rank: np.ndarray, max_rank: int) -> int:
+    """``out``: ``folder`` (its ``rows``) with the train questions ranked past ``max_rank`` left out; returns how
+    many are kept."""
     manifest = P.read_manifest(folder)
     manifest["roundtrip_filter"] = {"source": folder.name, "max_rank": max_rank,
                                     "among": "the folder's passages, frozen cosine"}
-    keep = iter(rank <= max_rank)  # train rows come in the order own_ranks ranked them
+    keep = iter(rank <= max_rank)  # train rows in the order own_ranks ranked them
     shutil.rmtree(out, ignore_errors=True)
     P.write_copy(folder, out, [r for r in rows if r["split"] != "train" or next(keep)], manifest)
     return int((rank <= max_rank).sum())
@@ -56,12 +54,13 @@ def main(argv=None) -> int:
     ap.add_argument("out", type=Path, help="where the filtered copies go")
     ap.add_argument("--max-rank", default="3,10", help="comma-separated K: keep questions whose passage ranks <= K")
     a = ap.parse_args(argv)
-    rank = own_ranks(a.folder)
+    rows = P.read_rows(a.folder)  # read once: ranked, then copied
+    rank = own_ranks(a.folder, rows)
     print(f"{a.folder.name}: {len(rank)} train questions; own passage 1st {np.mean(rank == 1):.1%}, in top 3 "
           f"{np.mean(rank <= 3):.1%}, in top 10 {np.mean(rank <= 10):.1%}, median rank {np.median(rank):.0f}")
     for k in (int(x) for x in a.max_rank.split(",")):
         out = a.out / f"{a.folder.name}-rt{k}"
-        print(f"{out}: {write_filtered(a.folder, out, rank, k)} of {len(rank)} train questions kept (rank <= {k})")
+        print(f"{out}: {write_filtered(a.folder, out, rows, rank, k)} of {len(rank)} train questions kept (rank <= {k})")
     return 0
 
 

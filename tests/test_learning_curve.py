@@ -263,7 +263,7 @@ def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp
         about = chunks[(k + k % 2) % len(chunks)].text.split()[1]
         rows += P.qa_rows(chunks[k % len(chunks)], [f"where does {about} grow"], "train" if k < 12 else "validation")
     P.write_dataset(rows, llm, "qa")
-    rank = rt.own_ranks(llm)
+    rank = rt.own_ranks(llm, P.read_rows(llm))
     assert list(rank[::2]) == [1] * 6 and min(rank[1::2]) > 1                  # the real encoder's ranks
     assert rt.main([str(llm), str(tmp_path / "out"), "--max-rank", "1,1000"]) == 0
     before = P.load_pairs(llm).splits
