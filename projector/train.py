@@ -414,6 +414,10 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
                      f"{vs['ci'][1]:+.4f}]): it may rank below cosine on real queries; check it on yours "
                      f"(evaluate --queries) or train at full rank")
             warning = f"{warning}; {lower}" if warning else lower
+    if warning and real is not None and not cfg.train_queries:  # the remedy is in the user's hands
+        warning += ("; your --validation-queries are real users' queries: with more of them and their passages, "
+                    "train on those (--train-queries FILE, other queries than the validation ones), which taught "
+                    "more than LLM-written questions wherever we measured")
     if warning:  # the case users must hear about: gradient training did not beat frozen cosine
         log.warning("WARNING: %s", warning)
     elif not selected.startswith("trained"):

@@ -68,6 +68,8 @@ def test_real_validation_queries_decide_what_is_exported(qa_pairs, tmp_path):
     told = T.train(pairs=str(qa_pairs), out=str(tmp_path / "real"), validation_queries=str(real), **FAST)
     # The users' queries want what cosine gives them: the map that moves queries onto recipes loses on them.
     assert told["selected"] == "cosine" and told["warning"]
+    assert "train on those (--train-queries FILE" in told["warning"]  # the remedy, where the user has real queries
+    assert "--train-queries" not in (own["warning"] or "")
     assert told["validated_on"] == {"queries": 10, "source": f"real queries ({real})"}
     assert told["validation"]["trained"]["val_ndcg@10"] <= told["validation"]["cosine"]["val_ndcg@10"]
     # What the folder's own validation would have shipped: worse than cosine on those users' queries.
