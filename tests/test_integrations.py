@@ -184,13 +184,13 @@ def test_keep_your_index_folded_queries_against_an_untouched_index(asym_query, a
 
 
 def test_readme_folding_example_runs_and_prints_the_cost(asym, qa):
-    """The README's keep-your-index example, run as written on a model trained here."""
-    text = (REPO / "README.md").read_text()
+    """docs/production.md's keep-your-index example, run as written on a model trained here."""
+    text = (REPO / "docs" / "production.md").read_text()
     code = re.search(r"```python\n(# keep-your-index: the measured cost.*?)```", text, re.S).group(1)
     code = re.sub(r'^MODEL, PAIRS = .*$', f'MODEL, PAIRS = {str(asym)!r}, {str(qa)!r}', code, flags=re.M)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/production.md", "exec"), {})
     out = buf.getvalue()
     print("\n" + out)
     vals = dict(re.findall(r"^(cosine|model|folded)\s+NDCG@10 ([0-9.]+)", out, re.M))
