@@ -14,8 +14,8 @@ train/validation splits are trained or tuned on). A set without a finished pairs
 
 Rows, every one through ``projector.evaluate``'s own evaluators on the same encoder's cached embeddings:
   baselines   cosine, raw dot, mean-centred, ZCA / PCA-d/2 whitening, all-but-the-top (fitted on the corpus),
-              ridge closed form (fitted on the pairs' train split): ``projector.baselines.default_baselines``
-  projector   ``projector.train.train`` (the shipped recipe: early stopping, candidate selection) for
+              ridge closed form (fitted on the pairs' train split): ``projector.evaluate.baselines.default_baselines``
+  projector   ``projector.train.stage.train`` (the shipped recipe: early stopping, candidate selection) for
               asymmetric and symmetric, k = d and k = --low-rank; plus one run with a fixed number of epochs
               on the anchors' pairs, no early stopping, to time it against the LlamaIndex adapter
   anchors     LlamaIndex ``EmbeddingAdapterFinetuneEngine`` (linear adapter, its own public API, embedding
@@ -59,10 +59,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
-from projector import baselines as B  # noqa: E402
-from projector import evaluate as E  # noqa: E402
-from projector import pairs as P  # noqa: E402
-from projector.vectors import l2_normalise  # noqa: E402
+from projector.evaluate import baselines as B  # noqa: E402
+from projector.evaluate import stage as E  # noqa: E402
+from projector.formats import pairs as P  # noqa: E402
+from projector.formats.vectors import l2_normalise  # noqa: E402
 
 
 @dataclass
@@ -166,7 +166,7 @@ def child_floor(spec: dict) -> dict:
 
 
 def child_projector(spec: dict) -> dict:
-    from projector.train import train
+    from projector.train.stage import train
 
     started = time.time()
     summary = train(**spec["train"])
@@ -269,8 +269,8 @@ def subset_pairs(src: Path, dst: Path, rows: list[tuple[str, str]]) -> Path:
 
 def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
     from benchmarks_build import benchmark_dir
-    from projector.embed import embed
-    from projector.encoder import encoder_source
+    from projector.embed.embedding import embed
+    from projector.embed.encoder import encoder_source
 
     pairs_dir = Path(cfg.pairs_root) / name
     why = pairs_ready(pairs_dir)
@@ -558,10 +558,10 @@ def child_scaling(spec: dict) -> dict:
     """One epoch of projector's training loop on n synthetic pairs (CPU): pairs/s and peak memory."""
     import torch
 
-    from projector.projection import Projection
-    from projector.distributed import init_distributed
-    from projector.fit import Data, Split, fit, validate
-    from projector.train import TrainConfig
+    from projector.train.projection import Projection
+    from projector.train.distributed import init_distributed
+    from projector.train.fit import Data, Split, fit, validate
+    from projector.train.stage import TrainConfig
 
     n, d = spec["n"], spec["dim"]
     g = torch.Generator().manual_seed(0)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
-from projector.corpus import read_jsonl  # noqa: E402
+from projector.formats.corpus import read_jsonl  # noqa: E402
 from projector.errors import DataError, ProjectorError  # noqa: E402
 from projector.files import write_text  # noqa: E402
 
@@ -114,7 +114,7 @@ def cmd_label(args):
 
 def llm_labels(run_dir: Path) -> tuple[dict, dict]:
     """id -> LLM label from records.jsonl (items done so far), and the label-set record if proposed."""
-    from projector.records import RecordLog
+    from projector.llm.records import RecordLog
 
     done = RecordLog(run_dir / "records.jsonl").load()
     out = {}
@@ -156,10 +156,10 @@ def label_quality(llm: dict, human: dict, mapping: dict) -> dict:
 
 
 def write_items_folder(root: Path, labelled: list[dict], test: list[dict]) -> Path:
-    """An items folder (projector.pairs' writer) for ``projector.train``: ``labelled`` rows {id, text, label,
+    """An items folder (projector.formats.pairs' writer) for ``projector.train``: ``labelled`` rows {id, text, label,
     split} (LLM labels, train/validation) and ``test`` rows {id, text, label} (human labels: only scored)."""
-    from projector import pairs as P
-    from projector.corpus import Passage
+    from projector.formats import pairs as P
+    from projector.formats.corpus import Passage
 
     rows = [P.item_row(Passage(r["id"], r["id"], r["text"]), r["label"], r["split"]) for r in labelled]
     rows += [P.item_row(Passage(r["id"], r["id"], r["text"]), r["label"], "test") for r in test]
@@ -174,10 +174,10 @@ def cmd_score(args):
     import tempfile
 
     import projector
-    from projector.embed import embed
-    from projector.labelfit import lda
+    from projector.embed.embedding import embed
+    from projector.train.labelfit import lda
     from projector.metrics import label_map
-    from projector.train import train
+    from projector.train.stage import train
 
     crit = args.criterion
     run_dir = Path(args.run_dir) if args.run_dir else REPO / run_dir_of(crit)

@@ -16,14 +16,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "benchmarks"))
 import debian_attribute as da
-from projector.local_llm import resolve_model
+from projector.files import write_text
+from projector.llm.server import resolve_model
 from llama_cpp import Llama
 
 crit = sys.argv[1]; n = int(sys.argv[2]); os.chdir(REPO)  # the run folders are repo-relative
 data = da.default_data()
 items = {r["id"]: r for r in da.read_items(data)}
 meta = json.loads((data / "meta.json").read_text())
-llm_ids = list(da.llm_labels(da.run_dir_of(crit))[0])[:n]
+# The committed attribute run's items first (the JSON and log-prob labels then compare on the same items), then
+# a seeded permutation of the other train items; a rerun resumes (the file holds every finished item).
+first = [i for i in da.llm_labels(da.run_dir_of(crit))[0] if items[i]["split"] == "train"]
+rest = sorted(set(i for i, r in items.items() if r["split"] == "train") - set(first))
+llm_ids = (first + [rest[k] for k in np.random.default_rng(0).permutation(len(rest))])[:n]
+OUT = REPO / "benchmarks" / "results" / f"debian-pkgs-logprob-{crit}.json"
+done = json.loads(OUT.read_text()) if OUT.is_file() else {}
 names = list(da.LABELS[crit])
 letters = string.ascii_uppercase[:len(names)]
 llm = Llama(model_path=str(resolve_model()), n_ctx=2048, n_threads=int(os.environ.get("PROJECTOR_LLM_THREADS", "2")), n_threads_batch=int(os.environ.get("PROJECTOR_LLM_THREADS", "2")), verbose=False)
@@ -38,9 +45,9 @@ def prompt(text):
             f"Item:\n\"\"\"\n{text}\n\"\"\"\nWhich group is this item in? Answer with the letter only.")
     return ("<|im_start|>system\nYou are a careful classifier.<|im_end|>\n<|im_start|>user\n" + user
             + "<|im_end|>\n<|im_start|>assistant\n")
-out = {}
+out = {i: done[i] for i in llm_ids if i in done}
 t0 = time.time()
-for k, i in enumerate(llm_ids):
+for k, i in enumerate(i for i in llm_ids if i not in out):
     toks = tok(prompt(items[i]["text"]))
     # reuse the shared prefix already in the KV cache
     common = 0
@@ -57,11 +64,11 @@ for k, i in enumerate(llm_ids):
               "label": names[int(p.argmax())], "human": items[i]["labels"][crit]}
     if k % 10 == 0:
         print(k, round(time.time() - t0, 1), flush=True)
-        (REPO / "benchmarks" / "results" / f"debian-pkgs-logprob-{crit}.json").write_text(json.dumps(out))
+        write_text(OUT, json.dumps(out))
 mp = da.LABELS[crit]
 acc = np.mean([mp[o["label"]] == o["human"] for o in out.values()])
-print(crit, "n", len(out), "acc", round(acc, 3), "s/item", round((time.time() - t0) / len(out), 2))
+print(crit, "n", len(out), "acc", round(acc, 3), "s/item", round((time.time() - t0) / max(1, len(out) - len(done)), 2))
 from collections import Counter
 print(Counter(o["label"] for o in out.values()))
 print(Counter((o["human"], o["label"]) for o in out.values()).most_common(10))
-(REPO / "benchmarks" / "results" / f"debian-pkgs-logprob-{crit}.json").write_text(json.dumps(out))
+write_text(OUT, json.dumps(out))

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.files import write_text  # noqa: E402
-from projector.records import RecordLog  # noqa: E402
+from projector.llm.records import RecordLog  # noqa: E402
 
 
 def _attribute():
@@ -157,8 +157,8 @@ def ceiling(criterion: str, data: Path) -> dict:
     """LDA on every train item's human label, scored on the test items (the benchmark's reference row)."""
     import numpy as np
 
-    from projector.embed import embed
-    from projector.labelfit import lda
+    from projector.embed.embedding import embed
+    from projector.train.labelfit import lda
     from projector.metrics import label_map
 
     da = _attribute()

@@ -1,4 +1,4 @@
-"""Peak memory of projector.embed.embed() on a large cached set: the result in RAM against ``out=`` (memmap).
+"""Peak memory of projector.embed.embedding.embed() on a large cached set: the result in RAM against ``out=`` (memmap).
 
     python benchmarks/embed_memory.py                 # 500,000 cached vectors, d = 384
     python benchmarks/embed_memory.py --n 1000000 --keep-dir /tmp/embcache
@@ -41,7 +41,7 @@ def status_mib(*fields: str) -> dict:
 def child(mode: str, root: str, n: int, out_dir: str, shuffle: str) -> None:
     import numpy as np
 
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     t_list = texts(n)
     if shuffle == "1":  # another order than the cache's: each chunk of the result reads rows all over the shards
@@ -61,7 +61,7 @@ def child(mode: str, root: str, n: int, out_dir: str, shuffle: str) -> None:
 def build(root: Path, n: int, d: int, chunk: int = 65536) -> float:
     import numpy as np
 
-    from projector.cache import cache_keys, open_cache
+    from projector.embed.cache import cache_keys, open_cache
 
     t = time.perf_counter()
     cache = open_cache(root, IDENTITY)

@@ -1,4 +1,4 @@
-"""Encoding throughput: one process against sentence-transformers' multi-process pool (projector.pool).
+"""Encoding throughput: one process against sentence-transformers' multi-process pool (projector.embed.pool).
 
     python benchmarks/encode_workers.py                       # 1 vs 2 workers, 1,000 short texts, 300 passages
     python benchmarks/encode_workers.py --workers 1,2,4 --oversubscribed
@@ -36,7 +36,7 @@ def short_texts(n: int) -> list[str]:
 
 
 def passages(n: int) -> list[str]:
-    from projector.pairs import read_passages
+    from projector.formats.pairs import read_passages
 
     return [p.text for p in read_passages(REPO / "benchmarks" / "pairs" / "faq-perl-debian" / "passages.jsonl")[:n]]
 
@@ -65,8 +65,8 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from projector.embed import embed
-    from projector.pool import cores as usable_cores, encoding_pool
+    from projector.embed.embedding import embed
+    from projector.embed.pool import cores as usable_cores, encoding_pool
 
     cores = usable_cores()
     short, long_ = short_texts(args.short), passages(args.passages)

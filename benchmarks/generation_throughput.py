@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from projector.files import write_json, write_text  # noqa: E402
-from projector.pairs import read_passages  # noqa: E402
-from projector.qa import QueryExamples, qa_jobs, qa_prompt  # noqa: E402
+from projector.formats.pairs import read_passages  # noqa: E402
+from projector.generate.qa import QueryExamples, qa_jobs, qa_prompt  # noqa: E402
 
 COMMANDS = """\
 # one request at a time on one thread; the machine (2 cores) was shared with other jobs and, for the rows of the
@@ -112,7 +112,7 @@ def model_tokenizer():
     try:
         from llama_cpp import Llama
 
-        from projector.local_llm import resolve_model
+        from projector.llm.server import resolve_model
     except ImportError:
         return None
     llm = Llama(str(resolve_model(None)), vocab_only=True, verbose=False)

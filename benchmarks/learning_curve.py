@@ -19,7 +19,7 @@ of real train-half queries, one a line (style examples for generate's ``--query-
 writes the same queries with the passage each finds (``{"query", "passage"}``: few-shot pairs, prompt qa-shots).
 
 ``run SETS``: rows at ``--counts`` (COUNTS) for each recipe of RECIPES, all through ``projector.train`` on
-pairs folders written with ``projector.pairs``' writers under ``--work`` (kept: a rerun trains only what
+pairs folders written with ``projector.formats.pairs``' writers under ``--work`` (kept: a rerun trains only what
 changed, keyed on the folder's content and the options):
   real     N real queries of train-half passages (one seeded order: the first VAL_QUERIES validate, row N
            trains on the next N), the reference;
@@ -55,11 +55,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
-from projector import baselines as B  # noqa: E402
+from projector.evaluate import baselines as B  # noqa: E402
 from projector import cli  # noqa: E402
-from projector import evaluate as E  # noqa: E402
-from projector import pairs as P  # noqa: E402
-from projector.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
+from projector.evaluate import stage as E  # noqa: E402
+from projector.formats import pairs as P  # noqa: E402
+from projector.formats.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
 from projector.errors import DataError  # noqa: E402
 from projector.files import write_bytes, write_json, write_text  # noqa: E402
 
@@ -107,7 +107,7 @@ TRAIN_SHARE = 0.5       # share of the judged passages in the train half
 EXAMPLES_SEED = 1       # which train-half queries `examples` picks
 SPLIT_RULE = ("a passage with a real query is in the train half iff int(sha256('learning-curve:SEED:' + KEY)"
               ".hexdigest()[:16], 16) < 0.5 * 2**64, KEY = the first corpus _id (corpus.jsonl order) among the "
-              "passages whose text is the same under projector.corpus.normalise_for_dedup (near-duplicates share "
+              "passages whose text is the same under projector.formats.corpus.normalise_for_dedup (near-duplicates share "
               "a half); a real query belongs to the half of its relevant passages (both halves: dropped); a "
               "train-half query whose text is also a test-half query's is dropped")
 
@@ -234,7 +234,7 @@ def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:
 
 
 def _write_folder(out: Path, passages: list[Passage], rows: list[dict], manifest: dict) -> str:
-    """A pairs folder through projector.pairs' own writers; returns its content key."""
+    """A pairs folder through projector.formats.pairs' own writers; returns its content key."""
     out.mkdir(parents=True, exist_ok=True)
     P.write_passages(passages, out / P.PASSAGES)
     P.write_dataset(rows, out, "qa")
@@ -327,7 +327,7 @@ def training_code() -> str:
 
 def train_row(pairs_dir: Path, model_dir: Path, key: str, recipe: str, cfg: "CurveConfig") -> dict:
     """projector.train on a folder with a recipe; a finished model of the same content and options is reused."""
-    from projector.train import train
+    from projector.train.stage import train
 
     options = {**COMMON, **RECIPES[recipe], **cfg.train_extra, "threads": cfg.threads, "seed": cfg.seed}
     spec = {"pairs": key, "options": options, "row_format": 2, "code": training_code()}
@@ -499,7 +499,7 @@ def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tup
     NDCG@10 difference to frozen cosine ({name: {...}}, cosine's NDCG@10): ``projector.evaluate``'s
     RetrievalEvaluator and ``projector.metrics.bootstrap_ci``, as evaluate_retrieval computes them."""
     import projector
-    from projector.encoder import encoder_identity
+    from projector.embed.encoder import encoder_identity
     from projector.metrics import bootstrap_ci
 
     emb = E.Embedder(None, 64)

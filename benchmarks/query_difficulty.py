@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import learning_curve as LC  # noqa: E402
-from projector.embed import embed  # noqa: E402
+from projector.embed.embedding import embed  # noqa: E402
 from projector.files import write_text  # noqa: E402
-from projector.pairs import load_pairs  # noqa: E402
+from projector.formats.pairs import load_pairs  # noqa: E402
 
 
 def ranks(queries: list[str], relevant: list[set[int]], corpus_emb: np.ndarray) -> np.ndarray:

@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from query_difficulty import ranks  # noqa: E402
-from projector import pairs as P  # noqa: E402
-from projector.embed import embed  # noqa: E402
+from projector.formats import pairs as P  # noqa: E402
+from projector.embed.embedding import embed  # noqa: E402
 
 
 def own_ranks(folder: Path, rows: list[dict]) -> np.ndarray:
     """(m,) the rank of each train row's own passage among the folder's passages, by frozen cosine, in the
-    order of ``rows`` (``projector.pairs.read_rows(folder)``)."""
+    order of ``rows`` (``projector.formats.pairs.read_rows(folder)``)."""
     passages = P.read_passages(folder / P.PASSAGES)
     row_of = {p.passage_id: i for i, p in enumerate(passages)}
     train = [r for r in rows if r["split"] == "train"]

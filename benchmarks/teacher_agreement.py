@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.files import write_json, write_text  # noqa: E402
-from projector.teach import TeachConfig, job_key, teach  # noqa: E402
+from projector.generate.teach import TeachConfig, job_key, teach  # noqa: E402
 
 SEED = 7  # which train-half queries are graded (not the learning curve's validation or first training ones)
 

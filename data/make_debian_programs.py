@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from projector.corpus import read_jsonl  # noqa: E402
+from projector.formats.corpus import read_jsonl  # noqa: E402
 from projector.errors import DataError, ProjectorError  # noqa: E402
 from projector.files import write_json, write_text  # noqa: E402
 

@@ -17,6 +17,9 @@ import projector
 from projector.cli import Parser, UsageError
 
 STAGES = ("generate", "teach", "train", "evaluate")
+# where each stage's code and docstring live (``projector.STAGE`` is its package or entry module)
+STAGE_MODULES = {"generate": "projector.generate.stage", "teach": "projector.generate.teach",
+                 "train": "projector.train.stage", "evaluate": "projector.evaluate.stage"}
 
 
 def _overview() -> Parser:
@@ -29,7 +32,7 @@ def _overview() -> Parser:
     stages = p.add_subparsers(title="stages", metavar="STAGE", dest="stage", required=True)
     for name in STAGES:
         # the first line of the stage module's docstring, read without importing it (train imports torch)
-        origin = importlib.util.find_spec(f"projector.{name}").origin
+        origin = importlib.util.find_spec(STAGE_MODULES[name]).origin
         stages.add_parser(name, help=pydoc.synopsis(origin) or name, add_help=False)
     return p
 

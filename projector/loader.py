@@ -8,7 +8,7 @@
     p.encode_queries(["how do I ...?"])            # loads the recorded encoder (torch) and applies the template
 
 Projecting precomputed embeddings imports neither torch nor sentence-transformers. Loading checks the
-format version, the type and range of every field it uses (the schema: ``projector.artifact``), the file
+format version, the type and range of every field it uses (the schema: ``projector.formats.artifact``), the file
 checksum, every tensor's shape, dtype and finiteness, and the encoder: ``load(path, encoder=...)`` with
 another encoder than the one recorded is an ArtifactError, not silently wrong scores. Any damage to the
 folder is an ArtifactError naming the file (tests/test_loader_properties.py); inputs of the wrong shape or
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.artifact import MODEL_FILE, META_FILE, folded_matrix, read_meta, tensor_shapes
+from projector.formats.artifact import MODEL_FILE, META_FILE, folded_matrix, read_meta, tensor_shapes
 from projector.errors import ArtifactError, DataError
-from projector.vectors import l2_normalise, normalises_documents, normalises_queries
+from projector.formats.vectors import l2_normalise, normalises_documents, normalises_queries
 
 log = logging.getLogger("projector.loader")
 
@@ -89,8 +89,8 @@ class Projection:
         return 1.0 / (1.0 + np.exp(-self.score(q_emb, d_emb)))
 
     def _embed(self, texts, template):
-        from projector.embed import embed
-        from projector.encoder import encoder_dim, encoder_identity, load_encoder
+        from projector.embed.embedding import embed
+        from projector.embed.encoder import encoder_dim, encoder_identity, load_encoder
 
         source = self._encoder_source
         if encoder_identity(source) != self.encoder:
@@ -155,7 +155,7 @@ def load(path, encoder=None) -> Projection:
     meta = read_meta(path)
     tensors = _read_tensors(path, meta)
     if encoder is not None:
-        from projector.encoder import encoder_identity
+        from projector.embed.encoder import encoder_identity
 
         ident = encoder_identity(encoder)
         if ident != meta["encoder"]:

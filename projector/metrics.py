@@ -119,10 +119,10 @@ def label_queries(sims: np.ndarray, labels, min_class: int = 10, ignore: str | N
                   small_classes: str = "drop") -> dict:
     """Per query: average precision and P@10 of ranking the other items by ``sims``; relevant = same label.
 
-    The one implementation of the criterion metric (``label_map`` averages it; ``projector.labelled`` reports
+    The one implementation of the criterion metric (``label_map`` averages it; ``projector.evaluate.labelled`` reports
     it per row). sims (n, n): row i scores every item as a candidate for query i (an asymmetric model: the
     query side of item i against the document side of each item); an item is never ranked for itself. Items
-    labelled ``ignore`` (e.g. ``projector.pairs.UNKNOWN``) take part in nothing. Classes of fewer than
+    labelled ``ignore`` (e.g. ``projector.formats.pairs.UNKNOWN``) take part in nothing. Classes of fewer than
     ``min_class`` items give no queries; ``small_classes="drop"`` (the benchmark protocol) leaves them out of
     the pool too, ``"distract"`` keeps them in it as distractors (relevant to no query).
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from projector.pairs import UNKNOWN, load_items
+from projector.formats.pairs import UNKNOWN, load_items
 
 
 def summary(data, out, criteria="data/debian-programs.criteria.json", label: str = "interface") -> list[str]:

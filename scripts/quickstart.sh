@@ -24,7 +24,7 @@ out=runs/quickstart
 "$PY" - "$out/model" "$out/eval" <<'PY'
 import json, sys, projector
 from pathlib import Path
-from projector import report_html
+from projector.evaluate import report_html
 p = projector.load(sys.argv[1])
 q = p.encode_queries(["How do I catch several exception types in one except clause?"])
 d = p.encode_documents(["An except clause may name multiple exceptions as a parenthesized tuple."])

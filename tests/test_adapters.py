@@ -1,4 +1,4 @@
-"""The few-pairs maps of issue 11 (projector.projection adapters, train --adapter/--stay-close/--query-only):
+"""The few-pairs maps of issue 11 (projector.train.projection adapters, train --adapter/--stay-close/--query-only):
 what each parameterisation starts as, what it may learn, and that the defaults are the shipped full W."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from safetensors.numpy import load_file
 
 from projector.errors import DataError, ProjectorError
-from projector.projection import Projection, init_weights
+from projector.train.projection import Projection, init_weights
 from test_train import FAST, make_qa_pairs, train_whole_and_resumed
 
 
@@ -51,7 +51,7 @@ def test_set_weights_sets_the_start_and_resets_the_delta():
 
 
 def test_lowrank_learns_a_delta_of_the_rank_asked_and_exports_plain_matrices(qa_pairs, tmp_path):
-    from projector.train import train
+    from projector.train.stage import train
 
     summary = train(pairs=str(qa_pairs), out=str(tmp_path / "m"), adapter="lowrank", adapter_rank=3, **FAST)
     assert summary["selected"] == "trained"
@@ -64,7 +64,7 @@ def test_lowrank_learns_a_delta_of_the_rank_asked_and_exports_plain_matrices(qa_
 
 
 def test_query_only_leaves_the_passage_map_at_its_start(qa_pairs, tmp_path):
-    from projector.train import train
+    from projector.train.stage import train
 
     summary = train(pairs=str(qa_pairs), out=str(tmp_path / "m"), query_only=True, **FAST)
     assert summary["selected"] == "trained"
@@ -75,7 +75,7 @@ def test_query_only_leaves_the_passage_map_at_its_start(qa_pairs, tmp_path):
 
 def test_stay_close_keeps_the_map_nearer_its_start(qa_pairs, tmp_path):
     """The penalty pulls the projected vectors toward the originals: the larger λ, the smaller ‖W − I‖."""
-    from projector.train import train
+    from projector.train.stage import train
 
     far = {}
     for lam in (0.0, 10.0):
@@ -87,7 +87,7 @@ def test_stay_close_keeps_the_map_nearer_its_start(qa_pairs, tmp_path):
 
 
 def test_bad_adapter_settings_name_the_flag(qa_pairs, tmp_path):
-    from projector.train import train
+    from projector.train.stage import train
 
     with pytest.raises(ProjectorError, match="--stay-close needs --adapter"):
         train(pairs=str(qa_pairs), out=str(tmp_path / "a"), stay_close=1.0, **FAST)
@@ -104,7 +104,7 @@ def test_compare_adapter_rows_are_train_settings():
     import sys
     from pathlib import Path
 
-    from projector.train import TrainConfig
+    from projector.train.stage import TrainConfig
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
     spec = importlib.util.spec_from_file_location("benchmarks_compare", path)

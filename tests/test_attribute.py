@@ -1,6 +1,6 @@
 """--judge attribute against a real HTTP server on 127.0.0.1 (tests/openai_server.py): one call per item,
-labels normalised onto one set, unknown kept, resumable; and the label-fitted maps of projector.labelfit
-(LDA; the item-pair loss through projector.fit; train on items folders: tests/test_train_items.py)."""
+labels normalised onto one set, unknown kept, resumable; and the label-fitted maps of projector.train.labelfit
+(LDA; the item-pair loss through projector.train.fit; train on items folders: tests/test_train_items.py)."""
 import json
 import subprocess
 import sys
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from openai_server import FakeOpenAI
-from projector.attribute import Labels
+from projector.generate.attribute import Labels
 from projector.errors import DataError, ProjectorError
-from projector.generate import GenerateConfig, generate
-from projector.labelfit import lda
+from projector.generate.stage import GenerateConfig, generate
+from projector.train.labelfit import lda
 from projector.metrics import label_map
-from projector.pairs import UNKNOWN, load_items, load_pairs
-from projector.records import RecordLog
+from projector.formats.pairs import UNKNOWN, load_items, load_pairs
+from projector.llm.records import RecordLog
 
 KINDS = ["alpha", "beta", "gamma", "delta"]  # delta is in no label set below: the fake LLM answers unknown
 
@@ -161,14 +161,14 @@ def test_label_map_is_chance_for_random_vectors_and_one_for_perfect_ones():
 
 
 def test_lda_and_the_trained_pair_loss_beat_cosine_on_held_out_items():
-    """LDA (closed form) and the item-pair loss run by the one training loop (projector.fit on
+    """LDA (closed form) and the item-pair loss run by the one training loop (projector.train.fit on
     labelfit.item_data), both from labels with unknown items among them."""
     import torch
 
-    from projector.fit import fit
-    from projector.labelfit import item_data, item_split, label_ids
-    from projector.projection import Projection
-    from projector.train import TrainConfig
+    from projector.train.fit import fit
+    from projector.train.labelfit import item_data, item_split, label_ids
+    from projector.train.projection import Projection
+    from projector.train.stage import TrainConfig
 
     x, y = clusters(600)
     xv, yv = clusters(200, seed=1)
@@ -200,7 +200,7 @@ def test_item_split_pairs_are_the_implied_pairs():
     """Validation items imply every pair i < j (same label = 1); past max_pairs a seeded sample, never i == j."""
     import torch
 
-    from projector.labelfit import item_split
+    from projector.train.labelfit import item_split
 
     x = torch.eye(6)
     s = item_split(x, ["a", "a", "b", "b", "b", "new"], {"a": 0, "b": 1})

@@ -45,7 +45,7 @@ def qa_pairs(tmp_path_factory):
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_single_class_train_split_is_refused(tmp_path, label):
-    from projector.pairs import load_pairs
+    from projector.formats.pairs import load_pairs
 
     with pytest.raises(DataError, match=r"train: column 'label' has a single class .*both"):
         load_pairs(with_labels(tmp_path / "p", "train", label))
@@ -55,7 +55,7 @@ def test_single_class_train_split_is_refused(tmp_path, label):
 def test_single_class_validation_split_is_refused(tmp_path, label):
     """All-0 validation: NDCG@10 is 0 for every candidate, cosine is exported with a misleading warning.
     All-1 validation: the probabilities are calibrated on positives only."""
-    from projector.pairs import load_pairs
+    from projector.formats.pairs import load_pairs
 
     with pytest.raises(DataError, match=r"validation: column 'label' has a single class"):
         load_pairs(with_labels(tmp_path / "p", "validation", label))
@@ -63,7 +63,7 @@ def test_single_class_validation_split_is_refused(tmp_path, label):
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_single_class_evaluation_split_is_refused(tmp_path, label):
-    from projector.evaluate import parse_args, run
+    from projector.evaluate.stage import parse_args, run
 
     p = with_labels(tmp_path / "p", "test", label)
     with pytest.raises(DataError, match=rf"test split of .* has only label {label}; ROC-AUC needs both classes"):
@@ -75,7 +75,7 @@ def test_single_class_evaluation_split_is_refused(tmp_path, label):
 
 def _poison(monkeypatch, marker: str, value=np.nan):
     """Embeddings of the texts containing ``marker`` get a NaN/inf (as a broken encoder or a corrupt cache would)."""
-    import projector.train as tr
+    import projector.train.stage as tr
 
     real = tr.embed
 
@@ -90,7 +90,7 @@ def _poison(monkeypatch, marker: str, value=np.nan):
 
 @pytest.mark.parametrize("marker,value", [("catchy tune", np.nan), ("catchy tune", np.inf)])
 def test_nan_or_inf_query_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch, marker, value):
-    from projector.train import train
+    from projector.train.stage import train
 
     _poison(monkeypatch, marker, value)
     with pytest.raises(DataError, match="NaN/inf"):
@@ -99,7 +99,7 @@ def test_nan_or_inf_query_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("task,marker", [("qa", "Recipe:"), ("qa", "Song lyrics"), ("pairs", "was great")])
 def test_nan_document_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch, task, marker):
-    from projector.train import train
+    from projector.train.stage import train
 
     pairs = qa_pairs if task == "qa" else make_labelled_pairs(tmp_path / "lp")
     _poison(monkeypatch, marker)
@@ -111,7 +111,7 @@ def test_nan_document_embeddings_are_refused(qa_pairs, tmp_path, monkeypatch, ta
 
 
 def test_evaluate_refuses_a_model_of_another_encoder(qa_pairs, tmp_path):
-    from projector.evaluate import parse_args, run
+    from projector.evaluate.stage import parse_args, run
     from test_loader_properties import build
 
     other = build(tmp_path / "d8", "asymmetric", 8)  # encoder "test/encoder-d8", 8-d
@@ -124,9 +124,9 @@ def test_evaluate_refuses_a_model_of_another_encoder(qa_pairs, tmp_path):
 def test_a_model_of_another_dimension_names_the_shapes(qa_pairs, tmp_path):
     """projector.json claims the bundled encoder, the weights are 8-d: scoring 384-d vectors says so."""
     import projector
-    from projector.embed import embed
-    from projector.encoder import BUNDLED_NAME
-    from projector.evaluate import parse_args, run
+    from projector.embed.embedding import embed
+    from projector.embed.encoder import BUNDLED_NAME
+    from projector.evaluate.stage import parse_args, run
     from test_loader_properties import build
 
     path = build(tmp_path / "d8", "asymmetric", 8)
@@ -152,7 +152,7 @@ def test_loading_with_another_encoder_is_refused(tmp_path):
 
 
 def test_evaluate_refuses_a_corrupt_model_without_a_traceback(qa_pairs, tmp_path):
-    from projector.evaluate import parse_args, run
+    from projector.evaluate.stage import parse_args, run
     from test_loader_properties import build
 
     path = build(tmp_path / "d8", "asymmetric", 8)
@@ -175,8 +175,8 @@ def test_unknown_encoder_in_train_is_one_line(qa_pairs, tmp_path):
 
 
 def test_unknown_encoder_in_evaluate_and_generate(qa_pairs, tmp_path):
-    from projector.evaluate import parse_args, run
-    from projector.generate import GenerateConfig, generate
+    from projector.evaluate.stage import parse_args, run
+    from projector.generate.stage import GenerateConfig, generate
 
     with pytest.raises(ProjectorError, match="cannot load encoder 'no-such/encoder-xyz'"):
         run(parse_args(["--pairs", str(qa_pairs), "--encoder", "no-such/encoder-xyz", "--out", str(tmp_path / "ev")]))

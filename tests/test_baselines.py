@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from projector import baselines as B
+from projector.evaluate import baselines as B
 from projector.errors import DataError
 
 

@@ -14,7 +14,11 @@ import pytest
 
 from openai_server import FakeOpenAI
 from projector import __main__ as command
-from projector import cli, evaluate, generate, teach, train
+from projector import cli
+from projector.evaluate import stage as evaluate
+from projector.generate import stage as generate
+from projector.generate import teach
+from projector.train import stage as train
 
 STAGES = {"generate": (generate, generate.GenerateConfig), "teach": (teach, teach.TeachConfig),
           "train": (train, train.TrainConfig),

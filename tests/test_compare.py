@@ -14,9 +14,9 @@ compare = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_compare"] = compare   # dataclasses look their module up while the file executes
 _spec.loader.exec_module(compare)
 
-from projector import baselines as B  # noqa: E402
-from projector import evaluate as E  # noqa: E402
-from projector import pairs as P  # noqa: E402
+from projector.evaluate import baselines as B  # noqa: E402
+from projector.evaluate import stage as E  # noqa: E402
+from projector.formats import pairs as P  # noqa: E402
 
 D = 16
 
@@ -48,7 +48,7 @@ class Sigmoid:
 def make_pairs(root: Path, n_docs: int = 12) -> Path:
     """A qa pairs folder through the format's own writers: 8 train passages (3 questions each), 2 validation
     and 2 test (2 each)."""
-    from projector.corpus import Passage
+    from projector.formats.corpus import Passage
 
     root.mkdir(parents=True)
     (root / "manifest.json").write_text(json.dumps({"task": "qa", "corpus_fingerprint": "x"}))
@@ -75,7 +75,7 @@ def test_missing_pairs_are_skipped_with_a_reason(tmp_path):
 def test_train_pairs_cap_and_subset(tmp_path):
     from datasets import load_from_disk
 
-    from projector.pairs import load_pairs
+    from projector.formats.pairs import load_pairs
 
     src = make_pairs(tmp_path / "pairs")
     pairs = load_pairs(src)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from projector.corpus import approx_token_count, chunk_text, fingerprint, make_passages, read_documents
+from projector.formats.corpus import approx_token_count, chunk_text, fingerprint, make_passages, read_documents
 from projector.errors import CorpusError
-from projector.pairs import read_passages, write_passages
+from projector.formats.pairs import read_passages, write_passages
 
 
 def write_jsonl(path, rows):

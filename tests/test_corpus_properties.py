@@ -4,7 +4,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.corpus import approx_token_count, chunk_text, make_passages, read_documents
+from projector.formats.corpus import approx_token_count, chunk_text, make_passages, read_documents
 from projector.errors import CorpusError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

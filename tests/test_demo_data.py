@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from projector.labelled import read_labelled
+from projector.evaluate.labelled import read_labelled
 
 CLASSES = ["commandline", "graphical", "daemon", "text-mode", "web"]
 

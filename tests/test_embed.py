@@ -1,6 +1,6 @@
-"""projector.embed and what it stands on: the bundled encoder offline and identities (projector.encoder), the
-content-keyed memory-mapped cache (projector.cache), streaming output (out=) and sentence-transformers'
-multi-process pool (projector.pool)."""
+"""projector.embed and what it stands on: the bundled encoder offline and identities (projector.embed.encoder), the
+content-keyed memory-mapped cache (projector.embed.cache), streaming output (out=) and sentence-transformers'
+multi-process pool (projector.embed.pool)."""
 import hashlib
 import logging
 import os
@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 
-import projector.cache as cache_mod
-import projector.embed as embed_mod
-import projector.pool as pool_mod
-from projector.cache import cache_keys, clear_open_caches, open_cache
-from projector.embed import embed
-from projector.encoder import BUNDLED_NAME, apply_template, encoder_identity, encoder_source
+import projector.embed.cache as cache_mod
+import projector.embed.embedding as embed_mod
+import projector.embed.pool as pool_mod
+from projector.embed.cache import cache_keys, clear_open_caches, open_cache
+from projector.embed.embedding import embed
+from projector.embed.encoder import BUNDLED_NAME, apply_template, encoder_identity, encoder_source
 from projector.errors import DataError, ProjectorError
-from projector.pool import PoolPlan
+from projector.embed.pool import PoolPlan
 
 TEXTS = ["How do I open a file?", "Use open() with a context manager.", "Lists are mutable sequences."]
 FAKE = "fake-encoder"  # not a folder: its identity is the name itself; embed's load_encoder is replaced below
@@ -192,7 +192,7 @@ def test_bad_shard_is_ignored_with_a_warning_and_recomputed(tmp_path, fake, capl
         path.write_bytes(path.read_bytes()[:-10])
     clear_open_caches()  # a new process
     fake.encoded.clear()
-    with caplog.at_level(logging.WARNING, logger="projector.cache"):
+    with caplog.at_level(logging.WARNING, logger="projector.embed.cache"):
         x = embed(TEXTS + good, FAKE, cache_dir=cache, show_progress=False)
     assert np.isfinite(x).all() and np.allclose(x, np.stack([fake_vec(t, 8) for t in TEXTS + good]), atol=1e-6)
     assert sorted(fake.encoded) == sorted(TEXTS)  # the bad shard's texts, encoded again; the good ones not
@@ -207,7 +207,7 @@ def test_encoder_dimension_overrides_a_wrong_cache(tmp_path, fake, caplog):
     keys = cache_keys(FAKE, None, TEXTS).view(np.uint8).reshape(-1, 16)
     _write_shard(folder, "shard-other", keys, np.ones((3, 5), np.float32))
     clear_open_caches()
-    with caplog.at_level(logging.WARNING, logger="projector.cache"):
+    with caplog.at_level(logging.WARNING, logger="projector.embed.cache"):
         x = embed(TEXTS[:2] + ["new"], FAKE, cache_dir=cache, show_progress=False)
     assert x.shape == (3, 8) and "shard-other" in caplog.text
     assert sorted(fake.encoded) == sorted(TEXTS[:2] + ["new"])
@@ -228,7 +228,7 @@ def test_many_shards_are_merged(tmp_path, fake, monkeypatch):
     assert np.allclose(x, np.stack([fake_vec(t, 8) for t in texts]), atol=1e-6)
 
 
-@pytest.mark.parametrize("module", ["projector.embed", "projector.encoder", "projector.cache", "projector.pool"])
+@pytest.mark.parametrize("module", ["projector.embed", "projector.embed.encoder", "projector.embed.cache", "projector.embed.pool"])
 def test_import_does_not_load_torch(module):
     import subprocess
     import sys

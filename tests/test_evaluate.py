@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from projector import baselines as B
-from projector import evaluate as E
+from projector.evaluate import baselines as B
+from projector.evaluate import stage as E
 from projector.errors import DataError
 
 
@@ -106,7 +106,7 @@ def _pairs_folder(path, task, splits):
     import datasets
 
     path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps({"format": "projector.pairs", "task": task}))
+    (path / "manifest.json").write_text(json.dumps({"format": "projector.formats.pairs", "task": task}))
     passages = [{"passage_id": f"p{i}", "doc_id": f"doc{i}", "title": "", "text": t}
                 for i, t in enumerate([t for _, t in TEXTS] + EXTRA)]
     (path / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in passages))
@@ -155,7 +155,7 @@ def test_cli_qa_pairs_with_closed_form(qa_pairs, tmp_path):
 
 
 def test_cli_labelled_pairs_with_symmetric_model(labelled_pairs, tmp_path):
-    from projector import train
+    from projector.train import stage as train
 
     model = tmp_path / "sym"
     assert train.main(["--pairs", str(labelled_pairs), "--out", str(model), "--epochs", "2",
@@ -184,8 +184,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_cli_with_trained_model_through_the_real_loader(qa_pairs, tmp_path):
     """A model trained by projector.train (with a query template) is a row scored on its own embeddings."""
     import projector
-    from projector import train
-    from projector.embed import embed
+    from projector.train import stage as train
+    from projector.embed.embedding import embed
 
     model = tmp_path / "model"
     assert train.main(["--pairs", str(qa_pairs), "--out", str(model), "--epochs", "3",

@@ -1,4 +1,4 @@
-"""evaluate --labelled (projector.labelled): label-retrieval metrics on labelled items, real embeddings, real artifacts.
+"""evaluate --labelled (projector.evaluate.labelled): label-retrieval metrics on labelled items, real embeddings, real artifacts.
 
 The label metric on a hand-computed case; on 36 short texts with two criteria (kind, colour) the cosine row
 equals scikit-learn's per-query average precision, a W that maps every item onto its kind's direction scores
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import projector
-from projector import evaluate as E
+from projector.evaluate import stage as E
 from projector.metrics import label_map, label_queries
 
 KINDS = {
@@ -49,13 +49,13 @@ def items(tmp_path):
 
 
 def _export(out, W_q, W_a=None):
-    """A real artifact folder (projector.export) holding the given maps, for the bundled encoder."""
+    """A real artifact folder (projector.train.export) holding the given maps, for the bundled encoder."""
     import torch
 
-    from projector.encoder import encoder_identity
-    from projector.export import write_artifact
-    from projector.projection import Projection
-    from projector.train import TrainConfig
+    from projector.embed.encoder import encoder_identity
+    from projector.train.export import write_artifact
+    from projector.train.projection import Projection
+    from projector.train.stage import TrainConfig
 
     mode = "symmetric" if W_a is None else "asymmetric"
     model = Projection(W_q.shape[1], W_q.shape[0], mode)
@@ -121,7 +121,7 @@ def test_label_map_is_the_mean_of_label_queries():
 def test_cosine_and_baselines_match_an_independent_computation(items, tmp_path):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     out = tmp_path / "out"
     assert E.main(["--labelled", str(items), "--label", "kind", "--out", str(out), "--bootstrap", "50"]) == 0
@@ -159,7 +159,7 @@ def test_cosine_and_baselines_match_an_independent_computation(items, tmp_path):
 
 def test_a_map_onto_the_label_directions_scores_one(items, tmp_path, capsys):
     """W (3, d) sends each test item onto its kind's one-hot direction: kind mAP 1, colour far from it."""
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     test = [r for r in _test_items() if r["labels"].get("colour") in COLOURS]
     x = embed([r["text"] for r in test], show_progress=False).astype(np.float64)          # (36, d)
@@ -198,7 +198,7 @@ def test_a_map_onto_the_label_directions_scores_one(items, tmp_path, capsys):
 
 
 def test_asymmetric_model_scores_query_side_against_document_side(items, tmp_path):
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     rng = np.random.default_rng(1)
     W_q, W_a = rng.normal(size=(16, 384)), rng.normal(size=(16, 384))

@@ -80,7 +80,7 @@ def records(out: Path) -> list[str]:
 
 @pytest.mark.parametrize("where", ["records", pytest.param("dataset", marks=pytest.mark.stress)])
 def test_generate_file_size_limit_then_rerun_loses_nothing(where, tmp_path, env):
-    from projector.generate import generate
+    from projector.generate.stage import generate
 
     qpp = 2 if where == "records" else 6  # 6 questions: the dataset's arrow file outgrows records.jsonl
     (tmp_path / "ref").mkdir()
@@ -132,7 +132,7 @@ _REFS: dict = {}
 def train_reference(tmp_path_factory, env):
     """Uninterrupted runs to compare with (in-process: the same bytes as the CLI, checked by the crash tests'
     reference; they also warm the embedding cache). ``reference(name, *extra_args)`` -> (pairs, out)."""
-    from projector.train import train
+    from projector.train.stage import train
 
     def reference(name: str, **extra):
         if name not in _REFS:
@@ -228,7 +228,7 @@ def test_no_space_left_on_a_small_tmpfs_then_rerun_after_freeing_space(train_ref
 OOM_WRAPPER = textwrap.dedent("""
     import resource, sys
     import numpy as np, torch, datasets, safetensors.torch
-    import projector.train as train, projector.export, projector.projection
+    import projector.train.stage as train, projector.train.export, projector.train.projection
     torch.set_num_threads(1)
     # what would otherwise be loaded or allocated lazily: BLAS buffers, the optimiser's modules
     x = np.random.default_rng(0).normal(size=(384, 384)); np.linalg.eigh(x @ x.T); np.linalg.svd(x)

@@ -46,7 +46,7 @@ def test_model_safetensors_bytes_do_not_depend_on_the_metadata_order():
     import numpy as np
     from safetensors.numpy import load, save
 
-    from projector.export import canonical_safetensors
+    from projector.train.export import canonical_safetensors
 
     t = {"W": np.arange(6, dtype=np.float32).reshape(2, 3), "bias": np.ones(1, np.float32)}
     data = save(t, metadata={"format": "f", "format_version": "1"})

@@ -11,10 +11,10 @@ import pytest
 
 from openai_server import FakeOpenAI, questions_for
 from projector.errors import ProjectorError
-from projector.llm import public_url
-from projector.generate import GenerateConfig, generate, parse_args
-from projector.pairs import read_passages
-from projector.records import RecordLog
+from projector.llm.client import public_url
+from projector.generate.stage import GenerateConfig, generate, parse_args
+from projector.formats.pairs import read_passages
+from projector.llm.records import RecordLog
 
 N_PASSAGES = 30
 
@@ -230,8 +230,8 @@ def test_sigkill_at_a_random_point_then_rerun_loses_and_duplicates_nothing(tmp_p
 
 
 def test_question_checks_clean_trailing_references_and_keep_the_usable_part():
-    from projector.replies import question_checker
-    from projector.llm import InvalidReply, Questions
+    from projector.llm.replies import question_checker
+    from projector.llm.client import InvalidReply, Questions
 
     check = question_checker("Dictionaries preserve insertion order since Python 3.7.", 2)
     ok = check(Questions(questions=["What does split() split on, according to the passage?", "1. Are dicts ordered?"]))
@@ -355,8 +355,8 @@ def test_sigterm_stops_cleanly_and_the_rerun_completes(tmp_path, repo):
 
 
 def test_rewrite_that_drops_most_of_the_text_is_re_asked():
-    from projector.replies import rewrite_checker
-    from projector.llm import InvalidReply, Rewrite
+    from projector.llm.replies import rewrite_checker
+    from projector.llm.client import InvalidReply, Rewrite
 
     check = rewrite_checker("The break statement ends the nearest enclosing loop, skipping its else clause. " * 3)
     with pytest.raises(InvalidReply, match="kept"):

@@ -7,8 +7,8 @@ import re
 import datasets
 import pytest
 
-from projector.generate import GenerateConfig, generate
-from projector.pairs import read_passages
+from projector.generate.stage import GenerateConfig, generate
+from projector.formats.pairs import read_passages
 
 pytestmark = pytest.mark.llm
 

@@ -1,4 +1,4 @@
-"""The qa recipe of issue 11 (projector.qa, projector.sampling, projector.replies): query examples in the shared
+"""The qa recipe of issue 11 (projector.generate.qa, projector.generate.sampling, projector.llm.replies): query examples in the shared
 prompt prefix, the v2 prompt's layout, the v1 prompt kept, meta wording re-asked, cover sampling that only grows.
 
 generate runs against the real HTTP server of tests/openai_server.py on 127.0.0.1.
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from openai_server import FakeOpenAI
-from projector import generate as generate_mod
+from projector.generate import stage as generate_mod
 from projector.errors import ProjectorError
-from projector.generate import generate
-from projector.llm import InvalidReply, Questions, load_prompt
-from projector.qa import MAX_EXAMPLES, MAX_SHOT_CHARS, QueryExamples, read_query_examples
-from projector.replies import question_checker
-from projector.sampling import cover_order, uniform
+from projector.generate.stage import generate
+from projector.llm.client import InvalidReply, Questions, load_prompt
+from projector.generate.qa import MAX_EXAMPLES, MAX_SHOT_CHARS, QueryExamples, read_query_examples
+from projector.llm.replies import question_checker
+from projector.generate.sampling import cover_order, uniform
 from test_generate import check_output, config
 
 EXAMPLES = ["python dict keep insertion order", "how do I read a file line by line?",

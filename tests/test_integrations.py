@@ -41,7 +41,7 @@ def corpus(qa):
 
 
 def _train(qa, out, **kw):
-    from projector.train import train
+    from projector.train.stage import train
 
     train(pairs=str(qa), out=str(out), **{**FAST, **kw})
     return out
@@ -60,7 +60,7 @@ def asym_query(qa, tmp_path_factory):
 
 
 def _frozen(texts, template=None):
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     return embed(texts, template=template, show_progress=False)
 

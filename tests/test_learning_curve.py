@@ -12,9 +12,9 @@ lc = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_learning_curve"] = lc   # dataclasses look their module up while the file executes
 _spec.loader.exec_module(lc)
 
-from projector import evaluate as E  # noqa: E402
-from projector import pairs as P  # noqa: E402
-from projector.corpus import Passage  # noqa: E402
+from projector.evaluate import stage as E  # noqa: E402
+from projector.formats import pairs as P  # noqa: E402
+from projector.formats.corpus import Passage  # noqa: E402
 from projector.errors import DataError  # noqa: E402
 
 WORDS = ["mango", "banana", "cherry", "lemon", "peach", "apple", "pear", "plum", "grape", "melon", "carrot",

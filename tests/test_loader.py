@@ -19,7 +19,7 @@ DOCS = ["Recipe: slice the plum, cook it slowly with a little salt and serve it 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from projector.train import train
+    from projector.train.stage import train
 
     root = tmp_path_factory.mktemp("loader")
     cache = tmp_path_factory.getbasetemp() / "projector-cache"  # the session cache of conftest
@@ -32,7 +32,7 @@ def artifact(tmp_path_factory):
 def test_numpy_projection_matches_the_torch_model(artifact):
     import torch
 
-    from projector.projection import Projection
+    from projector.train.projection import Projection
 
     p = projector.load(artifact)
     assert (p.mode, p.encoder, p.dim, p.rank) == ("asymmetric", "sentence-transformers/all-MiniLM-L6-v2", 384, 384)
@@ -73,7 +73,7 @@ def test_sentence_transformers_folder_scores_like_the_loader(artifact):
     sq, sd = st.encode_query(QUERIES), st.encode_document(DOCS)
     assert np.allclose(sq, p.encode_queries(QUERIES), atol=1e-5)
     assert np.allclose(sd, p.encode_documents(DOCS), atol=1e-5)
-    from projector.embed import embed
+    from projector.embed.embedding import embed
 
     expected = p.score(embed(QUERIES, show_progress=False), embed(DOCS, show_progress=False))
     assert np.allclose(p.scale * sq @ sd.T + p.bias, expected, atol=1e-4)

@@ -1,6 +1,6 @@
 """Property tests of projector.load on damaged artifacts and of the loaded projection on bad inputs.
 
-From valid artifacts written by projector.export (d = 8, asymmetric and symmetric, no training needed),
+From valid artifacts written by projector.train.export (d = 8, asymmetric and symmetric, no training needed),
 hypothesis truncates and flips bytes of model.safetensors, deletes, adds and retypes fields of projector.json
 and feeds arrays of any shape and value. The only outcomes allowed:
 
@@ -46,9 +46,9 @@ class _Pairs:
 def build(out: Path, mode: str, rank: int) -> Path:
     import torch
 
-    from projector.export import write_artifact
-    from projector.projection import Projection
-    from projector.train import TrainConfig
+    from projector.train.export import write_artifact
+    from projector.train.projection import Projection
+    from projector.train.stage import TrainConfig
 
     g = torch.Generator().manual_seed(0)
     model = Projection(D, rank, mode)

@@ -1,4 +1,4 @@
-"""Tests for projector.local_llm: model assembly from part packages, and the server's lifecycle.
+"""Tests for projector.llm.server: model assembly from part packages, and the server's lifecycle.
 
 The fast tests build fake part packages in tmp_path; the `llm` ones start the real llama.cpp server.
 """
@@ -11,9 +11,9 @@ import urllib.request
 
 import pytest
 
-from projector import local_llm
+from projector.llm import server as local_llm
 from projector.errors import LLMError
-from projector.local_llm import KNOWN_MODELS, LocalServer, ModelSpec, resolve_model
+from projector.llm.server import KNOWN_MODELS, LocalServer, ModelSpec, resolve_model
 
 # The model `projector[local]` installs (the 0.5B one is an extra, absent on a fresh machine).
 SERVED_MODEL = local_llm.DEFAULT_MODEL

@@ -46,11 +46,11 @@ def test_ndcg_edge_cases():
 
 
 def test_training_validation_ndcg_is_trec_evals():
-    """projector.fit's early-stopping NDCG@10 (a projection ranking every doc) is trec_eval's on that ranking."""
+    """projector.train.fit's early-stopping NDCG@10 (a projection ranking every doc) is trec_eval's on that ranking."""
     import torch
 
-    from projector.fit import Split, ndcg_at_10
-    from projector.projection import Projection
+    from projector.train.fit import Split, ndcg_at_10
+    from projector.train.projection import Projection
 
     g = torch.Generator().manual_seed(0)
     docs = torch.nn.functional.normalize(torch.randn(700, 16, generator=g), dim=-1)         # (N, d)

@@ -1,12 +1,12 @@
-"""projector.pairs: a pairs folder written the way generate writes it loads back unchanged; a damaged one is
+"""projector.formats.pairs: a pairs folder written the way generate writes it loads back unchanged; a damaged one is
 one DataError line naming the file (and line) and what to do."""
 import json
 import shutil
 
 import pytest
 
-from projector import pairs as P
-from projector.corpus import Passage
+from projector.formats import pairs as P
+from projector.formats.corpus import Passage
 from projector.errors import DataError
 
 PASSAGES = [Passage(f"d{i}#0", f"d{i}", f"Passage {i} about topic {i}.", title=f"T{i}") for i in range(6)]

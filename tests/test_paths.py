@@ -35,8 +35,8 @@ def changed_outside(before: dict, after: dict, allowed: list[str]) -> list[str]:
 
 
 def test_ids_and_titles_never_pick_a_file_name(tmp_path, monkeypatch):
-    from projector.generate import GenerateConfig, generate
-    from projector.train import train
+    from projector.generate.stage import GenerateConfig, generate
+    from projector.train.stage import train
 
     root = tmp_path / "root"
     (root / "outside").mkdir(parents=True)
@@ -75,7 +75,7 @@ def test_ids_and_titles_never_pick_a_file_name(tmp_path, monkeypatch):
 
 
 def test_a_folder_corpus_with_odd_file_names_stays_read_only(tmp_path, monkeypatch):
-    from projector.generate import GenerateConfig, generate
+    from projector.generate.stage import GenerateConfig, generate
 
     root = tmp_path / "root"
     docs = root / "docs"

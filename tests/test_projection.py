@@ -1,11 +1,11 @@
-"""The pure math of projector.projection: loss, initialisation, closed form."""
+"""The pure math of projector.train.projection: loss, initialisation, closed form."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from projector.errors import DataError
-from projector.projection import (Projection, closed_form, init_weights, principal_directions, sigmoid_loss,
+from projector.train.projection import (Projection, closed_form, init_weights, principal_directions, sigmoid_loss,
                                   symmetric_closed_form)
 
 
@@ -77,7 +77,7 @@ def test_tensors_are_the_exported_state():
 
 
 def test_cca_finds_the_shared_directions():
-    from projector.projection import cca
+    from projector.train.projection import cca
 
     rng = np.random.default_rng(4)
     z = rng.normal(size=(400, 2))                              # two latent factors both sides share

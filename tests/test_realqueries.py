@@ -1,14 +1,14 @@
-"""Your users' real queries (projector.realqueries) as the judge: train --validation-queries decides on them,
+"""Your users' real queries (projector.formats.realqueries) as the judge: train --validation-queries decides on them,
 evaluate --queries scores on them; bad files stop with one line naming the file, line and field."""
 import json
 
 import pytest
 
-from projector import evaluate as E
-from projector import train as T
-from projector.corpus import Passage
+from projector.evaluate import stage as E
+from projector.train import stage as T
+from projector.formats.corpus import Passage
 from projector.errors import DataError
-from projector.realqueries import read_real_queries
+from projector.formats.realqueries import read_real_queries
 from test_train import FAST, ITEMS, make_qa_pairs
 
 PASSAGES = [Passage("a#0", "a", "first part of a"), Passage("a#1", "a", "second part of a"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import projector.evaluate as E
+import projector.evaluate.stage as E
 from test_train import FAST, make_qa_pairs
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -42,7 +42,7 @@ def _chromium(*args, timeout=120):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """A real evaluation of a model trained here: the report folder and report.json."""
-    from projector.train import train
+    from projector.train.stage import train
 
     root = tmp_path_factory.mktemp("report")
     pairs = make_qa_pairs(root / "qa")
@@ -54,7 +54,7 @@ def report(tmp_path_factory):
 
 
 def test_evaluate_writes_a_self_contained_report_html(report, capsys):
-    from projector import report_html
+    from projector.evaluate import report_html
 
     out, rep = report
     page = (out / "report.html").read_text()
@@ -70,7 +70,7 @@ def test_evaluate_writes_a_self_contained_report_html(report, capsys):
 
 
 def test_verdict_words_follow_the_paired_ci():
-    from projector import report_html
+    from projector.evaluate import report_html
 
     def result(lo, hi):
         ci = {"ndcg@10": [0.4, 0.6]}
@@ -88,7 +88,7 @@ def test_verdict_words_follow_the_paired_ci():
 
 @needs_browser
 def test_report_html_renders_in_a_headless_browser(report, tmp_path):
-    from projector import report_html
+    from projector.evaluate import report_html
 
     out, rep = report
     probe = tmp_path / "probe.html"

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from openai_server import FakeOpenAI, _passage
-from projector import pairs as P
-from projector.corpus import Passage
+from projector.formats import pairs as P
+from projector.formats.corpus import Passage
 from projector.errors import DataError, ProjectorError
 from projector.files import write_json
-from projector.realqueries import read_real_queries
-from projector.teach import TeachConfig, teach
-from projector.train import TrainConfig, embed_pairs, train
+from projector.formats.realqueries import read_real_queries
+from projector.generate.teach import TeachConfig, teach
+from projector.train.stage import TrainConfig, embed_pairs, train
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach", "plum", "quince"]
 SPLIT = {"apple": "train", "banana": "train", "cherry": "train", "grape": "train", "lemon": "train",
@@ -25,7 +25,7 @@ SPLIT = {"apple": "train", "banana": "train", "cherry": "train", "grape": "train
 
 
 def make_pairs(tmp_path):
-    """A qa folder written with projector.pairs' writers: two passages start with "apple" (a false negative for
+    """A qa folder written with projector.formats.pairs' writers: two passages start with "apple" (a false negative for
     each other's queries), one train query no passage answers."""
     passages = [Passage(f"{w}#0", w, f"{w} trees grow in warm valleys and the {w} fruit is eaten fresh.", w.title())
                 for w in WORDS]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from projector import pairs as P
-from projector.teach import TeachConfig, teach
+from projector.formats import pairs as P
+from projector.generate.teach import TeachConfig, teach
 from test_teach import make_pairs
 
 pytestmark = pytest.mark.llm

@@ -68,8 +68,8 @@ def qa_pairs(tmp_path_factory):
 
 def test_end_to_end_beats_cosine_on_held_out_queries(qa_pairs, tmp_path):
     import projector
-    from projector.embed import embed
-    from projector.train import train
+    from projector.embed.embedding import embed
+    from projector.train.stage import train
 
     out = tmp_path / "model"
     summary = train(pairs=str(qa_pairs), out=str(out), **{**FAST, "sentence_transformers": True})
@@ -94,7 +94,7 @@ def test_end_to_end_beats_cosine_on_held_out_queries(qa_pairs, tmp_path):
 def test_same_command_gives_the_same_matrices(qa_pairs, tmp_path):
     from safetensors.numpy import load_file
 
-    from projector.train import train
+    from projector.train.stage import train
 
     for name in ("a", "b"):
         train(pairs=str(qa_pairs), out=str(tmp_path / name), **{**FAST, "epochs": 3})
@@ -107,7 +107,7 @@ def train_whole_and_resumed(pairs, tmp_path, monkeypatch, cfg: dict):
     (OUT/cut); return both model.safetensors as dicts of arrays."""
     from safetensors.numpy import load_file
 
-    import projector.train as tr
+    import projector.train.stage as tr
 
     tr.train(pairs=str(pairs), out=str(tmp_path / "full"), **cfg)
     real = tr.write_log
@@ -126,7 +126,7 @@ def train_whole_and_resumed(pairs, tmp_path, monkeypatch, cfg: dict):
 
 
 def test_interrupted_run_resumes_to_the_same_result(qa_pairs, tmp_path, monkeypatch):
-    import projector.train as tr
+    import projector.train.stage as tr
 
     cfg = {**FAST, "epochs": 4, "patience": 10}
     a, b = train_whole_and_resumed(qa_pairs, tmp_path, monkeypatch, cfg)
@@ -141,7 +141,7 @@ def test_a_checkpoint_on_other_data_is_trained_over_not_resumed(qa_pairs, tmp_pa
     the new pairs from scratch: the result equals a fresh run on them, not the old model."""
     from safetensors.numpy import load_file
 
-    from projector.train import train
+    from projector.train.stage import train
 
     cfg = {**FAST, "epochs": 3}
     fewer = make_qa_pairs(tmp_path / "fewer", ITEMS[2:])  # other train items
@@ -155,8 +155,8 @@ def test_a_checkpoint_on_other_data_is_trained_over_not_resumed(qa_pairs, tmp_pa
 def test_negatives_never_include_the_positive():
     import torch
 
-    from projector.fit import Data, TrainStep, batch_loss, mine_hard_negatives
-    from projector.projection import Projection, sigmoid_loss
+    from projector.train.fit import Data, TrainStep, batch_loss, mine_hard_negatives
+    from projector.train.projection import Projection, sigmoid_loss
 
     g = torch.Generator().manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=-1)
@@ -184,7 +184,7 @@ def test_known_answers_and_no_margin_in_the_nearest_others_search():
     """teach's candidates: no near-duplicate guard (the LLM judges those), and no passage known to answer."""
     import torch
 
-    from projector.fit import mine_hard_negatives
+    from projector.train.fit import mine_hard_negatives
 
     g = torch.Generator().manual_seed(1)
     corpus = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=-1)
@@ -201,7 +201,7 @@ def test_known_answers_and_no_margin_in_the_nearest_others_search():
 def test_a_tied_ranking_metric_is_broken_by_the_validation_loss():
     """On a few dozen validation queries NDCG@10 stays put over small steps: the loss decides, so early
     stopping does not end a run whose validation loss still falls (it used to stop after 6 steps)."""
-    from projector.fit import improves
+    from projector.train.fit import improves
 
     key = "val_ndcg@10"
     assert improves({key: 0.70, "val_logloss": 9.0}, key, 0.60, 1.0)          # the metric first
@@ -217,7 +217,7 @@ def test_the_data_fingerprint_covers_the_validation_split():
 
     import torch
 
-    from projector.fit import Data, Split, data_fingerprint
+    from projector.train.fit import Data, Split, data_fingerprint
 
     g = torch.Generator().manual_seed(0)
     corpus, q = torch.randn(6, 4, generator=g), torch.randn(3, 4, generator=g)
@@ -231,7 +231,7 @@ def test_the_data_fingerprint_covers_the_validation_split():
 def test_a_validation_gain_within_noise_keeps_cosine_and_says_so():
     """One of 36 validation queries ranked higher is luck, not a gain: cosine stays, the warning says why;
     a gain on every query replaces it; --select-confidence 0 takes the best mean."""
-    from projector.candidates import gate, select, verdict
+    from projector.train.candidates import gate, select, verdict
 
     key = "val_ndcg@10"
     cos = np.random.default_rng(0).uniform(0.2, 0.8, 36)
@@ -255,7 +255,7 @@ def test_a_validation_gain_within_noise_keeps_cosine_and_says_so():
 def test_at_a_lower_rank_the_export_is_compared_with_full_rank_cosine(qa_pairs, tmp_path):
     """At rank k no candidate is cosine: the summary says how the exported map does against it on validation,
     and warns when that is not a gain beyond noise (at rank 2 nothing can be; at rank 64 trained beats it)."""
-    from projector.train import train
+    from projector.train.stage import train
 
     low = train(pairs=str(qa_pairs), out=str(tmp_path / "k2"), **{**FAST, "rank": 2, "epochs": 1})
     vs = low["validation"][low["selected"]]["gain_vs_cosine"]
@@ -270,7 +270,7 @@ def test_device_selection(monkeypatch):
     import torch
 
     from projector.errors import ProjectorError
-    from projector.distributed import pick_device
+    from projector.train.distributed import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -285,7 +285,7 @@ def test_device_selection(monkeypatch):
 
 
 def test_symmetric_labelled_pairs(tmp_path):
-    from projector.train import train
+    from projector.train.stage import train
 
     summary = train(pairs=str(make_labelled_pairs(tmp_path / "pairs")), out=str(tmp_path / "m"), **FAST)
     meta = json.loads((tmp_path / "m/projector.json").read_text())
@@ -298,7 +298,7 @@ def test_bad_pairs_folders_name_the_problem(tmp_path, qa_pairs):
 
     from datasets import Dataset, DatasetDict
 
-    from projector.pairs import load_pairs
+    from projector.formats.pairs import load_pairs
 
     with pytest.raises(DataError, match="manifest.json not found"):
         load_pairs(tmp_path)
@@ -330,7 +330,7 @@ def test_memory_mapped_embeddings_train_the_same_model(qa_pairs, tmp_path):
     the matrices are the same as from in-memory arrays."""
     from safetensors.numpy import load_file
 
-    from projector.train import train
+    from projector.train.stage import train
 
     train(pairs=str(qa_pairs), out=str(tmp_path / "ram"), **FAST)
     train(pairs=str(qa_pairs), out=str(tmp_path / "mmap"), mmap_embeddings=True, encode_workers=2, **FAST)
@@ -347,11 +347,11 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
     calibrated (ECE falls well below training's in-batch s, b) and W is untouched, so rankings do not change."""
     import torch
 
-    from projector.fit import Data, Split
+    from projector.train.fit import Data, Split
     from projector.metrics import calibration, sample_calibration_pairs
-    from projector.projection import Projection
-    from projector.candidates import calibrate
-    from projector.train import TrainConfig
+    from projector.train.projection import Projection
+    from projector.train.candidates import calibrate
+    from projector.train.stage import TrainConfig
 
     g = torch.Generator().manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(400, 32, generator=g), dim=-1)
@@ -378,7 +378,7 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
 
 def test_select_confidence_out_of_range_is_refused_before_any_work(qa_pairs, tmp_path):
     from projector.errors import ProjectorError
-    from projector.train import train
+    from projector.train.stage import train
 
     with pytest.raises(ProjectorError, match=r"--select-confidence must be in \[0, 1\), got 1.0"):
         train(pairs=str(qa_pairs), out=str(tmp_path / "m"), **{**FAST, "select_confidence": 1.0})

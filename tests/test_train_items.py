@@ -1,4 +1,4 @@
-"""projector.train on a folder of layout items (generate --judge attribute), written with projector.pairs'
+"""projector.train on a folder of layout items (generate --judge attribute), written with projector.formats.pairs'
 own writer: the symmetric model from item labels, chosen on the validation items' label mAP, exported,
 loaded, resumed; and the folders it must refuse."""
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from projector import pairs as P
-from projector.corpus import Passage
+from projector.formats import pairs as P
+from projector.formats.corpus import Passage
 from projector.errors import DataError, ProjectorError
 
 # The label (what kind of program) is a short phrase; the topic, shared across kinds, fills most of each text,
@@ -58,7 +58,7 @@ def items(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(items, tmp_path_factory):
-    from projector.train import train
+    from projector.train.stage import train
 
     out = tmp_path_factory.mktemp("model") / "m"
     return out, train(pairs=str(items), out=str(out), threads=1)       # the defaults a user gets
@@ -66,7 +66,7 @@ def trained(items, tmp_path_factory):
 
 def test_the_exported_model_beats_cosine_on_held_out_items(trained):
     import projector
-    from projector.embed import embed
+    from projector.embed.embedding import embed
     from projector.metrics import label_map
 
     out, summary = trained
@@ -104,7 +104,7 @@ def test_candidates_selection_and_counts_are_recorded(trained):
 def test_probability_is_calibrated_on_the_implied_validation_pairs(trained, items):
     """The exported s, b are the Platt fit on every pair of validation items (9 known -> 36 pairs)."""
     import projector
-    from projector.embed import embed
+    from projector.embed.embedding import embed
     from projector.metrics import calibration
 
     out, summary = trained
@@ -122,7 +122,7 @@ def test_the_sentence_transformers_folder_gives_the_loader_vectors(items, tmp_pa
     import projector
     from sentence_transformers import SentenceTransformer
 
-    from projector.train import train
+    from projector.train.stage import train
 
     out = tmp_path / "m"
     train(pairs=str(items), out=str(out), threads=1, rank=16, epochs=3)    # --rank: one trained rank, 16
@@ -137,7 +137,7 @@ def test_the_sentence_transformers_folder_gives_the_loader_vectors(items, tmp_pa
 def test_interrupted_and_re_run_items_training_resume_to_the_same_result(items, tmp_path, monkeypatch):
     from safetensors.numpy import load_file
 
-    from projector.train import train
+    from projector.train.stage import train
     from test_train import train_whole_and_resumed
 
     cfg = {**QUICK, "epochs": 4, "patience": 10}
@@ -159,7 +159,7 @@ def test_interrupted_and_re_run_items_training_resume_to_the_same_result(items, 
 def test_nothing_beats_cosine_and_the_export_says_so(tmp_path):
     """Validation items of one label share one text, so frozen cosine ranks them perfectly and no candidate can
     beat it: cosine is exported (a tie goes to the simpler) and the warning names every candidate's score."""
-    from projector.train import train
+    from projector.train.stage import train
 
     root = write_items(tmp_path / "same", text=lambda topic, kind, split: KINDS[kind] if split == "validation"
                        else item_text(topic, kind))
@@ -178,7 +178,7 @@ def test_nothing_beats_cosine_and_the_export_says_so(tmp_path):
     (lambda i, kind, split: kind, ["--query-template", "q: {text}"], "--document-template differs"),
 ])
 def test_bad_items_folders_exit_2_with_one_line(tmp_path, capsys, label, argv, message):
-    from projector.train import main
+    from projector.train.stage import main
 
     root = write_items(tmp_path / "bad", label=label)
     assert main(["--pairs", str(root), "--out", str(tmp_path / "m"), *argv]) == 2
@@ -190,7 +190,7 @@ def test_bad_items_folders_exit_2_with_one_line(tmp_path, capsys, label, argv, m
 def test_an_items_folder_without_validation_is_refused_like_pairs(tmp_path):
     """As labelled pairs are (load_pairs: 'generate with a validation fraction > 0'): no seeded validation split
     is made from the train items behind the user's back; the error names the fix."""
-    from projector.pairs import load_pairs
+    from projector.formats.pairs import load_pairs
 
     root = write_items(tmp_path / "noval", splits=(13, 13))
     with pytest.raises(DataError, match="validation is missing or empty; generate with a validation fraction"):

@@ -1,4 +1,4 @@
-"""projector.vectors.l2_normalise: each caller keeps the precision its results were trained and cached with.
+"""projector.formats.vectors.l2_normalise: each caller keeps the precision its results were trained and cached with.
 
 A float64 normalisation of the encoder's outputs differs from the float32 one in the last bit of about a
 third of the values; that was enough to move a rank-64 closed-form training run from validation NDCG@10
@@ -7,7 +7,7 @@ third of the values; that was enough to move a rank-64 closed-form training run 
 import numpy as np
 import pytest
 
-from projector.vectors import l2_normalise
+from projector.formats.vectors import l2_normalise
 
 TEXTS = [f"{w} is a word about the {t}" for w in ("mango", "salt", "guitar", "river") for t in ("song", "recipe")]
 
@@ -23,8 +23,8 @@ def _float64_rows(x):
 
 
 def test_embed_returns_the_float32_normalisation_of_the_encoder_output(tmp_path):
-    from projector.embed import embed
-    from projector.encoder import load_encoder
+    from projector.embed.embedding import embed
+    from projector.embed.encoder import load_encoder
 
     raw = load_encoder(None).encode(TEXTS, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
     got = embed(TEXTS, cache_dir=str(tmp_path / "cache"), show_progress=False)

@@ -68,7 +68,7 @@ class Sides:
         return f"Sides({str(self.projection.path)!r}, mode={self.projection.mode!r}, fold={self.fold})"
 
     def _encode(self, texts: list[str], side: str) -> np.ndarray:
-        from projector.embed import embed
+        from projector.embed.embedding import embed
 
         return embed([str(t) for t in texts], self._source, template=self.projection.templates.get(side),
                      cache_dir=False, show_progress=False)  # (n, d), unit length

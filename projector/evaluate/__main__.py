@@ -1,0 +1,4 @@
+"""python -m projector.evaluate"""
+from projector.evaluate.stage import main
+
+raise SystemExit(main())

@@ -1,0 +1,453 @@
+r"""Stage 1: an LLM writes training pairs from your corpus.
+
+    python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs \
+        --max-passages 60                              # qa: questions a user would ask, per passage
+    python -m projector.generate --corpus people.jsonl --task pairs --criterion "same nationality" --out runs/nat
+
+Tasks:
+  qa     (default, asymmetric) for each passage the LLM writes --questions-per-passage questions it answers,
+         in a mix of query forms (prompt qa.v2), or in the style of --query-examples FILE (a handful of your
+         users' real queries); --prompt-version v1 is the recipe before (projector.generate.qa). --sample cover picks
+         the --max-passages passages to cover the corpus (k-means of the frozen embeddings; projector.generate.sampling).
+         Rows: query, passage, passage_id, doc_id, title, question_index.
+  pairs  (symmetric) candidate pairs (nearest neighbours under the frozen encoder + random pairs) are judged
+         by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
+         With --judge attribute the LLM instead names each item's value for CRITERION once (one of --labels,
+         or a set it proposes from a sample); rows are items: id, text, label, split (projector.generate.attribute).
+  --rewrite first rewrites every passage into plain content (prompt overridable); recorded in the manifest,
+         to be applied the same way in production.
+
+LLM: with no --base-url (and no OPENAI_BASE_URL) an embedded llama.cpp server is started on 127.0.0.1 with a
+small instruct model from the package registry, and stopped at the end. Otherwise any OpenAI-compatible
+endpoint (--base-url/--model, key in OPENAI_API_KEY; the key is never printed or written).
+
+Outputs in --out: records.jsonl (every LLM call, append-only: the run resumes from it after a crash or
+Ctrl-C), passages.jsonl (the whole retrieval corpus), dataset/ (datasets.DatasetDict train/validation/test,
+split by passage with a fixed seed), parquet/<split>.parquet, manifest.json, config.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from projector.generate import attribute
+from projector import cli
+from projector.generate import qa
+from projector.generate import sampling
+from projector.formats import corpus as corpus_mod
+from projector.formats import pairs as pairs_format
+from projector.cli import option
+from projector.errors import DataError, ProjectorError
+from projector.files import read_json, write_json
+from projector.llm.client import Judgement, Rewrite, load_prompt
+from projector.llm.records import Job, RecordLog, finished
+from projector.llm.replies import rewrite_checker
+from projector.llm.runner import Endpoint, EndpointOptions, run_jobs
+
+
+@dataclass
+class GenerateConfig(EndpointOptions):
+    """generate's options; the LLM endpoint's are ``projector.llm.runner.EndpointOptions``."""
+
+    corpus: str = option(help="JSONL/CSV/Parquet file, folder of .txt/.md files, or a saved datasets folder")
+    out: str = option(help="output folder (created; re-running with the same settings resumes)")
+    task: str = option("qa", choices=("qa", "pairs"),
+                       help="qa: questions the LLM writes for each passage (query -> passage); pairs: candidate "
+                            "pairs the LLM labels similar or not in the sense of --criterion")
+    text_field: str = option("text", help="field holding the text (JSONL/CSV/Parquet/datasets)")
+    id_field: str | None = option(None, help="field holding a unique document id; None numbers the rows")
+    title_field: str | None = option("title", help="optional field holding a title (shown to the LLM)")
+    chunk_tokens: int = option(200, help="passage size in encoder tokens (all-MiniLM-L6-v2 reads at most 256)")
+    chunk_overlap: int = option(32, help="tokens shared by consecutive passages of one document")
+    encoder: str | None = option(None, help="sentence-transformers name or folder whose tokenizer sizes passages "
+                                            "(and that embeds, for --task pairs); None: the bundled "
+                                            "all-MiniLM-L6-v2")
+    questions_per_passage: int = option(2, help="qa: questions asked per passage (one request each: more per "
+                                                "request share the passage's prompt cost)")
+    query_examples: str | None = option(None, help="qa: a file of 1-16 (best 4-8) real queries of your users, one a "
+                                                   "line (or JSON lines with a text or query field, and best a "
+                                                   "passage field: the passage the query finds), shown to the LLM "
+                                                   "as style examples (with passages: few-shot pairs, prompt "
+                                                   "qa-shots); None: a mix of query forms")
+    prompt_version: str = option("v2", choices=qa.PROMPT_VERSIONS,
+                                 help="qa: the packaged prompt; v2: a mix of query forms (keyword query, "
+                                      "question, statement) or --query-examples' style, shared text first and "
+                                      "the passage last; v1: two similar questions (runs made before v2)")
+    max_passages: int | None = option(
+        None, help="qa: generate for a seeded sample of this many passages; the sample only grows, so a "
+                   "larger number later keeps what was made (None: all)",
+        unset_by=("--all", "generate for every passage (drops --max-passages)"))
+    sample: str = option("uniform", choices=sampling.SAMPLES,
+                         help="qa: how --max-passages are chosen; uniform: a seeded random sample; cover: the "
+                              "passages nearest the centroids of k-means clusters of the frozen embeddings, "
+                              "coarse to fine (embeds the corpus once, through the cache)")
+    criterion: str | None = option(None, help='pairs: the sense of similarity the LLM judges, e.g. "same nationality"')
+    judge: str = option("pairwise", choices=("pairwise", "attribute"),
+                        help="pairs: pairwise: the LLM judges candidate pairs (one call per pair); attribute: the "
+                             "LLM names each item's value for --criterion once (one call per item, every two "
+                             "labelled items a pair; rows are items: id, text, label, split)")
+    labels: str | None = option(None, help='attribute: the label set, "a,b=synonym|other spelling,c" (synonyms '
+                                           "and spellings are merged onto each name; unsure answers are kept as "
+                                           "unknown); None: the LLM proposes a set once from a sample of train "
+                                           "items")
+    neighbours: int = option(3, help="pairs: nearest neighbours per item under the frozen encoder as candidates "
+                                     "(likely positives)")
+    random_pairs: int = option(2, help="pairs: random partners per item as candidates (likely negatives)")
+    max_items: int | None = option(None, help="pairs: items to draw candidates for, a seeded sample (None: all)")
+    rewrite: bool = option(False, help="first rewrite every passage into plain content (recorded in the manifest, "
+                                       "to be applied the same way in production)")
+    rewrite_prompt_file: str | None = option(None, help="override the rewrite prompt (string.Template with $text)")
+    prompt_file: str | None = option(None, help="override the task prompt (string.Template with $passage, $title, "
+                                                "$n; $text_a, $text_b, $criterion)")
+    validation_fraction: float = option(0.1, help="share of --split-by units in the validation split")
+    test_fraction: float = option(0.1, help="share of --split-by units in the test split")
+    split_by: str = option("passage", choices=("passage", "document"),
+                           help="the unit no two splits share (document: all passages of a document together)")
+    seed: int = option(0, help="seeds the passage/item sample, the candidate pairs and the splits")
+    retry_failed: bool = option(False, help="on resume, ask again for requests recorded as failed")
+    batch: bool = option(False, help="send requests through the OpenAI Batch API (files + batches) instead of live")
+    batch_poll: float = option(30.0, help="with --batch: seconds between batch status checks")
+    batch_file_only: bool = option(False, help="with --batch: only write the request JSONL (for vLLM's offline "
+                                               "run_batch)")
+    batch_results: str | None = option(None, help="with --batch: collect results from this JSONL (an offline "
+                                                  "runner's output)")
+
+    def settings(self) -> dict:
+        """What must match for a re-run to resume the same run (not the endpoint or speed settings).
+
+        The sample sizes (--max-passages, --max-items) may change: the seeded sample only grows, so a run of
+        60 passages extends to 200 or --all, keeping what was made.
+        """
+        keep = ("task", "text_field", "id_field", "title_field", "chunk_tokens", "chunk_overlap", "encoder",
+                "questions_per_passage", "criterion", "neighbours", "random_pairs",
+                "rewrite", "seed", "split_by", "validation_fraction", "test_fraction")
+        if self.judge != "pairwise":  # named only when set, so runs made before --judge still resume
+            keep += ("judge", "labels")
+        if self.sample != "uniform":  # likewise for --sample
+            keep += ("sample",)
+        return {k: getattr(self, k) for k in keep}
+
+
+# ------------------------------------------------------------------------------------------- the stage
+
+
+def generate(config: GenerateConfig) -> dict:
+    """Run the stage; return the manifest. Resumes from ``out/records.jsonl`` if present."""
+    cfg = config
+    _check_config(cfg)
+    out = Path(cfg.out)
+    started = time.time()
+
+    # Inputs: documents -> passages (sized by the encoder's tokenizer).
+    docs = corpus_mod.read_documents(cfg.corpus, cfg.text_field, cfg.id_field, cfg.title_field)
+    passages, pstats = corpus_mod.make_passages(docs, _token_counter(cfg.encoder), cfg.chunk_tokens, cfg.chunk_overlap)
+    if not passages:
+        raise DataError(f"{cfg.corpus}: no non-empty passages after cleaning ({pstats.empty_dropped} empty).")
+    corpus_fp = corpus_mod.fingerprint(passages)
+    attr = cfg.task == "pairs" and cfg.judge == "attribute"
+    layout = pairs_format.ITEMS if attr else cfg.task
+    examples = qa.read_query_examples(cfg.query_examples) if cfg.query_examples else None
+    task_prompt = (qa.qa_prompt(cfg.prompt_file, cfg.prompt_version, examples) if cfg.task == "qa"
+                   else load_prompt("attribute" if attr else cfg.task, cfg.prompt_file))
+    rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
+    _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None,
+                  examples.fingerprint() if examples else None)
+
+    records = RecordLog(out / "records.jsonl")
+    done = records.load(retry_failed=cfg.retry_failed)
+    split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
+
+    with Endpoint(cfg) as llm:
+        # Optional rewrite of every passage: the main task then sees the rewritten text.
+        if rewrite_prompt is not None:
+            jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
+                        rewrite_prompt.render(text=p.text), Rewrite, rewrite_checker(p.text)) for p in passages]
+            run_jobs(llm, jobs, done, records, cfg, "rewriting")
+            for p in passages:
+                rec = done.get(f"rewrite:{p.passage_id}")
+                if rec and rec["status"] == "ok":
+                    p.original_text, p.text = p.text, rec["result"]["text"]
+        # The task itself.
+        if cfg.task == "qa":
+            jobs = qa.qa_jobs(_qa_sample(passages, cfg, out), cfg.questions_per_passage, task_prompt, examples)
+            # A passage whose recorded questions today's checks refuse, every one, is asked again (a check added
+            # since, e.g. the reply form's placeholders): it would have no question otherwise.
+            for key in qa.refused(jobs, done):
+                del done[key]
+        elif attr:  # one call per item; see projector.generate.attribute
+            labels = _label_set(llm, cfg, passages, split_of, done, records)
+            jobs = attribute.item_jobs(sampling.uniform(passages, cfg.max_items, cfg.seed), labels, cfg.criterion,
+                                       task_prompt)
+        else:
+            jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
+        run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
+        model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
+
+    # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
+    rows, failed, dropped = ((*attribute.rows(jobs, done, passages, split_of), 0) if attr
+                             else _rows(cfg.task, jobs, done, passages, split_of))
+    pairs_format.write_passages(passages, out / pairs_format.PASSAGES)
+    pairs_format.write_dataset(rows, out, layout)
+    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
+                         rewrite_prompt, model_name, endpoint, time.time() - started)
+    if cfg.task == "qa":
+        manifest["counts"]["dropped_by_checks"] = dropped
+    if examples:
+        manifest.update(examples.manifest_fields())
+    if attr:
+        manifest.update(attribute.manifest_fields(labels, rows, jobs, done))
+    write_json(out / "manifest.json", manifest)
+    _print_summary(manifest, rows, cfg.task)
+    if attr:
+        print(attribute.summary(manifest), file=sys.stderr)
+        attribute.check_usable(rows, manifest["counts"]["pending"], cfg.criterion)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+def _qa_sample(passages, cfg, out: Path):
+    """The passages that get questions: all, or --max-passages of them by --sample (both only grow)."""
+    if cfg.sample == "cover":
+        from projector.embed.embedding import embed
+
+        return sampling.cover(passages, cfg.max_passages, cfg.seed, lambda texts: embed(texts, cfg.encoder), out)
+    return sampling.uniform(passages, cfg.max_passages, cfg.seed)
+
+
+def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
+    """--labels, else the set the LLM proposes once from a seeded sample of train items (recorded: a resume
+    keeps it)."""
+    if cfg.labels is not None:
+        return attribute.Labels.parse(cfg.labels)
+    prompt = load_prompt("labelset")
+    train = [p for p in passages if split_of[p.passage_id] == "train"] or list(passages)
+    shown = sampling.uniform(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
+    run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
+              "proposing the label set")
+    return attribute.proposed_labels(done.get(attribute.LABELSET_KEY), prompt)
+
+
+def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
+    """Candidates within each split only, so that no item is shared by two splits."""
+    import numpy as np
+
+    from projector.embed.embedding import embed
+
+    by_id = {p.passage_id: p for p in passages}
+    emb = embed([p.text for p in passages], cfg.encoder)  # (n, d), normalised
+    index = {p.passage_id: i for i, p in enumerate(passages)}
+    rng = random.Random(cfg.seed)
+    pairs: list[tuple[str, str]] = []
+    seen = set()
+    for split in ("train", "validation", "test"):
+        ids = [p.passage_id for p in passages if split_of[p.passage_id] == split]
+        if len(ids) < 2:
+            continue
+        sub = emb[[index[i] for i in ids]]  # (m, d)
+        sims = sub @ sub.T  # (m, m)
+        np.fill_diagonal(sims, -np.inf)
+        anchors = sampling.uniform([by_id[i] for i in ids], cfg.max_items, cfg.seed)
+        position = {pid: i for i, pid in enumerate(ids)}
+        for a in anchors:
+            ai = position[a.passage_id]
+            partners = [ids[j] for j in np.argsort(-sims[ai])[: cfg.neighbours]]
+            partners += rng.sample([i for i in ids if i != a.passage_id], min(cfg.random_pairs, len(ids) - 1))
+            for b in partners:
+                key = tuple(sorted((a.passage_id, b)))
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append(key)
+    jobs = []
+    for a, b in pairs:
+        pa, pb = by_id[a], by_id[b]
+        jobs.append(Job(f"pair:{a}|{b}", {"id_a": a, "id_b": b},
+                        prompt.render(text_a=pa.text, text_b=pb.text, criterion=cfg.criterion), Judgement, None))
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _rows(task: str, jobs, done, passages, split_of):
+    """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth), and how
+    many failed for good. qa: the recorded questions pass today's checks again, so that a check added after a
+    run cleans its folder on the next (resumed) run; the questions it drops are counted."""
+    by_id = {p.passage_id: p for p in passages}
+    ok, failed = finished(jobs, done)
+    check = {j.key: j.validate for j in jobs}
+    rows, dropped = [], 0
+    for rec in ok:
+        result = rec["result"]
+        if task == "qa":
+            p = by_id[rec["passage_id"]]
+            questions = qa.recheck(check[rec["key"]], result["questions"])
+            dropped += len(result["questions"]) - len(questions)
+            rows += pairs_format.qa_rows(p, questions, split_of[p.passage_id])
+        else:
+            a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
+            rows.append(pairs_format.pair_row(a, b, result["similar"], result.get("reason", ""),
+                                              split_of[a.passage_id]))
+    return rows, failed, dropped
+
+
+def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
+              model_name, endpoint, seconds) -> dict:
+    recs = [done[j.key] for j in jobs if j.key in done]
+    prev = read_json(out / "manifest.json") or {}
+    usage = {k: sum(r["usage"][k] for r in done.values()) for k in ("prompt_tokens", "completion_tokens")}
+    requested = len(jobs) * cfg.questions_per_passage if cfg.task == "qa" else len(jobs)
+    split_counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "validation", "test")}
+    counts = {
+        "documents": pstats.documents, "passages": len(passages), "empty_dropped": pstats.empty_dropped,
+        "duplicates_dropped": pstats.duplicates_dropped, "requests": len(jobs),
+        "requested": requested, "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
+        "failed": failed, "partial": sum(bool(r.get("partial")) for r in recs),
+        "invalid_replies": sum(r["invalid"] for r in recs),
+        "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
+    }
+    if cfg.task == "pairs" and cfg.judge == "pairwise":
+        counts["positives"] = sum(r["label"] for r in rows)
+    return {
+        "format": pairs_format.FORMAT, "format_version": pairs_format.FORMAT_VERSION, "task": cfg.task,
+        # The corpus as the user gave it, never resolved: the manifest travels with the pairs (into a repo, to
+        # another machine), so a relative --corpus stays relative; the fingerprint says which content it was.
+        "corpus": str(cfg.corpus), "corpus_fingerprint": corpus_fp,
+        # A re-run that had nothing left to ask never connects: name what the records were made with.
+        "model": model_name or prev.get("model") or next((r["model"] for r in recs), None),
+        "endpoint": endpoint or prev.get("endpoint") or ("(not contacted by the last run)" if recs else None),
+        "prompt_version": task_prompt.version, "criterion": cfg.criterion,
+        "rewrite": ({"prompt": rewrite_prompt.template.template, "prompt_version": rewrite_prompt.version}
+                    if rewrite_prompt else None),
+        "settings": cfg.settings(), "counts": counts, "tokens": usage,
+        "wall_seconds": round(prev.get("wall_seconds", 0) + seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _print_summary(m: dict, rows, task: str) -> None:
+    c = m["counts"]
+    lines = [
+        f"projector.generate: {m['task']} pairs from {m['corpus']} (fingerprint {m['corpus_fingerprint']})",
+        f"  model      {m['model']} at {m['endpoint']}  prompt {m['prompt_version']}",
+        f"  passages   {c['passages']} from {c['documents']} documents "
+        f"({c['empty_dropped']} empty, {c['duplicates_dropped']} duplicates dropped)",
+        f"  requests   {c['requests']}  failed {c['failed']}  partial {c['partial']}  "
+        f"invalid replies re-asked {c['invalid_replies']}  "
+        f"transient faults retried {c['transient_faults']}  still pending {c['pending']}",
+        f"  pairs      {c['generated']} of {c['requested']} requested  "
+        f"(train {c['splits']['train']}, validation {c['splits']['validation']}, test {c['splits']['test']})",
+        f"  tokens     {m['tokens']['prompt_tokens']} prompt + {m['tokens']['completion_tokens']} completion  "
+        f"wall {m['wall_seconds']} s",
+    ]
+    if c.get("dropped_by_checks"):
+        lines.append(f"  dropped    {c['dropped_by_checks']} recorded questions that today's checks refuse")
+    if task == "qa" and rows:
+        lines.append("  e.g.       " + "\n             ".join(r["query"] for r in rows[:3]))
+    print("\n".join(lines), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _check_config(cfg: GenerateConfig) -> None:
+    if cfg.task not in ("qa", "pairs"):
+        raise ProjectorError(f"--task {cfg.task!r}: use qa or pairs.")
+    if cfg.judge not in ("pairwise", "attribute"):
+        raise ProjectorError(f"--judge {cfg.judge!r}: use pairwise or attribute.")
+    if cfg.judge == "attribute" and cfg.task != "pairs":
+        raise ProjectorError("--judge attribute labels items for --task pairs; add --task pairs.")
+    if cfg.labels is not None:
+        attribute.Labels.parse(cfg.labels)  # an empty or ambiguous set is refused before any call
+    if cfg.task == "pairs" and not (cfg.criterion and cfg.criterion.strip()):
+        raise ProjectorError("--task pairs needs --criterion, the sense of similarity to judge "
+                             '(e.g. --criterion "same nationality").')
+    if cfg.query_examples is not None and cfg.task != "qa":
+        raise ProjectorError("--query-examples shows the LLM how your users write queries; it is for --task qa.")
+    if cfg.sample not in sampling.SAMPLES:
+        raise ProjectorError(f"--sample {cfg.sample!r}: use uniform or cover.")
+    if cfg.questions_per_passage < 1:
+        raise ProjectorError(f"--questions-per-passage {cfg.questions_per_passage}: must be at least 1.")
+    if cfg.concurrency < 1:
+        raise ProjectorError(f"--concurrency {cfg.concurrency}: must be at least 1.")
+    if not (0 <= cfg.validation_fraction < 1 and 0 <= cfg.test_fraction < 1
+            and cfg.validation_fraction + cfg.test_fraction < 1):
+        raise ProjectorError("--validation-fraction and --test-fraction must be in [0, 1) and sum to less than 1.")
+    if cfg.split_by not in ("passage", "document"):
+        raise ProjectorError(f"--split-by {cfg.split_by!r}: use passage or document.")
+    if cfg.chunk_tokens < 16:
+        raise ProjectorError(f"--chunk-tokens {cfg.chunk_tokens}: too small (at least 16).")
+
+
+def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version,
+                  examples_fp: str | None = None) -> None:
+    """Resuming is only safe with the same corpus and settings: otherwise refuse and say why."""
+    identity = {"corpus_fingerprint": corpus_fp, "prompt_version": prompt_version,
+                "rewrite_prompt_version": rewrite_version, **cfg.settings()}
+    if examples_fp:  # named only when set, so runs made before --query-examples still resume
+        identity["query_examples"] = examples_fp
+    path = out / "config.json"
+    previous = read_json(path)
+    if previous is not None and (out / "records.jsonl").exists():
+        # Either side's keys: a setting named only when set (--judge, --sample, --query-examples) must also
+        # differ when the new run leaves it out.
+        diff = sorted(k for k in (set(identity) | set(previous)) - {"corpus"} if previous.get(k) != identity.get(k))
+        if diff:
+            was_v1 = "prompt_version" in diff and str(previous.get("prompt_version")).startswith("qa.v1@")
+            hint = " (that run was made with the qa.v1 prompt: add --prompt-version v1)" if was_v1 else ""
+            raise ProjectorError(f"{out} holds a run with other settings ({', '.join(diff)} differ){hint}; "
+                                 "re-run with the same settings to resume, or give a new --out.")
+    write_json(path, {**identity, "corpus": str(cfg.corpus)})
+
+
+def _split(unit_id: str, cfg) -> str:
+    u = int(hashlib.sha256(f"{cfg.seed}:{unit_id}".encode()).hexdigest()[:12], 16) / 16 ** 12
+    if u < cfg.test_fraction:
+        return "test"
+    if u < cfg.test_fraction + cfg.validation_fraction:
+        return "validation"
+    return "train"
+
+
+def _token_counter(encoder: str | None):
+    """Count tokens with the encoder's tokenizer: the bundled one, a local folder, or a name in the local
+    Hugging Face cache. A name that is none of these is an error (it used to fall back silently to an
+    approximate count, sizing every passage for an encoder that train would then fail to load)."""
+    from projector.embed.encoder import encoder_source
+
+    path = encoder_source(encoder)  # the bundled folder for None (ProjectorError if its package is missing)
+    if os.path.isdir(path):
+        try:
+            return corpus_mod.tokenizer_token_counter(path)
+        except Exception:  # noqa: BLE001 -- a model folder without tokenizer files: approximate counts
+            return corpus_mod.approx_token_count
+    try:
+        return corpus_mod.tokenizer_token_counter(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 -- OSError/ValueError/HF errors: all mean "not available here"
+        raise ProjectorError(f"--encoder {encoder!r}: no such folder, and no model of that name in the local Hugging "
+                             f"Face cache ({type(e).__name__}); pass a local sentence-transformers folder or a "
+                             "model name already downloaded (there is no hub download)") from e
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+PROG = "python -m projector.generate"
+
+
+def parse_args(argv=None, prog: str = PROG) -> GenerateConfig:
+    """GenerateConfig from command-line flags, one per field (``projector.cli.parse``)."""
+    return cli.parse(GenerateConfig, argv, prog=prog, doc=__doc__)
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the stage from the command line; the exit code: 0 done, 2 a user error (one line), 130 interrupted."""
+    return cli.run(lambda a: generate(parse_args(a, prog)), "generate", argv)
+

@@ -1,0 +1,20 @@
+"""Stage 2: train a projection on a pairs or items folder, pick the best candidate on validation, export it.
+
+    python -m projector.train --pairs runs/pairs --out runs/model
+
+Rooms: ``stage`` (the command: config -> data -> candidates -> selection -> export), ``fit`` (the training
+loop), ``projection`` (the model and its pure tensor math), ``candidates`` (closed forms, the noise gate,
+calibration), ``labelfit`` (items: labels to pairs, LDA), ``distributed`` (torchrun), ``export`` (the artifact
+writer).
+"""
+
+__all__ = ['TrainConfig', 'main', 'parse_args', 'train']
+
+
+def __getattr__(name):
+    # the stage's names, imported on first use: ``import projector.train.X`` (or ``projector --help``) stays light
+    if name in __all__:
+        from projector.train import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,4 @@
+"""python -m projector.train"""
+from projector.train.stage import main
+
+raise SystemExit(main())

@@ -1,0 +1,557 @@
+"""Stage 2: train a projection on a pairs dataset, pick the best candidate on validation, export it.
+
+    python -m projector.train --pairs runs/quickstart/pairs --out runs/quickstart/model
+    python -m projector.train --pairs runs/nat --mode symmetric --rank 128 --out runs/nat-model
+    python -m projector.train --pairs runs/attr --out runs/attr-model     # items (generate --judge attribute)
+
+Inputs: a pairs folder from ``projector.generate`` (manifest.json, passages.jsonl, dataset/ with
+train/validation/test). Task ``qa`` trains the asymmetric model on (query, passage) rows with in-batch
+negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
+against false negatives) and random negatives; a folder from ``projector teach`` brings the hard negatives
+the LLM judged instead of mined ones (``--no-judged-negatives`` ignores them); task ``pairs`` trains the symmetric model on the labels.
+Layout ``items`` (``--judge attribute``: one label per item) trains the symmetric model with the sigmoid
+log-loss over every in-batch pair of items, similar when the labels agree (unknown items in no pair).
+
+Recipe (docs/research.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
+learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
+through the same validation (``projector.train.candidates``): the frozen-cosine start ("cosine"), the ridge
+closed form, regularised CCA (asymmetric qa, from 4·d training pairs), and the trained model; the best by
+NDCG@10 is exported. If training does not beat cosine, the log and projector.json say so. Its scale and
+bias are then Platt-fitted on validation pairs sampled the way ``projector.evaluate`` samples calibration
+pairs (``calibrate``), so ``probability()`` is a calibrated probability of relevance, not a training
+by-product.
+
+Items: the candidates are cosine, shrinkage LDA on the train labels ("lda", closed form, rank ≤ classes-1,
+exported uncentred) and the trained map at full rank d and, without ``--rank``, at rank 64 ("trained",
+"trained-k64"); selection and early stopping use the validation items' label mAP (each item a query over
+the others, relevant = same label); the Platt fit uses the pairs the validation items imply. A few hundred
+items are one or two batches an epoch, so lr, epochs and patience default to 1e-3, 300, 20 there.
+
+Few pairs (issue 11): ``--adapter residual|lowrank`` learns ΔW on top of the start (``--adapter-rank`` r for
+``W₀ + U Vᵀ``), ``--stay-close λ`` keeps projected vectors near the originals, ``--query-only`` learns W_q
+alone; the trained model still goes through the same selection, and the export is plain W_q/W_a.
+
+Outputs in --out: model.safetensors + projector.json (see ``projector.train.export``), sentence-transformers/
+(the same model as a SentenceTransformer), train_log.jsonl (one line per epoch of each trained candidate,
+naming it), config.json (resolved), and checkpoint/ (checkpoint-kR/ for another trained rank: re-running the
+same command after an interruption resumes from the last finished epoch).
+Embeddings are cached on disk (``projector.embed``): training twice embeds nothing again.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from projector import cli
+from projector.cli import option
+from projector.embed.embedding import embed
+from projector.embed.encoder import encoder_identity
+from projector.embed.pool import encoding_pool
+from projector.errors import DataError, ProjectorError
+from projector.files import write_json, write_text
+from projector.train.distributed import init_distributed, pick_device
+from projector.train.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, gate, paired_gain,
+                                  select, trained_ranks, verdict)
+from projector.train.fit import Data, Split, fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
+from projector.train.labelfit import check_items, item_counts, item_data, item_split, known_items, label_ids, scoreable
+from projector.formats.pairs import ITEMS, PASSAGES, Pairs, has_test_rows, load_pairs, read_passages
+from projector.formats.realqueries import RealQueries, read_real_queries
+from projector.train.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
+
+log = logging.getLogger("projector.train")
+
+
+@dataclass
+class TrainConfig:
+    pairs: str = option(help="pairs folder written by projector.generate")
+    out: str = option(help="output folder (created; re-running the same command resumes)")
+    mode: str | None = option(None, choices=MODES, help="asymmetric (W_q for queries, W_a for passages) or "
+                                                       "symmetric (one W); None: asymmetric for task qa, "
+                                                       "symmetric for pairs")
+    rank: int | None = option(None, help="k <= d output dimensions; None: d (full rank)")
+    encoder: str | None = option(None, help="sentence-transformers name or folder; None: the bundled all-MiniLM-L6-v2")
+    query_template: str | None = option(None, help='e.g. "query: {text}", applied to queries / text_a before '
+                                                   'embedding')
+    document_template: str | None = option(None, help="applied to passages / text_b before embedding")
+    init: str = option("identity", choices=("identity", "closed-form"),
+                       help="identity (= cosine at step 0) or closed-form (start from the ridge map)")
+    ridge: float = option(30.0, help="closed-form ridge strength (toward the identity); 30-100 measured best")
+    normalize: str = option("both", choices=NORMALIZE,
+                            help="L2-normalise projected vectors: both, query (folding into the corpus vectors "
+                                 "is then exact) or none")
+    adapter: str = option("full", choices=ADAPTERS,
+                          help="how the trained map is learned: full (W itself), residual (ΔW in W = W₀ + ΔW, W₀ "
+                               "the start: identity = cosine) or lowrank (W = W₀ + U Vᵀ, rank --adapter-rank); "
+                               "the export is the plain W either way")
+    adapter_rank: int = option(16, help="lowrank: r, the rank of ΔW = U Vᵀ (U (k, r), V (d, r))")
+    stay_close: float = option(0.0, help="residual/lowrank: λ of a penalty λ·‖p(x) − p₀(x)‖² per training "
+                                         "query and passage, keeping projected vectors near where the start map put "
+                                         "them (the original embeddings with the identity start; Search-Adaptor)")
+    query_only: bool = option(False, help="asymmetric: learn W_q only; W_a stays at its start (identity: stored "
+                                          "passage vectors stay valid as they are)")
+    epochs: int | None = option(None, help="upper bound: early stopping normally ends far sooner; None: 100, "
+                                           "300 for items (an epoch of a few hundred items is one or two batches)")
+    patience: int | None = option(None, help="epochs without a better validation NDCG@10 (items: label mAP) before "
+                                             "stopping; None: 5, 20 for items")
+    batch_size: int = option(256, help="pairs per step; every in-batch (query, other passage) cell is a negative")
+    lr: float | None = option(None, help="AdamW learning rate; None: 1e-4 (1e-3 overfits qa within a few epochs), "
+                                         "1e-3 for items (1e-4 stopped at cosine)")
+    weight_decay: float = option(0.0, help="AdamW decoupled decay toward zero")
+    identity_decay: float = option(0.0, help="decoupled decay toward the initial weights (identity), per step * lr")
+    scale_init: float = option(20.0, help="initial logit scale s")
+    bias_init: float = option(-10.0, help="initial logit bias b")
+    hard_negatives: int = option(0, help="qa: per query, nearest non-positive passages under the frozen encoder "
+                                         "(mined; a folder from projector teach brings judged ones instead)")
+    judged_negatives: bool = option(True, help="qa: train on the hard negatives projector teach judged, where the "
+                                               "pairs folder has them")
+    hard_negative_margin: float = option(0.9, help="skip hard-negative candidates whose cosine to the positive "
+                                                   "passage exceeds this (likely unlabelled positives)")
+    random_negatives: int = option(0, help="qa: extra random passages per query and step")
+    select_confidence: float = option(0.95, help="a candidate replaces cosine only when the paired bootstrap CI "
+                                                 "of its validation gain, at this confidence, lies above 0 (on a "
+                                                 "few dozen validation queries one query ranked higher is not a "
+                                                 "gain); 0: the best validation mean wins")
+    validation_queries: str | None = option(None, help="qa: JSON lines of your users' real queries, each with the "
+                                                       "passages that answer it (query, and passage_id, "
+                                                       "passage_ids or doc_id of the pairs folder's passages): "
+                                                       "early stopping, selection and calibration use them instead "
+                                                       "of the folder's validation split, which the LLM wrote; "
+                                                       "None: that split")
+    train_queries: str | None = option(None, help="qa: JSON lines of your users' real queries in the "
+                                                  "--validation-queries format: train on them instead of the "
+                                                  "folder's train split, which the LLM wrote (its passages are "
+                                                  "still the corpus). Measured on Natural Questions: 250-2,000 real "
+                                                  "queries gained +1.0 to +2.6% NDCG@10 over cosine where the local "
+                                                  "LLM's questions gained +0.6%, and the two together gained less "
+                                                  "than the real ones alone (on Debian package descriptions they "
+                                                  "tied). Validate on other real queries")
+    keep_llm_train: bool = option(False, help="qa, with --train-queries: train on the folder's train split too "
+                                              "(the LLM's questions beside the real ones, with the hard negatives "
+                                              "projector teach judged for them), to compare on your validation "
+                                              "queries")
+    val_max_queries: int = option(2000, help="validation queries scored against the whole corpus each epoch")
+    calibration_hard_negatives: int = option(5, help="Platt scaling of s, b on validation: top-cosine "
+                                                     "non-relevant passages per query")
+    calibration_random_negatives: int = option(5, help="Platt scaling of s, b on validation: uniformly drawn "
+                                                       "non-relevant passages per query (as projector.evaluate "
+                                                       "samples its calibration pairs)")
+    device: str = option("auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    threads: int | None = option(None, help="CPU threads for torch; None: torch's default. On a busy machine 1 can "
+                                            "be several times faster than oversubscribed cores (measured: 12 vs "
+                                            "70-150 ms per step at load 6 on 2 cores)")
+    seed: int = option(0, help="the same command and seed give the same matrices")
+    cache_dir: str | None = option(None, help="embedding cache; None: $PROJECTOR_CACHE_DIR or "
+                                              "~/.cache/projector/embeddings")
+    encode_workers: int | None = option(None, help="encode with N processes (sentence-transformers' pool); None: "
+                                                   "1 per GPU if there is more than one")
+    encode_devices: str | None = option(None, help='comma list of devices for the encoding pool, e.g. '
+                                                   '"cuda:0,cuda:1"')
+    mmap_embeddings: bool = option(False, help="stream embeddings to OUT/embeddings/*.npy and train from memory maps "
+                                               "(CPU; for embeddings larger than RAM)")
+    sentence_transformers: bool = option(True, help="also write OUT/sentence-transformers/ (copies the encoder, "
+                                                    "~90 MB)")
+
+    def fingerprint(self) -> str:
+        """Settings that change the trained matrices (not out/device/cache): a checkpoint resumes only on these."""
+        skip = {"out", "device", "threads", "cache_dir", "sentence_transformers", "pairs", "encode_workers",
+                "encode_devices", "mmap_embeddings",
+                "judged_negatives",  # the data's fingerprint holds the negatives themselves
+                "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
+                "select_confidence",
+                "validation_queries", "train_queries", "keep_llm_train"}  # the data's fingerprint holds the queries themselves
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _embedder(cfg: TrainConfig):
+    """embed() as this run uses it: cached; with --mmap-embeddings each array streams to OUT/embeddings/NAME.npy
+    and comes back memory-mapped (on CPU the tensors stay backed by those files, so pairs sets larger than RAM
+    train; every torchrun rank maps the same files)."""
+    def e(texts, template, name: str) -> torch.Tensor:
+        out = Path(cfg.out) / "embeddings" / f"{name}.npy" if cfg.mmap_embeddings else None
+        return torch.from_numpy(embed(texts, cfg.encoder, template=template, cache_dir=cfg.cache_dir, out=out))
+    return e
+
+
+def embed_pairs(pairs: Pairs, cfg: TrainConfig, device: torch.device, real: RealQueries | None = None,
+                real_train: RealQueries | None = None) -> Data:
+    """The train split (qa: ``real_train``, the user's real queries, in its place: one training pair per query and
+    passage that answers it) and the validation split (``real`` in its place) embedded on ``device``."""
+    e = _embedder(cfg)
+    tr = pairs.splits["train"]
+    if pairs.task == "qa":
+        corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        queries, positives = [], []
+        if real_train is not None:  # row indices of the folder's passages, as read_real_queries resolved them
+            queries = [q for q, rel in zip(real_train.queries, real_train.relevant) for _ in rel]
+            positives = [r for rel in real_train.relevant for r in sorted(rel)]
+        if real_train is None or cfg.keep_llm_train:
+            queries, positives = queries + list(tr["query"]), positives + [index[str(p)] for p in tr["passage_id"]]
+        data = Data(corpus.to(device), e(queries, cfg.query_template, "train-query").to(device),
+                    torch.tensor(positives, device=device), None, None)
+        if (real_train is None or cfg.keep_llm_train) and cfg.judged_negatives and any(tr.get("negatives") or []):
+            # they belong to the folder's rows, which come last: the real queries' rows get none (-1)
+            judged = negatives_index(tr["negatives"], index)
+            none = torch.full((len(queries) - len(judged), judged.shape[1]), -1, dtype=torch.long)
+            data.negatives = torch.cat([none, judged]).to(device)
+    else:
+        data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
+                    e(tr["text_b"], cfg.document_template, "train-b").to(device),
+                    torch.tensor(tr["label"], device=device))
+    data.val = (real_split(real, cfg, data.corpus, device) if real is not None else
+                retrieval_split(pairs, "validation", cfg, data.corpus, device))
+    sides = {"train queries": data.q, "validation queries": data.val.q, "corpus passages": data.corpus,
+             "train text_b": data.b}
+    if data.val.pairs is not None:
+        sides["validation text_b"] = data.val.pairs[1]
+    _check_finite(sides)
+    return data
+
+
+def negatives_index(negatives: list[list[str]], index: dict[str, int]) -> torch.Tensor:
+    """The ``negatives`` column (passage ids per row) as (n, m) corpus indices, -1 where a row has fewer."""
+    m = max(len(v) for v in negatives)
+    out = torch.full((len(negatives), m), -1, dtype=torch.long)
+    for i, v in enumerate(negatives):
+        out[i, :len(v)] = torch.tensor([index[str(p)] for p in v], dtype=torch.long)
+    return out
+
+
+def _check_finite(sides: dict) -> None:
+    """{name: (n, d) tensor or None}: a DataError naming the side and the first bad rows."""
+    for name, t in sides.items():
+        if t is not None and not torch.isfinite(t).all():
+            rows = (~torch.isfinite(t).all(dim=1)).nonzero().flatten()[:5].tolist()
+            raise DataError(f"{name}: embeddings of rows {rows} contain NaN/inf; check those texts and --encoder")
+
+
+def retrieval_split(pairs: Pairs, split: str, cfg: TrainConfig, corpus: torch.Tensor | None, device) -> Split:
+    """A split embedded as a ranking problem (``projector.train.fit.Split``) on ``device``.
+
+    qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
+    """
+    e = _embedder(cfg)
+    cols = pairs.splits[split]
+    if pairs.task == "qa":
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(cols["query"]))[:cfg.val_max_queries])
+        pos = [index[str(cols["passage_id"][i])] for i in keep]
+        return Split(e([cols["query"][i] for i in keep], cfg.query_template, f"{split}-query").to(device),
+                     corpus, [{p} for p in pos], pos=torch.tensor(pos, device=device))
+    a, b = e(cols["text_a"], cfg.query_template, f"{split}-a"), e(cols["text_b"], cfg.document_template, f"{split}-b")
+    q, docs, relevant = _pairs_retrieval(cols, a, b)
+    return Split(q.to(device), docs.to(device), relevant,
+                 pairs=(a.to(device), b.to(device), torch.tensor(cols["label"], device=device)))
+
+
+def real_split(real: RealQueries, cfg: TrainConfig, corpus: torch.Tensor, device) -> Split:
+    """``--validation-queries``: the user's real queries (``projector.formats.realqueries``) ranked against the folder's
+    corpus, up to ``val_max_queries`` of them (seeded), in place of the validation split the LLM wrote."""
+    keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(real))[:cfg.val_max_queries])
+    q = _embedder(cfg)([real.queries[i] for i in keep], cfg.query_template, "real-validation-query")
+    return Split(q.to(device), corpus, [real.relevant[i] for i in keep],
+                 pos=torch.tensor([real.positives[i] for i in keep], device=device))
+
+
+def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Labelled pairs as a ranking problem: each text_a with a positive ranks every distinct text_b.
+    Returns (q (m, d), docs (N, d), relevant)."""
+    docs, doc_index, first_a, relevant = [], {}, {}, {}  # docs: first row of each distinct id_b
+    for i, (ia, ib, y) in enumerate(zip(cols["id_a"], cols["id_b"], cols["label"])):
+        if ib not in doc_index:
+            doc_index[ib] = len(docs)
+            docs.append(i)
+        first_a.setdefault(ia, i)
+        if y == 1:
+            relevant.setdefault(ia, set()).add(doc_index[ib])
+    qs = sorted(relevant, key=lambda x: first_a[x])
+    return a[[first_a[x] for x in qs]], b[docs], [relevant[x] for x in qs]
+
+
+def embed_items(pairs: Pairs, cfg: TrainConfig, device: torch.device) -> Data:
+    """An items folder as ``Data``: the train items with known labels (an unknown one is in no pair, so it is
+    not embedded) and the validation items as a ``Split`` (``projector.train.labelfit``)."""
+    texts, labels = known_items(pairs.splits["train"])
+    x = _embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
+    data = item_data(x, labels, label_ids(pairs.splits["train"]["label"]))
+    data.val = item_split_of(pairs, "validation", cfg, device)
+    _check_finite({"train items": data.q, "validation items": data.val.q})
+    return data
+
+
+def item_split_of(pairs: Pairs, split: str, cfg: TrainConfig, device) -> Split:
+    """One split's items with known labels, embedded, as a ``Split`` (label ids shared with the train split)."""
+    texts, labels = known_items(pairs.splits[split])
+    x = _embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
+    return item_split(x, labels, label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)
+
+
+# ------------------------------------------------------------------------------------------ the stage
+
+
+def train(config: TrainConfig | None = None, **overrides) -> dict:
+    """Train on ``config.pairs`` and write the artifact folder ``config.out``; returns the summary dict."""
+    cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    _check_config(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = load_pairs(cfg.pairs, items=True)
+    items = pairs.layout == ITEMS
+    cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
+    mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
+    _check_task(cfg, pairs, mode)
+    passages = read_passages(Path(cfg.pairs) / PASSAGES) if cfg.validation_queries or cfg.train_queries else None
+    # a bad file stops here, before any embedding
+    real = read_real_queries(cfg.validation_queries, passages) if cfg.validation_queries else None
+    real_train = read_real_queries(cfg.train_queries, passages) if cfg.train_queries else None
+    llm_train = real_train is None or cfg.keep_llm_train  # the folder's LLM-written train split is trained on
+    sources = {}  # train query text -> where it comes from, for the overlap warning
+    if real is not None:
+        sources |= {" ".join(q.split()): str(pairs.path) for q in pairs.splits["train"]["query"]} if llm_train else {}
+        sources |= {q: cfg.train_queries for q in real_train.queries} if real_train is not None else {}
+    if real is not None and (same := [sources[q] for q in real.queries if q in sources]):
+        log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
+                    "the map; hold them out", len(same), len(real), " and ".join(sorted(set(same))))
+    ddp = init_distributed(cfg.device)
+    device = ddp.device if ddp else pick_device(cfg.device)
+    main = ddp is None or ddp.main
+    if not main:  # one voice: rank 0 logs, checkpoints and exports
+        log.setLevel(logging.WARNING)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if main:
+        write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_mode": mode, "device_used": str(device),
+                                         "processes": ddp.world if ddp else 1})
+
+    started = time.time()
+    if ddp is not None and not ddp.main:
+        ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
+    devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
+    with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
+        data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device, real, real_train)
+    if ddp is not None and ddp.main:
+        ddp.barrier()
+    embed_seconds = time.time() - started
+    dim = data.q.shape[1]
+    rank = cfg.rank or dim
+    key = primary_metric(data)
+    new = lambda k=rank: Projection(dim, k, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device)
+    fit_on = (data.corpus if data.corpus is not None else data.q if data.b is None else
+              torch.cat([data.q, data.b])).cpu().numpy()
+    dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
+    validated_on = {"queries": len(data.val.q), "source": (
+        f"real queries ({cfg.validation_queries})" if cfg.validation_queries else "the pairs folder's validation split")}
+    trained_on = {"pairs": len(data.q), "source": (
+        "the pairs folder's train split" if not cfg.train_queries else f"real queries ({cfg.train_queries})"
+        + (" and the pairs folder's train split" if cfg.keep_llm_train else ""))}
+    log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
+             "labelled items" if items else f"{pairs.task} pairs", len(data.q),
+             f": {trained_on['source']}" if cfg.train_queries else "", len(data.val.q),
+             "items" if items else "queries", f": {validated_on['source']}" if cfg.validation_queries else "",
+             dim, rank, mode, device, embed_seconds)
+
+    candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
+    candidates.update(closed_forms(data, dirs, mode, cfg.ridge, new))
+    cf = None if items else closed_form_weights(data, dirs, mode, cfg.ridge)
+    histories, states, started = {}, {}, time.time()
+    for r in trained_ranks(cfg.rank, dim, data.kind):  # the trained one(s)
+        name, ckpt = ("trained", "checkpoint") if not histories else (f"trained-k{r}", f"checkpoint-k{r}")
+        model = Projection(dim, r, mode, cfg.normalize, cfg.scale_init, cfg.bias_init, cfg.adapter,
+                           cfg.adapter_rank, cfg.query_only).to(device)
+        model.set_weights(*(cf if cfg.init == "closed-form" and cf is not None else
+                            (dirs if r == rank else principal_directions(fit_on, r),)))
+        on_epoch = lambda st, name=name: write_log(out, _log_rows({**histories, name: st["history"]}))
+        states[name] = fit(model, data, cfg, out / ckpt, on_epoch=on_epoch, ddp=ddp)
+        histories[name] = states[name]["history"]
+        candidates[name] = model
+    train_seconds = time.time() - started
+    if ddp is not None:
+        ddp.close()
+        if not ddp.main:
+            return {"rank": ddp.rank, "exported": False}
+    write_log(out, _log_rows(histories))
+    metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
+    val_scores = {name: query_scores(m, data.val) for name, m in candidates.items()}  # (m,) per query, each
+    gate(metrics, val_scores, cfg.select_confidence, cfg.seed)
+    selected = select(metrics, key)
+    scorers = dict(candidates)
+    if rank != dim:  # frozen cosine is not a rank-k candidate, but every gain is reported against it
+        scorers = {"cosine": Projection(dim, None, mode, cfg.normalize, cfg.scale_init, cfg.bias_init).to(device),
+                   **candidates}
+        metrics = {"cosine": validate(scorers["cosine"], data, cfg.batch_size), **metrics}
+    for name, m in scorers.items():  # probabilities that mean something, for every candidate alike
+        metrics[name]["calibration"] = calibrate(m, data, cfg)
+    cal = metrics[selected]["calibration"]
+    log.info("probability(): Platt-calibrated on %d validation pairs (%d positive): ECE %.3f, log-loss %.3f",
+             cal["pairs"], cal["positives"], cal["ece@15"], cal["logloss"])
+    baseline, what = "cosine", METRIC_NAMES[key]
+    log.info("validation %s of every candidate: %s; selected %s", what,
+             ", ".join(f"{n} {m[key]:.4f}" for n, m in metrics.items()), selected)
+    warning = verdict(metrics, key, selected, baseline)
+    if rank != dim:  # at rank k nothing is cosine: say whether what is exported beats it (faq-perl-debian: a
+        # pca-128 that tied cosine on 30 validation queries lost 1.5% NDCG@10 on the real ones)
+        vs = paired_gain(val_scores[selected], query_scores(scorers["cosine"], data.val), "cosine",
+                         cfg.select_confidence, cfg.seed)
+        metrics[selected]["gain_vs_cosine"] = vs
+        if not vs["beyond_noise"]:
+            lower = (f"at rank {rank} the exported '{selected}' does not beat full-rank cosine on validation beyond "
+                     f"noise ({what} {metrics[selected][key]:.4f} vs {metrics['cosine'][key]:.4f}, {vs['mean']:+.4f} "
+                     f"on {vs['queries']} queries, {vs['confidence']:.0%} CI [{vs['ci'][0]:+.4f}, "
+                     f"{vs['ci'][1]:+.4f}]): it may rank below cosine on real queries; check it on yours "
+                     f"(evaluate --queries) or train at full rank")
+            warning = f"{warning}; {lower}" if warning else lower
+    if warning and real is not None and not cfg.train_queries:  # the remedy is in the user's hands
+        warning += ("; your --validation-queries are real users' queries: with more of them and their passages, "
+                    "train on those (--train-queries FILE, other queries than the validation ones), which taught "
+                    "more than LLM-written questions wherever we measured")
+    if warning:  # the case users must hear about: gradient training did not beat frozen cosine
+        log.warning("WARNING: %s", warning)
+    elif not selected.startswith("trained"):
+        best = select({n: m for n, m in metrics.items() if n.startswith("trained")}, key)
+        log.info("note: %s scored at least the trained model's on validation (%s %.4f vs %.4f); exporting %s",
+                 selected, what, metrics[selected][key], metrics[best][key], selected)
+    folded_ndcg = None
+    if not items:  # ranking a query against the corpus: how close the folded query map M comes
+        folded = copy.deepcopy(candidates[selected])
+        folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
+        folded_ndcg = ndcg_at_10(folded, data.val)
+    test = _test_metrics(pairs, cfg, data, scorers, device)
+    history, epochs_run = histories["trained"], sum(len(h) for h in histories.values())
+    summary = {
+        "selected": selected, "warning": warning, "validation": metrics, "validated_on": validated_on,
+        "trained_on": trained_on,
+        "baseline": baseline, "metric": key,
+        "best_epoch": states["trained"]["best_epoch"], "epochs_run": len(history), "train_pairs": len(data.q),
+        "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
+        "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
+        "device": str(device), "processes": ddp.world if ddp else 1, "val_ndcg@10_folded": folded_ndcg, "test": test,
+        "runs": {n: {"rank": candidates[n].rank, "best_epoch": st["best_epoch"], "epochs_run": len(st["history"])}
+                 for n, st in states.items()},
+        "items": {"classes": list(label_ids(pairs.splits["train"]["label"])), "splits": item_counts(pairs.splits)}
+        if items else None,
+    }
+    from projector.train import export
+
+    export.write_artifact(out, candidates[selected], cfg=cfg, mode=mode, pairs=pairs, summary=summary,
+                          encoder_identity=encoder_identity(cfg.encoder))
+    b, a = metrics[baseline][key], metrics[selected][key]
+    log.info("validation %s: %s %.4f -> %s %.4f (%+.4f); %d epochs, %.1fs training (%.0f pairs/s); wrote %s",
+             what, baseline, b, selected, a, a - b, epochs_run, train_seconds, summary["pairs_per_second"] or 0, out)
+    return summary
+
+
+def _log_rows(histories: dict[str, list[dict]]) -> list[dict]:
+    """train_log.jsonl's rows: every trained candidate's epochs in turn, each row naming its candidate."""
+    return [{**row, "candidate": name} for name, rows in histories.items() for row in rows]
+
+
+def _test_metrics(pairs: Pairs, cfg: TrainConfig, data: Data, scorers: dict, device) -> dict | None:
+    """Every candidate on the test split (reported, never used to choose), or None without a usable one."""
+    if not has_test_rows(pairs):
+        return None
+    if pairs.layout == ITEMS:
+        if not scoreable(pairs.splits["test"]["label"]):
+            return None
+        split = item_split_of(pairs, "test", cfg, device)
+        _check_finite({"test items": split.q})
+    else:
+        split = retrieval_split(pairs, "test", cfg, data.corpus, device)
+        _check_finite({"test queries": split.q, "test text_b": split.pairs[1] if split.pairs else None})
+        if not len(split.q):
+            return None
+    test = {name: validate(m, data, cfg.batch_size, split) for name, m in scorers.items()}
+    return {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
+
+
+def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
+    """Settings that this folder's task cannot use: an error naming the flag, or a warning when harmless."""
+    if cfg.query_only and mode != "asymmetric":
+        raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
+    if cfg.validation_queries and pairs.task != "qa":
+        raise ProjectorError("--validation-queries are real queries with the passages that answer them: they "
+                             f"validate task qa; {pairs.path} is task {pairs.task} (its labels validate it)")
+    if cfg.keep_llm_train and not cfg.train_queries:
+        raise ProjectorError("--keep-llm-train keeps the folder's train split beside --train-queries; without "
+                             "--train-queries the folder's train split is what trains anyway: drop it")
+    if cfg.train_queries and pairs.task != "qa":
+        raise ProjectorError("--train-queries are real queries with the passages that answer them: they train "
+                             f"task qa; {pairs.path} is task {pairs.task} (train on its labels)")
+    if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
+        log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
+    if pairs.layout != ITEMS:
+        return
+    if mode != "symmetric":
+        raise ProjectorError(f"--mode {mode}: an items folder (generate --judge attribute) trains the symmetric "
+                             "model, both sides of a pair are items; drop --mode")
+    if cfg.init != "identity":
+        raise ProjectorError("--init closed-form applies to qa and pairs; on items the trained map starts from the "
+                             "identity and LDA, their closed form, is a candidate of its own")
+    if cfg.document_template != cfg.query_template:
+        raise ProjectorError("--document-template differs from --query-template: an items folder embeds every item "
+                             "with one template (both sides of a pair are items); give both the same or neither")
+    check_items(pairs)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    """Fail before any embedding work, naming the bad value and the allowed ones."""
+    from projector.train.projection import MODES, NORMALIZE
+
+    for name, value, allowed in (("--mode", cfg.mode, (None, *MODES)), ("--normalize", cfg.normalize, NORMALIZE),
+                                 ("--init", cfg.init, ("identity", "closed-form")),
+                                 ("--adapter", cfg.adapter, ADAPTERS)):
+        if value not in allowed:
+            raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
+    if cfg.encode_workers is not None and cfg.encode_workers < 1:
+        raise ProjectorError(f"--encode-workers must be >= 1, got {cfg.encode_workers}")
+    for name, value, low in (("--batch-size", cfg.batch_size, 2), ("--epochs", cfg.epochs, 1),
+                             ("--patience", cfg.patience, 1), ("--hard-negatives", cfg.hard_negatives, 0),
+                             ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1),
+                             ("--calibration-hard-negatives", cfg.calibration_hard_negatives, 0),
+                             ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
+        if value is not None and value < low:  # None: the task's default (fit.LOOP_DEFAULTS)
+            raise ProjectorError(f"{name} must be >= {low}, got {value}")
+    if not 0 <= cfg.select_confidence < 1:
+        raise ProjectorError(f"--select-confidence must be in [0, 1), got {cfg.select_confidence}")
+    if cfg.adapter_rank < 1 or cfg.stay_close < 0:
+        raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
+                             f"{cfg.stay_close}")
+    if cfg.stay_close and cfg.adapter == "full":
+        raise ProjectorError("--stay-close needs --adapter residual or lowrank (the penalty measures from W₀)")
+    if cfg.lr is not None and cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
+        raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
+
+
+def write_log(out: Path, history: list[dict]) -> None:
+    """train_log.jsonl rewritten from the checkpointed history: it always matches what a resume continues."""
+    write_text(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+PROG = "python -m projector.train"
+
+
+def parse_args(argv=None, prog: str = PROG) -> TrainConfig:
+    """TrainConfig from command-line flags, one per field (``projector.cli.parse``)."""
+    return cli.parse(TrainConfig, argv, prog=prog, doc=__doc__)
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the stage from the command line; the exit code: 0 done, 2 a user error (one line), 130 interrupted."""
+    return cli.run(lambda a: train(parse_args(a, prog)), "train", argv)
+
