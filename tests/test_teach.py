@@ -17,7 +17,8 @@ from projector.errors import DataError, ProjectorError
 from projector.files import write_json
 from projector.formats.realqueries import read_real_queries
 from projector.generate.teach import TeachConfig, teach
-from projector.train.stage import TrainConfig, embed_pairs, train
+from projector.train.data import embed_pairs
+from projector.train.stage import TrainConfig, train
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach", "plum", "quince"]
 SPLIT = {"apple": "train", "banana": "train", "cherry": "train", "grape": "train", "lemon": "train",

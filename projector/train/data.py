@@ -1,0 +1,147 @@
+"""The training data: every source of supervision, embedded, as ``projector.train.fit``'s ``Data`` and ``Split``.
+
+Sources, each with its provenance (the run's projector.json names what trained and what validated):
+  - the pairs folder's LLM-written rows: qa questions (with the hard negatives ``projector teach`` judged),
+    judged pairs, or item labels (``generate --judge attribute``), split train / validation / test;
+  - your users' real queries (``--train-queries``, ``--validation-queries``: ``projector.formats.realqueries``);
+  - items you labelled yourself (``--train-labels``, ``--validation-labels``: ``projector.formats.labels``).
+What trains is the folder's train split, or the user's file in its place (``--keep-llm-train``: beside it);
+what validates is the folder's validation split, or the user's file in its place. Embeddings go through the
+content-keyed cache (``projector.embed``): a second run embeds nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from projector.embed.embedding import embed
+from projector.errors import DataError
+from projector.formats.pairs import Pairs
+from projector.formats.realqueries import RealQueries
+from projector.train.fit import Data, Split
+from projector.train.labelfit import item_data, item_split, known_items, label_ids
+
+def _embedder(cfg):
+    """embed() as this run uses it: cached; with --mmap-embeddings each array streams to OUT/embeddings/NAME.npy
+    and comes back memory-mapped (on CPU the tensors stay backed by those files, so pairs sets larger than RAM
+    train; every torchrun rank maps the same files)."""
+    def e(texts, template, name: str) -> torch.Tensor:
+        out = Path(cfg.out) / "embeddings" / f"{name}.npy" if cfg.mmap_embeddings else None
+        return torch.from_numpy(embed(texts, cfg.encoder, template=template, cache_dir=cfg.cache_dir, out=out))
+    return e
+
+
+def embed_pairs(pairs: Pairs, cfg, device: torch.device, real: RealQueries | None = None,
+                real_train: RealQueries | None = None) -> Data:
+    """The train split (qa: ``real_train``, the user's real queries, in its place: one training pair per query and
+    passage that answers it) and the validation split (``real`` in its place) embedded on ``device``."""
+    e = _embedder(cfg)
+    tr = pairs.splits["train"]
+    if pairs.task == "qa":
+        corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        queries, positives = [], []
+        if real_train is not None:  # row indices of the folder's passages, as read_real_queries resolved them
+            queries = [q for q, rel in zip(real_train.queries, real_train.relevant) for _ in rel]
+            positives = [r for rel in real_train.relevant for r in sorted(rel)]
+        if real_train is None or cfg.keep_llm_train:
+            queries, positives = queries + list(tr["query"]), positives + [index[str(p)] for p in tr["passage_id"]]
+        data = Data(corpus.to(device), e(queries, cfg.query_template, "train-query").to(device),
+                    torch.tensor(positives, device=device), None, None)
+        if (real_train is None or cfg.keep_llm_train) and cfg.judged_negatives and any(tr.get("negatives") or []):
+            # they belong to the folder's rows, which come last: the real queries' rows get none (-1)
+            judged = negatives_index(tr["negatives"], index)
+            none = torch.full((len(queries) - len(judged), judged.shape[1]), -1, dtype=torch.long)
+            data.negatives = torch.cat([none, judged]).to(device)
+    else:
+        data = Data(None, e(tr["text_a"], cfg.query_template, "train-a").to(device), None,
+                    e(tr["text_b"], cfg.document_template, "train-b").to(device),
+                    torch.tensor(tr["label"], device=device))
+    data.val = (real_split(real, cfg, data.corpus, device) if real is not None else
+                retrieval_split(pairs, "validation", cfg, data.corpus, device))
+    sides = {"train queries": data.q, "validation queries": data.val.q, "corpus passages": data.corpus,
+             "train text_b": data.b}
+    if data.val.pairs is not None:
+        sides["validation text_b"] = data.val.pairs[1]
+    check_finite(sides)
+    return data
+
+
+def negatives_index(negatives: list[list[str]], index: dict[str, int]) -> torch.Tensor:
+    """The ``negatives`` column (passage ids per row) as (n, m) corpus indices, -1 where a row has fewer."""
+    m = max(len(v) for v in negatives)
+    out = torch.full((len(negatives), m), -1, dtype=torch.long)
+    for i, v in enumerate(negatives):
+        out[i, :len(v)] = torch.tensor([index[str(p)] for p in v], dtype=torch.long)
+    return out
+
+
+def check_finite(sides: dict) -> None:
+    """{name: (n, d) tensor or None}: a DataError naming the side and the first bad rows."""
+    for name, t in sides.items():
+        if t is not None and not torch.isfinite(t).all():
+            rows = (~torch.isfinite(t).all(dim=1)).nonzero().flatten()[:5].tolist()
+            raise DataError(f"{name}: embeddings of rows {rows} contain NaN/inf; check those texts and --encoder")
+
+
+def retrieval_split(pairs: Pairs, split: str, cfg, corpus: torch.Tensor | None, device) -> Split:
+    """A split embedded as a ranking problem (``projector.train.fit.Split``) on ``device``.
+
+    qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
+    """
+    e = _embedder(cfg)
+    cols = pairs.splits[split]
+    if pairs.task == "qa":
+        index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(cols["query"]))[:cfg.val_max_queries])
+        pos = [index[str(cols["passage_id"][i])] for i in keep]
+        return Split(e([cols["query"][i] for i in keep], cfg.query_template, f"{split}-query").to(device),
+                     corpus, [{p} for p in pos], pos=torch.tensor(pos, device=device))
+    a, b = e(cols["text_a"], cfg.query_template, f"{split}-a"), e(cols["text_b"], cfg.document_template, f"{split}-b")
+    q, docs, relevant = _pairs_retrieval(cols, a, b)
+    return Split(q.to(device), docs.to(device), relevant,
+                 pairs=(a.to(device), b.to(device), torch.tensor(cols["label"], device=device)))
+
+
+def real_split(real: RealQueries, cfg, corpus: torch.Tensor, device) -> Split:
+    """``--validation-queries``: the user's real queries (``projector.formats.realqueries``) ranked against the folder's
+    corpus, up to ``val_max_queries`` of them (seeded), in place of the validation split the LLM wrote."""
+    keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(real))[:cfg.val_max_queries])
+    q = _embedder(cfg)([real.queries[i] for i in keep], cfg.query_template, "real-validation-query")
+    return Split(q.to(device), corpus, [real.relevant[i] for i in keep],
+                 pos=torch.tensor([real.positives[i] for i in keep], device=device))
+
+
+def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Labelled pairs as a ranking problem: each text_a with a positive ranks every distinct text_b.
+    Returns (q (m, d), docs (N, d), relevant)."""
+    docs, doc_index, first_a, relevant = [], {}, {}, {}  # docs: first row of each distinct id_b
+    for i, (ia, ib, y) in enumerate(zip(cols["id_a"], cols["id_b"], cols["label"])):
+        if ib not in doc_index:
+            doc_index[ib] = len(docs)
+            docs.append(i)
+        first_a.setdefault(ia, i)
+        if y == 1:
+            relevant.setdefault(ia, set()).add(doc_index[ib])
+    qs = sorted(relevant, key=lambda x: first_a[x])
+    return a[[first_a[x] for x in qs]], b[docs], [relevant[x] for x in qs]
+
+
+def embed_items(pairs: Pairs, cfg, device: torch.device) -> Data:
+    """An items folder as ``Data``: the train items with known labels (an unknown one is in no pair, so it is
+    not embedded) and the validation items as a ``Split`` (``projector.train.labelfit``)."""
+    texts, labels = known_items(pairs.splits["train"])
+    x = _embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
+    data = item_data(x, labels, label_ids(pairs.splits["train"]["label"]))
+    data.val = item_split_of(pairs, "validation", cfg, device)
+    check_finite({"train items": data.q, "validation items": data.val.q})
+    return data
+
+
+def item_split_of(pairs: Pairs, split: str, cfg, device) -> Split:
+    """One split's items with known labels, embedded, as a ``Split`` (label ids shared with the train split)."""
+    texts, labels = known_items(pairs.splits[split])
+    x = _embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
+    return item_split(x, labels, label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)
