@@ -83,7 +83,8 @@ def test_candidates_selection_and_counts_are_recorded(trained):
     out, summary = trained
     meta = json.loads((out / "projector.json").read_text())
     val = meta["metrics"]["validation"]
-    assert set(val) == {"cosine", "lda", "trained", "trained-k64"} and meta["metrics"]["metric"] == "val_map"
+    assert set(val) == {"cosine", "lda", "lda+cosine-0.5", "lda+cosine-1", "lda+cosine-2", "trained", "trained-k64"}
+    assert meta["metrics"]["metric"] == "val_map"
     best = max(val, key=lambda n: val[n]["val_map"])
     assert val[meta["selected"]]["val_map"] == val[best]["val_map"]          # chosen on validation label mAP
     assert meta["rank"] == {"lda": 2, "trained": 384, "trained-k64": 64}.get(meta["selected"], 384)

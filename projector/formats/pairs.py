@@ -49,7 +49,11 @@ COLUMNS = {"qa": ("query", "passage", "passage_id", "doc_id", "title", "question
 REQUIRED = {"qa": ("query", "passage_id"), "pairs": ("text_a", "text_b", "id_a", "id_b", "label"),  # what is read
             ITEMS: ("id", "text", "label")}
 _INTEGER_COLUMNS = {"qa": ("question_index",), "pairs": ("label",), ITEMS: ()}  # items: label names (strings)
-OPTIONAL = {"qa": ("negatives",)}  # written when the rows have them, read when the dataset has them (lists of ids)
+OPTIONAL = {"qa": ("negatives",),  # written when the rows have them, read when the dataset has them (lists of ids)
+            # items judged with log-probabilities: the probability of the row's label, and the whole
+            # distribution over the label set as JSON ({label: probability})
+            ITEMS: ("confidence", "distribution")}
+_OPTIONAL_TYPES = {"negatives": "list", "confidence": "float64", "distribution": "string"}
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -67,9 +71,13 @@ def pair_row(a: Passage, b: Passage, similar: bool, reason: str, split: str) -> 
             "label": int(similar), "reason": reason, "split": split}
 
 
-def item_row(item: Passage, label: str, split: str) -> dict:
-    """A dataset row of layout items: one item and the label the LLM named for it (``UNKNOWN`` kept)."""
-    return {"id": item.passage_id, "text": item.text, "label": label, "split": split}
+def item_row(item: Passage, label: str, split: str, distribution: dict[str, float] | None = None) -> dict:
+    """A dataset row of layout items: one item and the label the LLM named for it (``UNKNOWN`` kept); with the
+    LLM's probabilities over the label set, also its ``confidence`` (the label's) and the ``distribution``."""
+    row = {"id": item.passage_id, "text": item.text, "label": label, "split": split}
+    if distribution is not None:
+        row |= {"confidence": float(distribution.get(label, 0.0)), "distribution": json.dumps(distribution)}
+    return row
 
 
 def write_dataset(rows: list[dict], out: Path, layout: str) -> None:
@@ -79,13 +87,16 @@ def write_dataset(rows: list[dict], out: Path, layout: str) -> None:
     datasets.disable_progress_bars()  # generate's own summary says what was written
     optional = tuple(c for c in OPTIONAL.get(layout, ()) if any(c in r for r in rows))  # a row without it: []
     columns = COLUMNS[layout] + optional
-    features = datasets.Features({c: datasets.Sequence(datasets.Value("string")) if c in OPTIONAL.get(layout, ())
-                                  else datasets.Value("int64" if c in _INTEGER_COLUMNS[layout] else "string")
-                                  for c in columns})
+    def feature(c):
+        kind = _OPTIONAL_TYPES.get(c) if c in optional else ("int64" if c in _INTEGER_COLUMNS[layout] else "string")
+        return datasets.Sequence(datasets.Value("string")) if kind == "list" else datasets.Value(kind)
+
+    features = datasets.Features({c: feature(c) for c in columns})
+    missing = {c: [] if _OPTIONAL_TYPES[c] == "list" else None for c in optional}  # a row without it
     splits = {}
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
-        splits[split] = datasets.Dataset.from_dict({c: [r.get(c, []) if c in optional else r[c] for r in part]
+        splits[split] = datasets.Dataset.from_dict({c: [r.get(c, missing[c]) if c in optional else r[c] for r in part]
                                                     for c in columns}, features=features)
     dd = datasets.DatasetDict(splits)
     tmp = out / f"{DATASET}.tmp"
@@ -275,7 +286,8 @@ def _items_as_pairs(path: Path, manifest: dict) -> Pairs:
         if not rows.get(split):
             raise DataError(f"{path / DATASET}/{split} is missing or empty; generate with a validation fraction > 0 "
                             "and enough items (--max-items) for both splits")
-    splits = {s: {c: [r[c] for r in part] for c in REQUIRED[ITEMS]} for s, part in rows.items()}
+    splits = {s: {c: [r[c] for r in part] for c in (*REQUIRED[ITEMS], *OPTIONAL[ITEMS]) if not part or c in part[0]}
+              for s, part in rows.items()}
     fp = hashlib.sha256(json.dumps([manifest.get("corpus_fingerprint"), ITEMS, splits], sort_keys=True).encode())
     return Pairs(path, manifest["task"], manifest, [], [], splits, fp.hexdigest()[:16], ITEMS)
 
@@ -322,7 +334,8 @@ def load_items(path) -> dict[str, list[dict]]:
         if missing:
             raise DataError(f"{dpath}/{split}: missing column(s) {missing} for layout {ITEMS!r} "
                             f"(has {dd[split].column_names})")
-        rows = [{c: r[c] for c in REQUIRED[ITEMS]} for r in dd[split]]
+        present = [c for c in OPTIONAL[ITEMS] if c in dd[split].column_names]
+        rows = [{c: r[c] for c in (*REQUIRED[ITEMS], *present)} for r in dd[split]]
         for i, r in enumerate(rows):
             if not isinstance(r["label"], str) or not r["label"]:
                 raise DataError(f"{dpath}/{split} row {i}: field 'label' must be a label name, got {r['label']!r}")

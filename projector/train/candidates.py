@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from projector.train.fit import Data
-from projector.train.labelfit import lda
+from projector.train.labelfit import lda, lda_beside_cosine
 from projector.metrics import bootstrap_ci, calibration, sample_calibration_pairs
 from projector.train.projection import Projection, cca, closed_form, symmetric_closed_form
 
 METRIC_NAMES = {"val_ndcg@10": "NDCG@10", "val_map": "label mAP"}
+LDA_BESIDE_COSINE = (0.5, 1.0, 2.0)  # α of the lda+cosine candidates (items)
 ITEM_LOW_RANK = 64  # items without --rank train at full rank d and at this rank (if < d): few labels, fewer knobs
 
 
@@ -66,8 +67,13 @@ def closed_forms(data: Data, rank_dirs: np.ndarray, mode: str, ridge: float,
         # Uncentred: the artifact is a linear map (no offset). Measured on debian-pkgs, centring is worth
         # <= 0.006 label mAP (human labels: interface 0.671 vs 0.665, section 0.379 vs 0.377; LLM labels:
         # interface 0.451 vs 0.445), less than the format change (an affine map, inexact folding) would cost.
-        m = lda(data.q.cpu().numpy(), data.y.cpu().numpy(), rank=rank, centre=False)
-        return {"lda": new(m.W.shape[0]).set_weights(m.W)}
+        x, y = data.q.cpu().numpy(), data.y.cpu().numpy()
+        m = lda(x, y, rank=rank, centre=False)
+        out = {"lda": new(m.W.shape[0]).set_weights(m.W)}
+        if rank == dim:  # the LDA space beside the cosine space (square map): with few labels it keeps what
+            # cosine knew; α weighs the two and validation chooses
+            out |= {f"lda+cosine-{a:g}": new(dim).set_weights(lda_beside_cosine(x, y, a)) for a in LDA_BESIDE_COSINE}
+        return out
     out = {}
     cf = closed_form_weights(data, rank_dirs, mode, ridge)
     if cf is not None:

@@ -18,7 +18,8 @@ import torch
 
 from projector.embed.embedding import embed
 from projector.errors import DataError
-from projector.formats.pairs import Pairs
+from projector.formats.labels import TrustedLabels
+from projector.formats.pairs import UNKNOWN, Pairs
 from projector.formats.realqueries import RealQueries
 from projector.train.fit import Data, Split
 from projector.train.labelfit import item_data, item_split, known_items, label_ids
@@ -129,19 +130,46 @@ def _pairs_retrieval(cols: dict, a: torch.Tensor, b: torch.Tensor) -> tuple[torc
     return a[[first_a[x] for x in qs]], b[docs], [relevant[x] for x in qs]
 
 
-def embed_items(pairs: Pairs, cfg, device: torch.device) -> Data:
+def embed_items(pairs: Pairs, cfg, device: torch.device, trusted: TrustedLabels | None = None,
+                trusted_val: TrustedLabels | None = None) -> Data:
     """An items folder as ``Data``: the train items with known labels (an unknown one is in no pair, so it is
-    not embedded) and the validation items as a ``Split`` (``projector.train.labelfit``)."""
-    texts, labels = known_items(pairs.splits["train"])
+    not embedded) and the validation items as a ``Split`` (``projector.train.labelfit``).
+
+    ``trusted`` (``--train-labels``) trains in place of the folder's LLM labels, or beside them with
+    ``--keep-llm-train`` (an item both labelled keeps the trusted label); ``--min-llm-confidence`` keeps the LLM's
+    labels whose probability reaches it (folders labelled with log-probabilities). ``trusted_val``
+    (``--validation-labels``) validates in place of the folder's validation split."""
+    texts, labels = llm_train_items(pairs, cfg, exclude=set(trusted.ids) if trusted is not None else set())
+    if trusted is not None:
+        texts, labels = (trusted.texts + texts, trusted.labels + labels) if cfg.keep_llm_train else (
+            list(trusted.texts), list(trusted.labels))
     x = _embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
-    data = item_data(x, labels, label_ids(pairs.splits["train"]["label"]))
-    data.val = item_split_of(pairs, "validation", cfg, device)
+    data = item_data(x, labels, label_ids(labels))
+    if trusted_val is not None:
+        xv = _embedder(cfg)(trusted_val.texts, cfg.query_template, "trusted-validation-items").to(device)  # (m, d)
+        data.val = item_split(xv, trusted_val.labels, label_ids(labels), seed=cfg.seed)
+    else:
+        data.val = item_split_of(pairs, "validation", cfg, device, label_ids(labels))
     check_finite({"train items": data.q, "validation items": data.val.q})
     return data
 
 
-def item_split_of(pairs: Pairs, split: str, cfg, device) -> Split:
-    """One split's items with known labels, embedded, as a ``Split`` (label ids shared with the train split)."""
+def llm_train_items(pairs: Pairs, cfg, exclude: set = frozenset()) -> tuple[list[str], list[str]]:
+    """(texts, labels) of the folder's train items with a known label, less ``exclude`` (ids) and, with
+    ``--min-llm-confidence``, less those whose label the LLM gave a lower probability (a folder labelled
+    without log-probabilities has no ``confidence`` column: every item stays)."""
+    cols = pairs.splits["train"]
+    conf = cols.get("confidence")
+    floor = getattr(cfg, "min_llm_confidence", None)
+    keep = [i for i, (item_id, label) in enumerate(zip(cols["id"], cols["label"]))
+            if label != UNKNOWN and item_id not in exclude
+            and (floor is None or conf is None or conf[i] is None or conf[i] >= floor)]
+    return [cols["text"][i] for i in keep], [cols["label"][i] for i in keep]
+
+
+def item_split_of(pairs: Pairs, split: str, cfg, device, ids: dict[str, int] | None = None) -> Split:
+    """One split's items with known labels, embedded, as a ``Split`` (label ids ``ids``, by default the train
+    split's)."""
     texts, labels = known_items(pairs.splits[split])
     x = _embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
-    return item_split(x, labels, label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)
+    return item_split(x, labels, ids if ids is not None else label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)
