@@ -320,8 +320,9 @@ def training_code() -> str:
     import projector
 
     h = hashlib.sha256()
-    for name in ("train", "fit", "candidates", "projection", "pairs"):
-        h.update((Path(projector.__file__).parent / f"{name}.py").read_bytes())
+    root = Path(projector.__file__).parent
+    for path in [*sorted((root / "train").glob("*.py")), root / "formats" / "pairs.py"]:
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
