@@ -75,7 +75,7 @@ def test_single_class_evaluation_split_is_refused(tmp_path, label):
 
 def _poison(monkeypatch, marker: str, value=np.nan):
     """Embeddings of the texts containing ``marker`` get a NaN/inf (as a broken encoder or a corrupt cache would)."""
-    import projector.train.stage as tr
+    import projector.train.data as tr
 
     real = tr.embed
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from projector.evaluate import stage as E
+from projector.train import data as train_data
 from projector.train import stage as T
 from projector.formats.corpus import Passage
 from projector.errors import DataError
@@ -135,7 +136,7 @@ def test_train_queries_that_are_also_validation_queries_are_warned_about(qa_pair
 def test_a_bad_queries_file_exits_2_before_any_embedding(qa_pairs, tmp_path, capsys, monkeypatch, flag, bad_row,
                                                          message):
     bad = write(tmp_path / "users.jsonl", [{"query": "ok", "passage_id": "r0"}, bad_row])
-    monkeypatch.setattr(T, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
+    monkeypatch.setattr(train_data, "embed", lambda *a, **k: pytest.fail("embedded before reading the queries"))
     code = T.main(["--pairs", str(qa_pairs), "--out", str(tmp_path / "m"), flag, str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
