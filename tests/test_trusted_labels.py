@@ -91,12 +91,57 @@ def test_keep_llm_train_adds_the_llm_labels_of_other_items(folder, trusted_files
     from projector.train import train
 
     train_labels, val_labels = trusted_files
-    s = train(pairs=str(folder), out=str(tmp_path / "m"), train_labels=str(train_labels),
-              validation_labels=str(val_labels), keep_llm_train=True, epochs=5, **QUICK)
     trusted_ids = {json.loads(line)["id"] for line in train_labels.read_text().splitlines()}
-    others = [r for r in P.load_items(folder)["train"] if r["label"] != P.UNKNOWN and r["id"] not in trusted_ids]
-    assert s["trained_on"]["pairs"] == 18 + len(others) and len(others) > 0
-    assert s["trained_on"]["source"].endswith("and the pairs folder's train split")
+    others = [r for r in P.load_items(folder)["train"] if r["id"] not in trusted_ids]
+    raw = train(pairs=str(folder), out=str(tmp_path / "raw"), train_labels=str(train_labels),
+                validation_labels=str(val_labels), keep_llm_train=True, relabel_llm=False, epochs=5, **QUICK)
+    known = [r for r in others if r["label"] != P.UNKNOWN]
+    assert raw["trained_on"]["pairs"] == 18 + len(known) and 0 < len(known) < len(others)
+    assert raw["trained_on"]["source"].endswith("and the pairs folder's train split")
+    # by default a label model fitted on your labels relabels all of them (unknown ones too), half are kept
+    s = train(pairs=str(folder), out=str(tmp_path / "relabelled"), train_labels=str(train_labels),
+              validation_labels=str(val_labels), keep_llm_train=True, epochs=5, **QUICK)
+    assert s["trained_on"]["relabelled_llm_items"]["items"] == len(others)
+    assert s["trained_on"]["relabelled_llm_items"]["kept"] == round(len(others) / 2)
+    assert s["trained_on"]["pairs"] == 18 + round(len(others) / 2)
+
+
+def test_the_label_model_corrects_biased_llm_labels_from_a_few_of_yours():
+    """The LLM calls every daemon a command-line tool; 6 labelled items of each kind are enough for the label
+    model (the LLM's distribution + the embedding) to give the daemons back their label."""
+    import numpy as np
+
+    from projector.embed import embed
+    from projector.train.labelmodel import distributions, relabel
+
+    kinds = list(KINDS)
+    texts = [item_text(t, k) for t in TOPICS for k in kinds]
+    truth = [k for t in TOPICS for k in kinds]
+    llm = [biased(i, k, "train") for i, k in enumerate(truth)]
+    x = embed(texts, show_progress=False)
+    dist = distributions(llm, [None] * len(llm), kinds)
+    yours = np.arange(18)                      # the first 6 topics, every kind
+    rest = np.arange(18, len(texts))
+    r = relabel(x[rest], dist[rest], x[yours], dist[yours], [truth[i] for i in yours], keep=1.0)
+    truth_rest = [truth[i] for i in rest]
+    llm_acc = np.mean([llm[i] == truth[i] for i in rest])
+    acc = np.mean([a == b for a, b in zip(r.labels, truth_rest)])
+    assert r.features == "llm+embedding" and acc >= 0.9 > llm_acc, (acc, llm_acc)
+
+
+def test_with_train_labels_alone_your_labels_validate_by_half_splits(folder, trusted_files, tmp_path):
+    """No --validation-labels: the closed forms are scored on repeated half-splits of your labels (never on
+    the folder's LLM-labelled validation split), no gradient training runs, and the export beats cosine."""
+    from projector.train import train
+
+    train_labels, _ = trusted_files
+    out = tmp_path / "m"
+    s = train(pairs=str(folder), out=str(out), train_labels=str(train_labels), **QUICK)
+    assert "repeated half-splits" in s["validated_on"]["source"] and s["epochs_run"] == 0
+    assert set(s["validation"]) == {"cosine", "lda", "lda+cosine-0.5", "lda+cosine-1", "lda+cosine-2"}
+    assert s["selected"] != "cosine" and s["validation"][s["selected"]]["gain"]["beyond_noise"]
+    projected, cosine = _test_map(out)
+    assert projected > cosine + 0.2, (s["selected"], projected, cosine)
 
 
 def test_text_rows_are_matched_to_the_folders_items_or_taken_as_new_items(folder, tmp_path):

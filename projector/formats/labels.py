@@ -35,6 +35,7 @@ class TrustedLabels:
     texts: list[str]
     labels: list[str]
     lines: list[int] = field(default_factory=list)  # 1-based line of each row in the file
+    own_names: bool = False  # the labels are none of the folder's label set's names (another vocabulary)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,8 +53,9 @@ def read_trusted_labels(path, items: dict[str, dict] | None = None, label_names=
     """The labelled items of ``path`` (the module docstring's format).
 
     ``items``: the folder's items, id -> {"text", "split"}: an ``id`` must be one of them, and none may be a
-    test item (nothing trains or validates on test items). ``label_names``: the folder's label set; a label
-    outside it is refused. ``role`` ("train" or "validation") only words the errors.
+    test item (nothing trains or validates on test items). ``label_names``: the folder's label set; a file
+    that uses its names must use only them (a label outside it is refused), a file that uses none of them has
+    labels of its own (``own_names``). ``role`` ("train" or "validation") only words the errors.
     """
     path = Path(path)
     flag = f"--{role}-labels"
@@ -74,9 +76,6 @@ def read_trusted_labels(path, items: dict[str, dict] | None = None, label_names=
         label = " ".join(label.split())
         if label.lower() == UNKNOWN:
             raise DataError(f"{where}: field 'label' is {UNKNOWN!r}: leave out the items you cannot place.")
-        if names is not None and label not in names:
-            raise DataError(f"{where}: field 'label' {label!r} is not in the label set {sorted(names)} "
-                            "(the items folder's; fix the label or generate with --labels naming it).")
         if "id" in row:
             item_id = str(row["id"])
             if item_id not in items:
@@ -104,6 +103,13 @@ def read_trusted_labels(path, items: dict[str, dict] | None = None, label_names=
         out.lines.append(line)
     if not out.ids:
         raise DataError(f"{path}: no labelled items (one JSON object a line: 'id' or 'text', and 'label').")
+    if names is not None and (outside := [k for k, v in enumerate(out.labels) if v not in names]):
+        if len(outside) < len(out.labels):  # the file uses the label set's names, but not here: a slip
+            k = outside[0]
+            raise DataError(f"{path}:{out.lines[k]}: field 'label' {out.labels[k]!r} is not in the label set "
+                            f"{sorted(names)} (the items folder's; fix the label, or generate with --labels naming "
+                            "it).")
+        out.own_names = True  # none of the set's names: labels of your own (a label model maps the LLM onto them)
     if len(set(out.labels)) < 2:
         raise DataError(f"{path}: every item has the label {out.labels[0]!r}; a criterion needs items of at least "
                         "two labels (one class teaches no difference).")

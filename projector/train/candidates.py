@@ -164,8 +164,13 @@ def paired_gain(scores: np.ndarray, base: np.ndarray, vs: str, confidence: float
 
 def verdict(metrics: dict[str, dict], key: str, selected: str, baseline: str) -> str | None:
     """The warning when no trained candidate beat ``baseline`` on validation beyond noise (None when one did),
-    naming what is exported instead and, when that is the baseline itself, every candidate's score."""
-    trained = select({n: m for n, m in metrics.items() if n.startswith("trained")}, key)
+    naming what is exported instead and, when that is the baseline itself, every candidate's score. Without a
+    trained candidate (validation by half-splits of your labels: closed forms only) the best other one is judged."""
+    pool = {n: m for n, m in metrics.items() if n.startswith("trained")} or {
+        n: m for n, m in metrics.items() if n != baseline}
+    trained = select(pool, key)
+    if trained is None:
+        return None
     t, c = metrics[trained][key], metrics[baseline][key]
     gain = metrics[trained].get("gain", {})
     if t > c + 1e-9 and gain.get("beyond_noise", True):
@@ -173,12 +178,12 @@ def verdict(metrics: dict[str, dict], key: str, selected: str, baseline: str) ->
     what = METRIC_NAMES[key]
     if t > c + 1e-9:  # higher, but within noise (of the gain over the first candidate: at rank k, pca-k)
         over = "" if gain["vs"] == baseline else f" over {gain['vs']}"
-        warning = (f"training's validation gain over {baseline} is within noise ({what} {trained} {t:.4f} vs "
+        warning = (f"{'training' if trained.startswith('trained') else trained}'s validation gain over {baseline} is within noise ({what} {trained} {t:.4f} vs "
                    f"{baseline} {c:.4f}, {gain['mean']:+.4f}{over} on {gain['queries']} queries, "
                    f"{gain['confidence']:.0%} CI [{gain['ci'][0]:+.4f}, {gain['ci'][1]:+.4f}]); "
                    f"the exported projection is '{selected}'")
     else:
-        warning = (f"training did not beat {baseline} on validation ({what} {trained} {t:.4f} vs {baseline} "
+        warning = (f"{'training' if trained.startswith('trained') else trained} did not beat {baseline} on validation ({what} {trained} {t:.4f} vs {baseline} "
                    f"{c:.4f}); the exported projection is '{selected}'")
     if selected == baseline:
         others = ", ".join(f"{n} {m[key]:.4f}" for n, m in metrics.items() if n != baseline)

@@ -24,7 +24,7 @@ from projector.formats.realqueries import RealQueries
 from projector.train.fit import Data, Split
 from projector.train.labelfit import item_data, item_split, known_items, label_ids
 
-def _embedder(cfg):
+def embedder(cfg):
     """embed() as this run uses it: cached; with --mmap-embeddings each array streams to OUT/embeddings/NAME.npy
     and comes back memory-mapped (on CPU the tensors stay backed by those files, so pairs sets larger than RAM
     train; every torchrun rank maps the same files)."""
@@ -38,7 +38,7 @@ def embed_pairs(pairs: Pairs, cfg, device: torch.device, real: RealQueries | Non
                 real_train: RealQueries | None = None) -> Data:
     """The train split (qa: ``real_train``, the user's real queries, in its place: one training pair per query and
     passage that answers it) and the validation split (``real`` in its place) embedded on ``device``."""
-    e = _embedder(cfg)
+    e = embedder(cfg)
     tr = pairs.splits["train"]
     if pairs.task == "qa":
         corpus = e(pairs.passage_texts, cfg.document_template, "corpus")                      # (N, d)
@@ -92,7 +92,7 @@ def retrieval_split(pairs: Pairs, split: str, cfg, corpus: torch.Tensor | None, 
 
     qa: up to ``val_max_queries`` seeded queries ranked against the whole corpus; pairs: see _pairs_retrieval.
     """
-    e = _embedder(cfg)
+    e = embedder(cfg)
     cols = pairs.splits[split]
     if pairs.task == "qa":
         index = {pid: i for i, pid in enumerate(pairs.passage_ids)}
@@ -110,7 +110,7 @@ def real_split(real: RealQueries, cfg, corpus: torch.Tensor, device) -> Split:
     """``--validation-queries``: the user's real queries (``projector.formats.realqueries``) ranked against the folder's
     corpus, up to ``val_max_queries`` of them (seeded), in place of the validation split the LLM wrote."""
     keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(real))[:cfg.val_max_queries])
-    q = _embedder(cfg)([real.queries[i] for i in keep], cfg.query_template, "real-validation-query")
+    q = embedder(cfg)([real.queries[i] for i in keep], cfg.query_template, "real-validation-query")
     return Split(q.to(device), corpus, [real.relevant[i] for i in keep],
                  pos=torch.tensor([real.positives[i] for i in keep], device=device))
 
@@ -136,33 +136,93 @@ def embed_items(pairs: Pairs, cfg, device: torch.device, trusted: TrustedLabels 
     not embedded) and the validation items as a ``Split`` (``projector.train.labelfit``).
 
     ``trusted`` (``--train-labels``) trains in place of the folder's LLM labels, or beside them with
-    ``--keep-llm-train`` (an item both labelled keeps the trusted label); ``--min-llm-confidence`` keeps the LLM's
-    labels whose probability reaches it (folders labelled with log-probabilities). ``trusted_val``
-    (``--validation-labels``) validates in place of the folder's validation split."""
-    texts, labels = llm_train_items(pairs, cfg, exclude=set(trusted.ids) if trusted is not None else set())
-    if trusted is not None:
-        texts, labels = (trusted.texts + texts, trusted.labels + labels) if cfg.keep_llm_train else (
-            list(trusted.texts), list(trusted.labels))
-    x = _embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
+    ``--keep-llm-train`` (see ``ItemSources``). ``trusted_val`` (``--validation-labels``) validates in place of
+    the folder's validation split; with ``--train-labels`` alone, your labels validate too, by repeated
+    half-splits (``projector.train.crossfit``), and ``data.val`` holds them for the calibration."""
+    sources = ItemSources(pairs, cfg, trusted)
+    texts, labels = sources.training_set()
+    x = embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
     data = item_data(x, labels, label_ids(labels))
-    if trusted_val is not None:
-        xv = _embedder(cfg)(trusted_val.texts, cfg.query_template, "trusted-validation-items").to(device)  # (m, d)
-        data.val = item_split(xv, trusted_val.labels, label_ids(labels), seed=cfg.seed)
+    data.notes = {"sources": sources} | sources.notes
+    if trusted_val is not None or trusted is not None:
+        judged = trusted_val if trusted_val is not None else trusted
+        xv = embedder(cfg)(judged.texts, cfg.query_template, "trusted-items").to(device)    # (m, d)
+        data.val = item_split(xv, judged.labels, label_ids(labels), seed=cfg.seed)
     else:
         data.val = item_split_of(pairs, "validation", cfg, device, label_ids(labels))
     check_finite({"train items": data.q, "validation items": data.val.q})
     return data
 
 
-def llm_train_items(pairs: Pairs, cfg, exclude: set = frozenset()) -> tuple[list[str], list[str]]:
-    """(texts, labels) of the folder's train items with a known label, less ``exclude`` (ids) and, with
-    ``--min-llm-confidence``, less those whose label the LLM gave a lower probability (a folder labelled
-    without log-probabilities has no ``confidence`` column: every item stays)."""
+class ItemSources:
+    """What trains on an items folder: your labels (``--train-labels``), the LLM's (the folder's train split),
+    or both. Both: by default the LLM's items are relabelled by a label model fitted on your labels and the
+    most confident ``--llm-keep`` of them train beside yours (``projector.train.labelmodel``); with
+    ``--no-relabel-llm`` the LLM's own labels do (``--min-llm-confidence`` filters them). ``training_set(rows)``
+    builds the set from a subset of your labels (rows), so that a validation on your labels can leave some out
+    and refit everything else the same way (``projector.train.crossfit``)."""
+
+    def __init__(self, pairs: Pairs, cfg, trusted: TrustedLabels | None):
+        self.trusted, self.cfg, self.notes = trusted, cfg, {}
+        exclude = set(trusted.ids) if trusted is not None else set()
+        self.mode = ("llm" if trusted is None else "yours" if not cfg.keep_llm_train else
+                     "yours+relabelled-llm" if cfg.relabel_llm else "yours+llm")
+        self.llm_texts, self.llm_labels = llm_train_items(pairs, cfg, exclude, keep_unknown=self.mode.endswith(
+            "relabelled-llm"))
+        if self.mode == "yours+relabelled-llm":
+            self._prepare_relabel(pairs, exclude)
+
+    def _prepare_relabel(self, pairs: Pairs, exclude: set) -> None:
+        from projector.train.labelmodel import distributions
+
+        cols, cfg, e = pairs.splits["train"], self.cfg, embedder(self.cfg)
+        rows = [i for i, item_id in enumerate(cols["id"]) if item_id not in exclude]
+        names = (pairs.manifest.get("labels") or {}).get("names") or sorted(set(cols["label"]) - {UNKNOWN})
+        none = [None] * len(cols["id"])
+        judged = {i: (label, dist) for s in pairs.splits.values()
+                  for i, label, dist in zip(s["id"], s["label"], s.get("distribution") or [None] * len(s["id"]))}
+        self.x_llm = e(self.llm_texts, cfg.query_template, "train-items").cpu().numpy()           # (n, d)
+        self.dist_llm = distributions([cols["label"][i] for i in rows],
+                                      [(cols.get("distribution") or none)[i] for i in rows], names)  # (n, C)
+        self.x_yours = e(self.trusted.texts, cfg.query_template, "trusted-items").cpu().numpy()   # (m, d)
+        self.dist_yours = distributions([judged.get(i, (None, None))[0] for i in self.trusted.ids],
+                                        [judged.get(i, (None, None))[1] for i in self.trusted.ids], names)
+
+    def training_set(self, rows=None) -> tuple[list[str], list[str]]:
+        """(texts, labels) that train, from your labels' ``rows`` (None: all of them)."""
+        t = self.trusted
+        if t is None:
+            return list(self.llm_texts), list(self.llm_labels)
+        rows = list(range(len(t))) if rows is None else list(rows)
+        texts, labels = [t.texts[i] for i in rows], [t.labels[i] for i in rows]
+        if self.mode == "yours":
+            return texts, labels
+        if self.mode == "yours+llm":
+            return texts + self.llm_texts, labels + self.llm_labels
+        from projector.train.labelmodel import relabel
+
+        r = relabel(self.x_llm, self.dist_llm, self.x_yours[rows], self.dist_yours[rows], labels,
+                    keep=self.cfg.llm_keep, seed=self.cfg.seed)
+        kept = np.flatnonzero(r.kept)
+        if len(rows) == len(t):  # the run's own set: say what the label model did
+            self.notes = {"relabelled_llm_items": {"items": len(r.labels), "kept": int(len(kept)),
+                                                   "features": r.features,
+                                                   "lowest_kept_confidence": round(float(r.confidence[kept].min()), 4)
+                                                   if len(kept) else None}}
+        return texts + [self.llm_texts[k] for k in kept], labels + [r.labels[k] for k in kept]
+
+
+def llm_train_items(pairs: Pairs, cfg, exclude: set = frozenset(), keep_unknown: bool = False
+                    ) -> tuple[list[str], list[str]]:
+    """(texts, labels) of the folder's train items with a known label (``keep_unknown``: all, for a label
+    model to relabel), less ``exclude`` (ids) and, with ``--min-llm-confidence``, less those whose label the
+    LLM gave a lower probability (a folder labelled without log-probabilities has no ``confidence`` column:
+    every item stays)."""
     cols = pairs.splits["train"]
     conf = cols.get("confidence")
-    floor = getattr(cfg, "min_llm_confidence", None)
+    floor = None if keep_unknown else getattr(cfg, "min_llm_confidence", None)
     keep = [i for i, (item_id, label) in enumerate(zip(cols["id"], cols["label"]))
-            if label != UNKNOWN and item_id not in exclude
+            if (keep_unknown or label != UNKNOWN) and item_id not in exclude
             and (floor is None or conf is None or conf[i] is None or conf[i] >= floor)]
     return [cols["text"][i] for i in keep], [cols["label"][i] for i in keep]
 
@@ -171,5 +231,5 @@ def item_split_of(pairs: Pairs, split: str, cfg, device, ids: dict[str, int] | N
     """One split's items with known labels, embedded, as a ``Split`` (label ids ``ids``, by default the train
     split's)."""
     texts, labels = known_items(pairs.splits[split])
-    x = _embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
+    x = embedder(cfg)(texts, cfg.query_template, f"{split}-items").to(device)              # (m, d)
     return item_split(x, labels, ids if ids is not None else label_ids(pairs.splits["train"]["label"]), seed=cfg.seed)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -104,6 +104,7 @@ class Data:
     y: torch.Tensor | None  # (n,) pairs: labels 0/1; items: label ids 0..C-1 (-1 unknown: in no pair)
     val: Split | None = None
     negatives: torch.Tensor | None = None  # (n, m) qa: corpus indices of judged hard negatives (-1 pads), teach's
+    notes: dict = field(default_factory=dict)  # what the data builders did (projector.train.data), for projector.json
 
     @property
     def kind(self) -> str:

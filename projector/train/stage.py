@@ -61,7 +61,8 @@ from projector.formats.pairs import ITEMS, PASSAGES, Pairs, has_test_rows, load_
 from projector.formats.realqueries import read_real_queries
 from projector.train.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, gate, paired_gain,
                                         select, trained_ranks, verdict)
-from projector.train.data import check_finite, embed_items, embed_pairs, item_split_of, retrieval_split
+from projector.train.crossfit import can_crossfit
+from projector.train.data import check_finite, embed_items, embed_pairs, embedder, item_split_of, retrieval_split
 from projector.train.distributed import init_distributed, pick_device
 from projector.train.fit import Data, fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
 from projector.train.labelfit import check_items, item_counts, label_ids, scoreable
@@ -147,6 +148,12 @@ class TrainConfig:
                                                          "attribute on an endpoint that returns them): train only "
                                                          "on the LLM labels whose probability reaches this; None: "
                                                          "all")
+    relabel_llm: bool = option(True, help="items, with --train-labels and --keep-llm-train: relabel the LLM's items "
+                                          "with a label model fitted on your labels (its log-probabilities and the "
+                                          "embedding -> your label; projector.train.labelmodel) and train on the "
+                                          "--llm-keep most confident; --no-relabel-llm: the LLM's own labels")
+    llm_keep: float = option(0.5, help="items, relabelled: the fraction of the LLM's items kept, most confident "
+                                       "first (0.5 measured best on debian-pkgs interface)")
     keep_llm_train: bool = option(False, help="with --train-queries or --train-labels: train on the folder's train "
                                               "split too (the LLM's questions or labels beside yours; for qa with "
                                               "the hard negatives "
@@ -182,7 +189,7 @@ class TrainConfig:
                 "calibration_hard_negatives", "calibration_random_negatives",  # after the loop: resume still fine
                 "select_confidence",
                 "validation_queries", "train_queries", "keep_llm_train", "train_labels", "validation_labels",
-                "min_llm_confidence"}  # the data's fingerprint holds the queries themselves
+                "min_llm_confidence", "relabel_llm", "llm_keep"}  # the data's fingerprint holds the queries themselves
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -254,6 +261,19 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         + (" and the pairs folder's train split" if cfg.keep_llm_train else ""))}
     if items and cfg.min_llm_confidence is not None and (not yours or cfg.keep_llm_train):
         trained_on["min_llm_confidence"] = cfg.min_llm_confidence
+    trained_on |= {k: v for k, v in data.notes.items() if k != "sources"}
+    crossfitted = bool(items and cfg.train_labels and not cfg.validation_labels)  # your labels validate too
+    if crossfitted and not can_crossfit(data.notes["sources"].trusted.labels):
+        crossfitted = False
+        log.warning("WARNING: --train-labels has no class of 4 or more items: too few to validate on by half-splits; "
+                    "validating on the folder's validation split (the LLM's labels, with their biases). Label more "
+                    "items or pass --validation-labels")
+    if crossfitted:
+        from projector.train.crossfit import REPEATS as crossfit_repeats
+
+        validated_on = {"queries": len(data.val.q), "source": (
+            f"your labels ({cfg.train_labels}), {crossfit_repeats} repeated half-splits: each closed-form candidate fitted "
+            "on one half (and the LLM items it relabels), scored on the other; the Platt fit is in-sample")}
     log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
              "labelled items" if items else f"{pairs.task} pairs", len(data.q),
              f": {trained_on['source']}" if yours else "", len(data.val.q),
@@ -265,7 +285,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     candidates.update(closed_forms(data, dirs, mode, cfg.ridge, new))
     cf = None if items else closed_form_weights(data, dirs, mode, cfg.ridge)
     histories, states, started = {}, {}, time.time()
-    for r in trained_ranks(cfg.rank, dim, data.kind):  # the trained one(s)
+    for r in [] if crossfitted else trained_ranks(cfg.rank, dim, data.kind):  # the trained one(s)
         name, ckpt = ("trained", "checkpoint") if not histories else (f"trained-k{r}", f"checkpoint-k{r}")
         model = Projection(dim, r, mode, cfg.normalize, cfg.scale_init, cfg.bias_init, cfg.adapter,
                            cfg.adapter_rank, cfg.query_only).to(device)
@@ -283,6 +303,10 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     write_log(out, _log_rows(histories))
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
     val_scores = {name: query_scores(m, data.val) for name, m in candidates.items()}  # (m,) per query, each
+    if crossfitted:  # in-sample on your labels: replaced by the half-split scores (projector.train.crossfit)
+        val_scores = _crossfit_scores(data, cfg, dirs, mode, new, device)
+        for name, s in val_scores.items():
+            metrics[name] = {"val_map": float(s.mean()), "in_sample_val_map": metrics[name]["val_map"]}
     gate(metrics, val_scores, cfg.select_confidence, cfg.seed)
     selected = select(metrics, key)
     scorers = dict(candidates)
@@ -317,7 +341,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
                     "more than LLM-written questions wherever we measured")
     if warning:  # the case users must hear about: gradient training did not beat frozen cosine
         log.warning("WARNING: %s", warning)
-    elif not selected.startswith("trained"):
+    elif histories and not selected.startswith("trained"):
         best = select({n: m for n, m in metrics.items() if n.startswith("trained")}, key)
         log.info("note: %s scored at least the trained model's on validation (%s %.4f vs %.4f); exporting %s",
                  selected, what, metrics[selected][key], metrics[best][key], selected)
@@ -327,12 +351,13 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
         folded_ndcg = ndcg_at_10(folded, data.val)
     test = _test_metrics(pairs, cfg, data, scorers, device)
-    history, epochs_run = histories["trained"], sum(len(h) for h in histories.values())
+    history, epochs_run = histories.get("trained", []), sum(len(h) for h in histories.values())
     summary = {
         "selected": selected, "warning": warning, "validation": metrics, "validated_on": validated_on,
         "trained_on": trained_on,
         "baseline": baseline, "metric": key,
-        "best_epoch": states["trained"]["best_epoch"], "epochs_run": len(history), "train_pairs": len(data.q),
+        "best_epoch": states["trained"]["best_epoch"] if states else None, "epochs_run": len(history),
+        "train_pairs": len(data.q),
         "train_seconds": round(train_seconds, 3), "embed_seconds": round(embed_seconds, 3),
         "pairs_per_second": round(len(data.q) * epochs_run / max(train_seconds, 1e-9), 1) if epochs_run else None,
         "device": str(device), "processes": ddp.world if ddp else 1, "val_ndcg@10_folded": folded_ndcg, "test": test,
@@ -409,6 +434,17 @@ def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
     check_items(pairs)
 
 
+def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device) -> dict:
+    """Every closed-form candidate's per-item average precision on repeated half-splits of your labels."""
+    from projector.train.crossfit import crossfit
+
+    sources = data.notes["sources"]
+    embed_texts = lambda texts: embedder(cfg)(texts, cfg.query_template, "crossfit-items").to(device)  # noqa: E731
+    candidates_of = lambda x, y: {"cosine": new().set_weights(dirs), **closed_forms(      # noqa: E731
+        Data(None, x, None, None, torch.tensor(y, device=device)), dirs, mode, cfg.ridge, new)}
+    return crossfit(sources, embed_texts, data.val.q, candidates_of, seed=cfg.seed)
+
+
 def _read_trusted(cfg: TrainConfig, pairs: Pairs):
     """--train-labels and --validation-labels read and checked against the items folder (before any embedding),
     and the overlaps that would flatter validation warned about."""
@@ -447,6 +483,8 @@ def _check_config(cfg: TrainConfig) -> None:
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
     if not 0 <= cfg.select_confidence < 1:
         raise ProjectorError(f"--select-confidence must be in [0, 1), got {cfg.select_confidence}")
+    if not 0 < cfg.llm_keep <= 1:
+        raise ProjectorError(f"--llm-keep must be in (0, 1], got {cfg.llm_keep}")
     if cfg.adapter_rank < 1 or cfg.stay_close < 0:
         raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
                              f"{cfg.stay_close}")
