@@ -61,6 +61,9 @@ from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.evaluate import baselines as B  # noqa: E402
 from projector.evaluate import stage as E  # noqa: E402
+from projector.evaluate.data import load_beir, load_qa  # noqa: E402
+from projector.evaluate.evaluators import RetrievalEvaluator, has_probability  # noqa: E402
+from projector.evaluate.rows import Embedder, Row  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 from projector.formats.vectors import l2_normalise  # noqa: E402
 
@@ -278,9 +281,9 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
         print(f"[{name}] {why}", flush=True)
         return None
     pairs = P.load_pairs(pairs_dir)
-    beir = E.load_beir(str(benchmark_dir(name)))
+    beir = load_beir(str(benchmark_dir(name)))
     ecfg = E.EvalConfig(bootstrap=cfg.bootstrap, seed=cfg.seed)
-    emb = E.Embedder(None, 64)
+    emb = Embedder(None, 64)
     tr = pairs.splits["train"]
     n_train = len(tr["query"])
     print(f"[{name}] {len(beir.queries)} real queries, {len(beir.corpus)} passages; {n_train} LLM train pairs "
@@ -412,12 +415,12 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
     """Every scorer through evaluate_retrieval (same evaluator, calibration sample, bootstrap); the
     fine-tuned encoder's own embeddings through the same RetrievalEvaluator."""
     scored = [r for r in results if "scorer" in r]
-    rows = [E.Row(r["name"], r["scorer"], r["kind"]) for r in scored]
+    rows = [Row(r["name"], r["scorer"], r["kind"]) for r in scored]
     rep = E.evaluate_retrieval(ecfg, beir, rows, emb)
     by_name = {x["name"]: x for x in rep["rows"]}
-    held = E.load_qa(str(pairs_dir), "test", None)   # the LLM questions' held-out split, for calibration too
-    prob_rows = [E.Row("cosine", B.Cosine().fit(emb(held.corpus, None)), "baseline")] + \
-                [x for x in rows if E.has_probability(x.scorer)]
+    held = load_qa(str(pairs_dir), "test", None)   # the LLM questions' held-out split, for calibration too
+    prob_rows = [Row("cosine", B.Cosine().fit(emb(held.corpus, None)), "baseline")] + \
+                [x for x in rows if has_probability(x.scorer)]
     held_rep = {x["name"]: x for x in E.evaluate_retrieval(ecfg, held, prob_rows, emb)["rows"]}
     out_rows = []
     for r in results:
@@ -433,7 +436,7 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
                                            "ece": held_rep[r["name"]]["calibration"].get("ece@15")}
         else:   # own embeddings (full fine-tune)
             q, d = r["embeddings"]
-            row["metrics"] = E.RetrievalEvaluator(q, d, beir.qrels)(B.Cosine().fit(d))
+            row["metrics"] = RetrievalEvaluator(q, d, beir.qrels)(B.Cosine().fit(d))
             row["ece"] = None
         out_rows.append(row)
     cos = next(x for x in out_rows if x["name"] == "cosine")

@@ -57,7 +57,9 @@ from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.evaluate import baselines as B  # noqa: E402
 from projector import cli  # noqa: E402
-from projector.evaluate import stage as E  # noqa: E402
+from projector.evaluate.data import RetrievalData, load_beir  # noqa: E402
+from projector.evaluate.evaluators import RetrievalEvaluator  # noqa: E402
+from projector.evaluate.rows import Embedder  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 from projector.formats.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
 from projector.errors import DataError  # noqa: E402
@@ -135,7 +137,7 @@ def in_train_half(key: str, seed: int = SPLIT_SEED) -> bool:
     return int(h[:16], 16) < TRAIN_SHARE * 2**64
 
 
-def split_set(data: E.RetrievalData, seed: int = SPLIT_SEED) -> HalfSplit:
+def split_set(data: RetrievalData, seed: int = SPLIT_SEED) -> HalfSplit:
     """The split of SPLIT_RULE: a function of the corpus ids, texts and qrels only."""
     first: dict[str, str] = {}
     key = [first.setdefault(normalise_for_dedup(text), cid) for cid, text in zip(data.corpus_ids, data.corpus)]
@@ -156,9 +158,9 @@ def split_set(data: E.RetrievalData, seed: int = SPLIT_SEED) -> HalfSplit:
                      kept, test_q, dropped + len(train_q) - len(kept))
 
 
-def test_half(data: E.RetrievalData, split: HalfSplit) -> E.RetrievalData:
+def test_half(data: RetrievalData, split: HalfSplit) -> RetrievalData:
     """The scored data: the test-half real queries, ranked against the whole corpus."""
-    return E.RetrievalData(f"{data.name}-test-half", [data.queries[i] for i in split.test_queries], data.corpus_ids,
+    return RetrievalData(f"{data.name}-test-half", [data.queries[i] for i in split.test_queries], data.corpus_ids,
                            data.corpus, [data.qrels[i] for i in split.test_queries])
 
 
@@ -186,9 +188,9 @@ def set_folder(name: str) -> Path:
         raise DataError(f"{name}: {e}") from None
 
 
-def load_set(name: str) -> tuple[Path, E.RetrievalData, HalfSplit]:
+def load_set(name: str) -> tuple[Path, RetrievalData, HalfSplit]:
     folder = set_folder(name)
-    data = E.load_beir(str(folder))
+    data = load_beir(str(folder))
     return folder, data, split_set(data)
 
 
@@ -205,7 +207,7 @@ def write_corpus(name: str, out: Path) -> dict:
     return {"written": len(rows), **split.summary()}
 
 
-def example_queries(data: E.RetrievalData, split: HalfSplit, n: int, seed: int = EXAMPLES_SEED) -> list[tuple[str, str]]:
+def example_queries(data: RetrievalData, split: HalfSplit, n: int, seed: int = EXAMPLES_SEED) -> list[tuple[str, str]]:
     """n real train-half queries, a seeded sample (one line each: inner line breaks become spaces), each with the
     text of its first relevant passage (corpus order)."""
     pick = np.random.default_rng(seed).permutation(len(split.train_queries))[:n]
@@ -245,7 +247,7 @@ def _write_folder(out: Path, passages: list[Passage], rows: list[dict], manifest
     return _rows_hash(passages, rows)
 
 
-def train_half_passages(data: E.RetrievalData, split: HalfSplit) -> list[Passage]:
+def train_half_passages(data: RetrievalData, split: HalfSplit) -> list[Passage]:
     """The train-half passages as a pairs folder's corpus (ids are the set's _id; texts as evaluate embeds them)."""
     return [Passage(passage_id=data.corpus_ids[r], doc_id=data.corpus_ids[r], text=data.corpus[r])
             for r in split.train_passages]
@@ -258,7 +260,7 @@ def real_order(split: HalfSplit, val_queries: int, seed: int) -> tuple[list[int]
     return order[:val_queries], order[val_queries:]
 
 
-def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], train_rows: list[int],
+def write_real_pairs(out: Path, data: RetrievalData, passages: list[Passage], train_rows: list[int],
                      val_rows: list[int], extra: list[dict] = (), manifest: dict | None = None) -> str:
     """A pairs folder of real queries: train = ``train_rows`` (query rows of data) and the ``extra`` train rows,
     validation = ``val_rows``."""
@@ -269,7 +271,7 @@ def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], 
                                                **(manifest or {})})
 
 
-def real_query_rows(data: E.RetrievalData, passages: list[Passage], query_rows: list[int], split: str,
+def real_query_rows(data: RetrievalData, passages: list[Passage], query_rows: list[int], split: str,
                     by_doc: bool = False) -> list[dict]:
     """qa rows of real queries (rows of ``data``) onto ``passages``, one per relevant passage. ``by_doc``: the
     passages are a generate folder's (ids DOC#i; the set's passage is the first of its document), and a query
@@ -494,7 +496,7 @@ def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
             "command": command(key, cfg, llm), "wall_s": round(time.time() - started, 1)}
 
 
-def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tuple[dict, float]:
+def score_rows(test: RetrievalData, rows: list[dict], cfg: CurveConfig) -> tuple[dict, float]:
     """Each model's mean NDCG@10, MRR@10, Recall@10 on the test half and the paired bootstrap 95% CI of its
     NDCG@10 difference to frozen cosine ({name: {...}}, cosine's NDCG@10): ``projector.evaluate``'s
     RetrievalEvaluator and ``projector.metrics.bootstrap_ci``, as evaluate_retrieval computes them."""
@@ -502,8 +504,8 @@ def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tup
     from projector.embed.encoder import encoder_identity
     from projector.metrics import bootstrap_ci
 
-    emb = E.Embedder(None, 64)
-    ev = E.RetrievalEvaluator(emb(test.queries, None), emb(test.corpus, None), test.qrels)
+    emb = Embedder(None, 64)
+    ev = RetrievalEvaluator(emb(test.queries, None), emb(test.corpus, None), test.qrels)
     key = hashlib.sha256(json.dumps([encoder_identity(None), test.queries, test.corpus_ids,
                                      [sorted(r) for r in test.qrels]]).encode()).hexdigest()[:16]
     base = ev.per_query(B.Cosine().fit(ev.corpus_emb))
@@ -516,7 +518,7 @@ def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tup
     return out, float(base["ndcg@10"].mean())
 
 
-def per_query_cached(ev: E.RetrievalEvaluator, scorer, model_dir: Path, test_key: str) -> dict[str, np.ndarray]:
+def per_query_cached(ev: RetrievalEvaluator, scorer, model_dir: Path, test_key: str) -> dict[str, np.ndarray]:
     """``ev.per_query(scorer)``, kept beside the model (MODEL/test-half.npz), keyed on its weights and the test
     set: ranking ~9k queries over 14k passages takes a minute a row on a busy CPU, and reruns add rows."""
     key = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16] + test_key

@@ -12,7 +12,7 @@ lc = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_learning_curve"] = lc   # dataclasses look their module up while the file executes
 _spec.loader.exec_module(lc)
 
-from projector.evaluate import stage as E  # noqa: E402
+from projector.evaluate.data import load_beir  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 from projector.formats.corpus import Passage  # noqa: E402
 from projector.errors import DataError  # noqa: E402
@@ -61,7 +61,7 @@ def tiny(tmp_path_factory):
 
 
 def test_split_is_deterministic_disjoint_and_keeps_near_duplicates_together(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     a, b = lc.split_set(data), lc.split_set(data)
     assert a == b and a.seed == lc.SPLIT_SEED
     assert set(a.train_passages).isdisjoint(a.test_passages)
@@ -87,12 +87,12 @@ def test_corpus_and_examples_commands_write_into_a_folder_that_does_not_exist_ye
     out = tmp_path / "runs" / "learning-curve"
     assert lc.main(["corpus", str(tiny), str(out / "train.jsonl")]) == 0
     assert lc.main(["examples", str(tiny), str(out / "ex.txt"), "--n", "2"]) == 0
-    assert len((out / "train.jsonl").read_text().splitlines()) == len(lc.split_set(E.load_beir(str(tiny))).train_passages)
+    assert len((out / "train.jsonl").read_text().splitlines()) == len(lc.split_set(load_beir(str(tiny))).train_passages)
     assert len((out / "ex.txt").read_text().splitlines()) == 2
 
 
 def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     test_texts = {data.queries[i] for i in split.test_queries}
     llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
@@ -135,7 +135,7 @@ def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
 
 
 def test_llm_folder_with_test_half_passages_is_refused(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
     llm = make_llm_pairs(tmp_path / "llm", everything)
@@ -161,7 +161,7 @@ def test_compare_dispatches_learning_curve(tiny, capsys):
 def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp_path):
     """``--llm-train-half-only``: a folder generated from the whole corpus (today's committed pairs) gives its
     train-half passages and their questions only, never a test-half passage or a question about one."""
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     train_ids = {data.corpus_ids[r] for r in split.train_passages}
     everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
@@ -175,7 +175,7 @@ def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp
 
 
 def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}"], counts=[4], recipes=["today"], val_queries=4,
@@ -190,7 +190,7 @@ def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_pat
 
 
 def test_real_plus_llm_rows_train_on_the_real_rows_queries_and_every_llm_train_pair(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny:v3={llm}"], counts=[4], recipes=["today"], val_queries=4,
@@ -232,7 +232,7 @@ def test_query_difficulty_ranks_each_query_s_own_passage_under_cosine(tiny, tmp_
     """The real encoder: a passage queried by its own text is 1st; asked for an unrelated passage it is not.
     The table has the real train-half row and one row per LLM folder, with the folder's own train queries."""
     qd = _load_query_difficulty()
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     corpus = qd.embed(data.corpus, None, show_progress=False)
     texts = [data.corpus[3], data.corpus[3]]
     r = qd.ranks(texts, [{3}, {20}], corpus)
@@ -254,7 +254,7 @@ def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp
     spec = importlib.util.spec_from_file_location("benchmarks_roundtrip_filter", path)
     rt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rt)
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     split = lc.split_set(data)
     llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
     chunks = P.read_passages(llm / P.PASSAGES)
