@@ -45,6 +45,7 @@ from projector.cli import option
 from projector.errors import DataError
 from projector.evaluate import baselines as B
 from projector.evaluate import labelled as L
+# beside the stage: what is ranked (data), what is compared (rows), how one row is scored (evaluators)
 from projector.evaluate.data import RetrievalData, load_beir, load_qa, load_real
 from projector.evaluate.evaluators import (PAIR_HEADLINE, RETRIEVAL_HEADLINE, PairEvaluator, RetrievalEvaluator,
                                            has_probability)
