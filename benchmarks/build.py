@@ -104,7 +104,6 @@ def write_beir(out: Path, name: str, corpus: list[dict], queries: list[dict], qr
     return out
 
 
-
 # ---------------------------------------------------------------------------------------- building
 
 

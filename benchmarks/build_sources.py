@@ -154,7 +154,6 @@ def faq_to_beir(sections: list[tuple[str, str]]) -> tuple[list[dict], list[dict]
     return corpus, queries, qrels
 
 
-
 # ---------------------------------------------------------------------------------------- fetching
 
 

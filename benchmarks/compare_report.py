@@ -16,6 +16,7 @@ from siblings import load  # benchmarks/ is on sys.path: compare.py put it there
 load("results")  # as benchmarks_results
 from benchmarks_results import in_repo  # noqa: E402
 
+
 def targets(res: dict) -> list[dict]:
     """The issue's targets, each with met / by how much."""
     rows = {r["name"]: r for r in res["rows"] if "metrics" in r}
@@ -55,7 +56,6 @@ def targets(res: dict) -> list[dict]:
                               f"+ projector's whole cold encoder pass (all passages + validation queries): "
                               f"{cold:.1f}s ({l / cold:.1f}x)"})
     return out
-
 
 
 def fmt(v, nd=3) -> str:

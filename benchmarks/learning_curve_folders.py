@@ -33,6 +33,7 @@ load("results")  # as benchmarks_results
 from benchmarks_learning_curve_split import HalfSplit  # noqa: E402
 from benchmarks_results import recorded  # noqa: E402
 
+
 def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:
     """Content key of a training folder: its passages and its (query, passage, split[, judged negatives]) rows."""
     body = json.dumps([fingerprint(passages), [(r["query"], r["passage_id"], r["split"], *(
@@ -116,7 +117,6 @@ def llm_rows(src: Path, train_ids: set[str], test_texts: set[str],
         rows[split] = [r for r in kept if r["query"] not in test_texts]
         dropped += len(kept) - len(rows[split])
     return manifest, passages, {"rows": rows, "dropped_test_texts": dropped}
-
 
 
 def _check_clean(folder: Path, test_texts: set[str], train_ids: set[str]) -> None:

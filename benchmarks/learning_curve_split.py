@@ -85,14 +85,12 @@ def test_half(data: RetrievalData, split: HalfSplit) -> RetrievalData:
                            data.corpus, [data.qrels[i] for i in split.test_queries])
 
 
-
 # ---------------------------------------------------------------------------------------------- sets
 
 
 def set_key(name: str) -> str:
     """The set's name in results: a known name as given, a folder by its own name."""
     return Path(name).name if (Path(name) / "corpus.jsonl").is_file() else name
-
 
 
 def set_folder(name: str) -> Path:
@@ -112,7 +110,6 @@ def load_set(name: str) -> tuple[Path, RetrievalData, HalfSplit]:
     folder = set_folder(name)
     data = load_beir(str(folder))
     return folder, data, split_set(data)
-
 
 
 # ---------------------------------------------------------------------------------------------- corpus, examples

@@ -98,6 +98,7 @@ def _hi(keys: np.ndarray) -> np.ndarray:
 
 # ---- the cache ---------------------------------------------------------------------------------------------
 
+
 class _Shard:
     __slots__ = ("name", "keys", "vectors", "mm")
 

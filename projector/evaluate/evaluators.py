@@ -22,7 +22,9 @@ PAIR_HEADLINE = ["roc_auc", "average_precision", "accuracy"]
 
 
 def has_probability(scorer) -> bool:
+    """Whether the scorer has ``probability()``: only those get calibration metrics (none is invented)."""
     return callable(getattr(scorer, "probability", None))
+
 
 @dataclass
 class RetrievalEvaluator:
