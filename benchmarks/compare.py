@@ -36,15 +36,16 @@ few-pairs maps of ``projector.train`` (``ADAPTER_ROWS``: query-only, residual wi
 low-rank ΔW), each through the same train() with its candidate selection; written as ``adapters-NAME``.
 
 Outputs: the markdown table on stdout and in ``--out/NAME.md``, everything in ``--out/NAME.json``.
+
+Beside this file: ``compare_children.py`` (the child processes that time each method), ``compare_report.py``
+(targets, markdown, the files), ``compare_scaling.py`` (``--scaling``), ``results.py`` (what every result
+records the same way).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,8 +62,20 @@ from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.evaluate import baselines as B  # noqa: E402
 from projector.evaluate import stage as E  # noqa: E402
+from projector.evaluate.data import load_beir, load_qa  # noqa: E402
+from projector.evaluate.evaluators import RetrievalEvaluator, has_probability  # noqa: E402
+from projector.evaluate.rows import Embedder, Row  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 from projector.formats.vectors import l2_normalise  # noqa: E402
+
+load("compare_children")  # each method timed in a process of its own, as benchmarks_compare_children
+load("compare_report")  # targets, markdown and files, as benchmarks_compare_report
+load("compare_scaling")  # --scaling, as benchmarks_compare_scaling
+load("results")  # folders and times as results record them, as benchmarks_results
+from benchmarks_compare_children import child_main, run_child  # noqa: E402
+from benchmarks_compare_report import markdown, recorded_config, targets, write  # noqa: E402
+from benchmarks_compare_scaling import scaling, scaling_markdown  # noqa: E402
+from benchmarks_results import utc_now  # noqa: E402
 
 
 @dataclass
@@ -101,125 +114,6 @@ ADAPTER_ROWS = [
      {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "stay_close": 10.0}),
     ("lowrank r=32, lr 1e-3, query-only", {"adapter": "lowrank", "adapter_rank": 32, "lr": 1e-3, "query_only": True}),
 ]
-
-
-# ---------------------------------------------------------------------------------------------- children
-# A child runs one method in a fresh process, so its wall time and peak RSS are its own.
-
-
-def run_child(kind: str, spec: dict, threads: int, processes: int = 1) -> dict:
-    """Run CHILDREN[kind](spec) in a fresh process (``processes`` > 1: under torchrun, gloo on CPU)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = {**spec, "result": str(Path(tmp) / "result.json"), "threads": threads}
-        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
-               "LLAMA_INDEX_CACHE_DIR": str(Path(tmp) / "llama_index_cache"), "TOKENIZERS_PARALLELISM": "false",
-               "GLOO_SOCKET_IFNAME": "lo"}
-        launcher = [sys.executable] if processes == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        p = subprocess.run([*launcher, __file__, "--child", kind, str(Path(tmp) / "spec.json")], env=env,
-                           capture_output=True, text=True)
-        if p.returncode != 0 or not Path(spec["result"]).is_file():
-            tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-            return {"error": f"{kind} child failed (exit {p.returncode}): {' | '.join(tail)[-400:]}"}
-        out = json.loads(Path(spec["result"]).read_text())
-        if processes > 1:  # memory of the whole job: every rank's peak RSS, summed
-            ranks = [json.loads(f.read_text()) for f in Path(tmp).glob("rss.*.json")]
-            out["peak_rss_mb"] = round(sum(r["peak_rss_mb"] for r in ranks), 1)
-            out["processes"] = processes
-        return out
-
-
-def _child_main(kind: str, spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    started = time.time()
-    out = CHILDREN[kind](spec)
-    out.setdefault("wall_s", round(time.time() - started, 2))
-    out["peak_rss_mb"] = peak_rss_mb()
-    rank = int(os.environ.get("RANK", "0"))
-    if "WORLD_SIZE" in os.environ:
-        (Path(spec["result"]).parent / f"rss.{rank}.json").write_text(json.dumps({"peak_rss_mb": out["peak_rss_mb"]}))
-    if rank == 0:
-        Path(spec["result"]).write_text(json.dumps(out, default=str))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: on Linux a forked child's ru_maxrss starts
-    at the parent's RSS at fork time (kept across exec), so every child would report at least the parent's."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)  # kB
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux: KiB (macOS: bytes)
-
-
-def child_floor(spec: dict) -> dict:
-    """Imports only: the RSS a child pays for Python + numpy + torch + projector before doing anything."""
-    import torch  # noqa: F401
-
-    return {}
-
-
-def child_projector(spec: dict) -> dict:
-    from projector.train.stage import train
-
-    started = time.time()
-    summary = train(**spec["train"])
-    return {"wall_s": round(time.time() - started, 2), "summary": summary}
-
-
-def child_llamaindex(spec: dict) -> dict:
-    """LlamaIndex's linear adapter through its public API; it embeds every pair itself, every epoch."""
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.finetuning import EmbeddingAdapterFinetuneEngine
-    from llama_index.finetuning.embeddings.common import EmbeddingQAFinetuneDataset
-
-    pairs = spec["pairs"]  # [[query, passage_id], ...]
-    dataset = EmbeddingQAFinetuneDataset(
-        queries={f"q{i}": q for i, (q, _) in enumerate(pairs)},
-        corpus=spec["corpus"],
-        relevant_docs={f"q{i}": [pid] for i, (_, pid) in enumerate(pairs)})
-    started = time.time()
-    base = HuggingFaceEmbedding(model_name=spec["encoder_path"], device="cpu")
-    engine = EmbeddingAdapterFinetuneEngine(dataset, base, epochs=spec["epochs"], model_output_path=spec["out"],
-                                            device="cpu", verbose=False)
-    engine.finetune()
-    wall = time.time() - started
-    engine.get_finetuned_model()  # the public way a user gets it back: proves the saved adapter loads
-    return {"wall_s": round(wall, 2), "adapter": spec["out"]}
-
-
-def child_st(spec: dict) -> dict:
-    """Full fine-tune of the encoder (MultipleNegativesRankingLoss), then re-embed queries and corpus."""
-    from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.training_args import BatchSamplers
-
-    started = time.time()
-    model = SentenceTransformer(spec["encoder_path"], device="cpu")
-    train_ds = Dataset.from_dict({"anchor": [q for q, _ in spec["pairs"]], "positive": [p for _, p in spec["pairs"]]})
-    args = SentenceTransformerTrainingArguments(
-        output_dir=spec["out"], num_train_epochs=spec["epochs"], per_device_train_batch_size=32, learning_rate=2e-5,
-        warmup_ratio=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[],
-        logging_steps=1000, seed=0, use_cpu=True, disable_tqdm=True)
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
-                               loss=MultipleNegativesRankingLoss(model)).train()
-    wall = time.time() - started
-    started = time.time()
-    enc = lambda t: model.encode(t, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
-    np.save(Path(spec["out"]) / "queries.npy", enc(spec["queries"]))
-    np.save(Path(spec["out"]) / "corpus.npy", enc(spec["corpus"]))
-    return {"wall_s": round(wall, 2), "reembed_s": round(time.time() - started, 2)}
-
-
-CHILDREN = {"floor": child_floor, "projector": child_projector, "llamaindex": child_llamaindex, "st": child_st}
 
 
 # ---------------------------------------------------------------------------------------------- scorers
@@ -278,9 +172,9 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
         print(f"[{name}] {why}", flush=True)
         return None
     pairs = P.load_pairs(pairs_dir)
-    beir = E.load_beir(str(benchmark_dir(name)))
+    beir = load_beir(str(benchmark_dir(name)))
     ecfg = E.EvalConfig(bootstrap=cfg.bootstrap, seed=cfg.seed)
-    emb = E.Embedder(None, 64)
+    emb = Embedder(None, 64)
     tr = pairs.splits["train"]
     n_train = len(tr["query"])
     print(f"[{name}] {len(beir.queries)} real queries, {len(beir.corpus)} passages; {n_train} LLM train pairs "
@@ -412,12 +306,12 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
     """Every scorer through evaluate_retrieval (same evaluator, calibration sample, bootstrap); the
     fine-tuned encoder's own embeddings through the same RetrievalEvaluator."""
     scored = [r for r in results if "scorer" in r]
-    rows = [E.Row(r["name"], r["scorer"], r["kind"]) for r in scored]
+    rows = [Row(r["name"], r["scorer"], r["kind"]) for r in scored]
     rep = E.evaluate_retrieval(ecfg, beir, rows, emb)
     by_name = {x["name"]: x for x in rep["rows"]}
-    held = E.load_qa(str(pairs_dir), "test", None)   # the LLM questions' held-out split, for calibration too
-    prob_rows = [E.Row("cosine", B.Cosine().fit(emb(held.corpus, None)), "baseline")] + \
-                [x for x in rows if E.has_probability(x.scorer)]
+    held = load_qa(str(pairs_dir), "test", None)   # the LLM questions' held-out split, for calibration too
+    prob_rows = [Row("cosine", B.Cosine().fit(emb(held.corpus, None)), "baseline")] + \
+                [x for x in rows if has_probability(x.scorer)]
     held_rep = {x["name"]: x for x in E.evaluate_retrieval(ecfg, held, prob_rows, emb)["rows"]}
     out_rows = []
     for r in results:
@@ -433,7 +327,7 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
                                            "ece": held_rep[r["name"]]["calibration"].get("ece@15")}
         else:   # own embeddings (full fine-tune)
             q, d = r["embeddings"]
-            row["metrics"] = E.RetrievalEvaluator(q, d, beir.qrels)(B.Cosine().fit(d))
+            row["metrics"] = RetrievalEvaluator(q, d, beir.qrels)(B.Cosine().fit(d))
             row["ece"] = None
         out_rows.append(row)
     cos = next(x for x in out_rows if x["name"] == "cosine")
@@ -443,174 +337,9 @@ def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
             x["time_vs_projector"] = round(x["cost"]["wall_s"] / ref["cost"]["wall_s"], 2)
     result = {"set": name, "data": rep["data"], "info": info, "rows": out_rows,
               "cosine_ndcg@10": cos["metrics"]["ndcg@10"], "config": recorded_config(cfg),
-              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "when": utc_now()}
     result["targets"] = targets(result)
     return result
-
-
-def targets(res: dict) -> list[dict]:
-    """The issue's targets, each with met / by how much."""
-    rows = {r["name"]: r for r in res["rows"] if "metrics" in r}
-    cos = res["cosine_ndcg@10"]
-    proj = {n: r for n, r in rows.items() if r["kind"] == "projector" and "fixed" not in n}
-    out = []
-    if proj:
-        best = max(proj, key=lambda n: proj[n]["metrics"]["ndcg@10"])
-        v = proj[best]["metrics"]["ndcg@10"]
-        out.append({"target": "best projector NDCG@10 >= 1.10 x frozen cosine", "value": round(v / cos, 4),
-                    "met": v >= 1.10 * cos, "detail": f"{best} {v:.4f} vs cosine {cos:.4f} ({v / cos:.3f}x)"})
-        li = next((r for n, r in rows.items() if n.startswith("LlamaIndex")), None)
-        if li:
-            lv = li["metrics"]["ndcg@10"]
-            out.append({"target": "best projector NDCG@10 >= LlamaIndex adapter", "value": round(v - lv, 4),
-                        "met": v >= lv, "detail": f"{v:.4f} vs {lv:.4f} ({v - lv:+.4f})"})
-        eces = {n: r["ece"] for n, r in proj.items() if r.get("ece") is not None}
-        if eces:
-            n = min(eces, key=eces.get)
-            held = proj[best].get("heldout_llm_test", {}).get("ece")
-            out.append({"target": "ECE of probability() <= 0.03", "value": round(proj[best]["ece"], 4),
-                        "met": proj[best]["ece"] <= 0.03,
-                        "detail": f"{best}: real queries {proj[best]['ece']:.4f}; LLM held-out test "
-                                  f"{held if held is None else round(held, 4)}; lowest over projector rows {n} "
-                                  f"{eces[n]:.4f}"})
-    all_rows = {r["name"]: r for r in res["rows"]}
-    timed = all_rows.get(res["info"]["timed_projector"])
-    li = next((r for n, r in all_rows.items() if n.startswith("LlamaIndex") and "cost" in r and r["cost"]), None)
-    if timed and li and timed.get("cost"):
-        t, l = timed["cost"]["wall_s"], li["cost"]["wall_s"]
-        pair_cold = t + res["info"].get("embed_anchor_texts_s", 0.0)
-        cold = t + res["info"]["embed_once_s"]
-        out.append({"target": "projector trains >= 10x faster than LlamaIndex (same epochs, data)",
-                    "value": round(l / t, 1), "met": l / t >= 10,
-                    "detail": f"LlamaIndex {l:.1f}s vs projector {t:.1f}s on cached embeddings ({l / t:.1f}x); "
-                              f"+ embedding the same pairs' texts once, cold: {pair_cold:.1f}s ({l / pair_cold:.1f}x); "
-                              f"+ projector's whole cold encoder pass (all passages + validation queries): "
-                              f"{cold:.1f}s ({l / cold:.1f}x)"})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- output
-
-
-def fmt(v, nd=3) -> str:
-    return "–" if v is None else f"{v:.{nd}f}"
-
-
-def markdown(res: dict) -> str:
-    info = res["info"]
-    lines = [f"## {res['set']}: {res['data']['queries']} real queries, {res['data']['corpus']} passages",
-             "",
-             f"Trained on {info['train_pairs']} LLM-made (query, passage) pairs from the corpus alone "
-             f"(anchors' timing: {info['anchor_pairs']}); evaluated on the real queries over the whole corpus. "
-             f"Encoder all-MiniLM-L6-v2 (frozen except the full fine-tune). {res['when']}.",
-             "",
-             "| method | NDCG@10 | Δ vs cosine [95% CI] | MRR@10 | Recall@10 | ECE | train wall s | × projector | "
-             "peak MB | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
-        if "error" in r:
-            lines.append(f"| {r['name']} | – | – | – | – | – | – | – | – | {r['error']} |")
-            continue
-        m, c = r["metrics"], r.get("cost", {})
-        d = r.get("delta_vs_cosine", {}).get("ndcg@10")
-        ds = f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "–"
-        mem = f"{c['peak_mb']:.0f}" + (" (tm)" if c.get("memory") == "tracemalloc" else "") if c else "–"
-        lines.append(f"| {r['name']} | {m['ndcg@10']:.3f} | {ds} | {m['mrr@10']:.3f} | {m['recall@10']:.3f} | "
-                     f"{fmt(r.get('ece'))} | {fmt(c.get('wall_s'), 1)} | {fmt(r.get('time_vs_projector'), 2)} | "
-                     f"{mem} | {r.get('note', '')} |")
-    lines += ["",
-              f"Costs: `train wall s` of a trained row is its child process's wall time (projector: `train()` on "
-              f"cached embeddings, incl. loading and candidate selection; anchors: including the embedding they do "
-              f"themselves). The shared encoder pass, cold: {info['embed_once_s']}s for {info['embed_once_texts']} "
-              f"texts (`embed once`)"
-              + (f"; the anchors' pairs' texts alone: {info['embed_anchor_texts_s']}s for {info['embed_anchor_texts']} "
-                 "texts" if info.get("embed_anchor_texts") else "")
-              + ". Peak MB: the child process's peak RSS (VmHWM; its imports alone (Python, numpy, torch, projector): "
-              f"{info['import_floor_rss_mb']} MB); (tm) = tracemalloc peak of an in-process baseline fit. "
-              "ECE: 15 bins, on every positive + 5 hard + 5 random negatives per real query; only for rows with "
-              "probability(). `× projector`: wall time over `projector asym k=d`'s.",
-              "", "Targets:", ""]
-    lines += [f"- {'MET' if t['met'] else 'MISSED'}: {t['target']}: {t['detail']}" for t in res["targets"]]
-    return "\n".join(lines) + "\n"
-
-
-def recorded_config(cfg: CompareConfig) -> dict:
-    """The settings as a result records them: a folder inside the repo relative to it (``benchmarks/pairs``),
-    so that committed results name no machine's paths; a folder elsewhere as it was given."""
-    rec = dataclasses.asdict(cfg)
-    for key in ("pairs_root", "out", "work"):
-        if rec[key] is not None and Path(rec[key]).resolve().is_relative_to(REPO):
-            rec[key] = Path(rec[key]).resolve().relative_to(REPO).as_posix()
-    return rec
-
-
-def write(res: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"adapters-{res['set']}" if res["config"].get("adapters") else res["set"]
-    (out / f"{stem}.md").write_text(markdown(res))
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-
-
-# ---------------------------------------------------------------------------------------------- scaling
-
-
-def child_scaling(spec: dict) -> dict:
-    """One epoch of projector's training loop on n synthetic pairs (CPU): pairs/s and peak memory."""
-    import torch
-
-    from projector.train.projection import Projection
-    from projector.train.distributed import init_distributed
-    from projector.train.fit import Data, Split, fit, validate
-    from projector.train.stage import TrainConfig
-
-    n, d = spec["n"], spec["dim"]
-    g = torch.Generator().manual_seed(0)
-    corpus = torch.nn.functional.normalize(torch.randn(max(n // 2, 1000), d, generator=g), dim=1)  # (N, d)
-    pos = torch.randint(len(corpus), (n,), generator=g)                                          # (n,)
-    q = torch.nn.functional.normalize(corpus[pos] + 0.5 * torch.randn(n, d, generator=g), dim=1)   # (n, d)
-    vpos = torch.arange(512)
-    vq = torch.nn.functional.normalize(corpus[vpos] + 0.5 * torch.randn(512, d, generator=g), dim=1)
-    val = Split(vq, corpus[:2000], [{int(i)} for i in vpos], pos=vpos)
-    data = Data(corpus, q, pos, None, None, val)
-    cfg = TrainConfig(pairs="-", out="-", epochs=spec["epochs"], patience=spec["epochs"], device="cpu")
-    model = Projection(d, d, "asymmetric")
-    ddp = init_distributed("cpu")  # under torchrun: every rank holds the data, each trains its share of a batch
-    started = time.time()
-    fit(model, data, cfg, None, ddp=ddp)
-    wall = time.time() - started
-    started = time.time()
-    validate(model, data, cfg.batch_size)   # what fit spends per epoch outside the training steps
-    steps = max(wall - spec["epochs"] * (time.time() - started), 1e-9)
-    return {"n": n, "epochs": spec["epochs"], "wall_s": round(wall, 2), "steps_s": round(steps, 2),
-            "pairs_per_s": round(n * spec["epochs"] / steps, 1)}
-
-
-CHILDREN["scaling"] = child_scaling
-
-
-def scaling(sizes=(10_000, 100_000, 1_000_000), threads: int = 1, dim: int = 384, epochs: int = 1,
-            processes: int = 1) -> list[dict]:
-    """``threads`` per process; ``processes`` > 1 trains under torchrun (gloo), each rank holding the data."""
-    rows = []
-    for n in sizes:
-        r = run_child("scaling", {"n": n, "dim": dim, "epochs": epochs}, threads, processes)
-        rows.append(r if "error" in r else {**r, "threads": threads, "processes": processes})
-        print(f"scaling n={n} processes={processes} threads={threads}: {r}", flush=True)
-    return rows
-
-
-def scaling_markdown(rows: list[dict]) -> str:
-    lines = ["## projector training throughput, synthetic embeddings (d=384, asymmetric k=d, batch 256, CPU)", "",
-             "| pairs | processes × threads | epochs | wall s (fit, incl. validation) | training steps s | "
-             "pairs/s (steps) | peak RSS MB (all processes) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| – | – | – | – | – | – | {r['error']} |")
-        else:
-            lines.append(f"| {r['n']:,} | {r.get('processes', 1)} × {r.get('threads', 1)} | {r['epochs']} | "
-                         f"{r['wall_s']} | {r['steps_s']} | {r['pairs_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -619,7 +348,7 @@ def scaling_markdown(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        _child_main(argv[1], argv[2])
+        child_main(argv[1], argv[2])
         return 0
     if argv[:1] == ["debian-pkgs"]:  # issue 10: the criterion benchmark, its own file (labelled items, not BEIR)
         return load("debian_pkgs").main(argv[1:])

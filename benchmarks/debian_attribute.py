@@ -19,8 +19,8 @@ there, else benchmarks/data/debian-pkgs. The train corpus goes to benchmarks/dat
     (cosine, shrinkage LDA, the symmetric W trained with the in-batch sigmoid pair loss, at full rank and at
     rank 64) with its validation label mAP, the one train chooses (the exported model, loaded with
     ``projector.load``), LDA on all LLM-labelled items (centred and not, outside train), and human-label
-    references: LDA on the same labelled items, and LDA on every train item (the README's ceiling; centred
-    and not).
+    references: LDA on the same labelled items, and LDA on every train item (the human-label ceiling of
+    benchmarks/README.md and docs/criterion.md; centred and not).
 The human labels are used only to score; nothing here feeds them to the LLM or to a fit on LLM labels.
 """
 from __future__ import annotations

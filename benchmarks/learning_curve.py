@@ -8,10 +8,10 @@
     python benchmarks/learning_curve.py run nq-wiki --llm-pairs nq-wiki:v1=DIR1 nq-wiki:v2=DIR2   # ablation groups
     python benchmarks/compare.py --learning-curve nq-wiki --quick     # the same `run`, through compare.py
 
-This file owns the fixed split of a real-query set (``split_set``): the passages that have real queries
-(qrels) fall into a train half and a test half by a seeded hash of their id (``SPLIT_RULE``), so the split
-never moves; every real query belongs to the half of its passage. Nothing trains or validates on a
-test-half query; every row is scored on the test-half queries against the whole corpus.
+The rows stand on a fixed split of a real-query set (``split_set``, ``learning_curve_split.py``): the passages
+that have real queries (qrels) fall into a train half and a test half by a seeded hash of their id
+(``SPLIT_RULE``), so the split never moves; every real query belongs to the half of its passage. Nothing
+trains or validates on a test-half query; every row is scored on the test-half queries against the whole corpus.
 
 ``corpus SET OUT.jsonl`` writes the train-half passages (BEIR corpus rows ``_id``, ``title``, ``text``) as the
 corpus ``projector generate`` makes LLM questions from; ``examples SET OUT.txt --n 6`` writes a seeded handful
@@ -19,8 +19,8 @@ of real train-half queries, one a line (style examples for generate's ``--query-
 writes the same queries with the passage each finds (``{"query", "passage"}``: few-shot pairs, prompt qa-shots).
 
 ``run SETS``: rows at ``--counts`` (COUNTS) for each recipe of RECIPES, all through ``projector.train`` on
-pairs folders written with ``projector.formats.pairs``' writers under ``--work`` (kept: a rerun trains only what
-changed, keyed on the folder's content and the options):
+pairs folders written with ``projector.formats.pairs``' writers under ``--work`` (``learning_curve_folders.py``;
+kept: a rerun trains only what changed, keyed on the folder's content and the options):
   real     N real queries of train-half passages (one seeded order: the first VAL_QUERIES validate, row N
            trains on the next N), the reference;
   llm      the first N train pairs of a ``projector generate`` folder made from the ``corpus`` file (its own
@@ -57,11 +57,19 @@ from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 
 from projector.evaluate import baselines as B  # noqa: E402
 from projector import cli  # noqa: E402
-from projector.evaluate import stage as E  # noqa: E402
-from projector.formats import pairs as P  # noqa: E402
-from projector.formats.corpus import Passage, fingerprint, normalise_for_dedup, read_jsonl  # noqa: E402
+from projector.evaluate.data import RetrievalData  # noqa: E402
+from projector.evaluate.evaluators import RetrievalEvaluator  # noqa: E402
+from projector.evaluate.rows import Embedder  # noqa: E402
 from projector.errors import DataError  # noqa: E402
 from projector.files import write_bytes, write_json, write_text  # noqa: E402
+
+load("learning_curve_split")  # the fixed split and the files cut from it, as benchmarks_learning_curve_split
+load("learning_curve_folders")  # a pairs folder per row, as benchmarks_learning_curve_folders
+load("results")  # folders and times as results record them, as benchmarks_results
+from benchmarks_learning_curve_split import (SPLIT_RULE, SPLIT_SEED, load_set, set_key, test_half,  # noqa: E402
+                                             write_corpus, write_examples)
+from benchmarks_learning_curve_folders import plan_rows, real_order  # noqa: E402
+from benchmarks_results import recorded, utc_now  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- the rows
 
@@ -99,216 +107,11 @@ class CurveConfig:
     llm_real_validation: bool = False  # also every LLM folder validated on the real rows' queries ("LABEL+realval")
     llm_plus_real: bool = False    # also each real row with every LLM folder's train pairs added ("real+LABEL")
 
-# ---------------------------------------------------------------------------------------------- the split
-
-SPLIT_SEED = 0          # fixed once: changing it moves every passage, and every committed figure with it
-SPLIT_SALT = "learning-curve"
-TRAIN_SHARE = 0.5       # share of the judged passages in the train half
-EXAMPLES_SEED = 1       # which train-half queries `examples` picks
-SPLIT_RULE = ("a passage with a real query is in the train half iff int(sha256('learning-curve:SEED:' + KEY)"
-              ".hexdigest()[:16], 16) < 0.5 * 2**64, KEY = the first corpus _id (corpus.jsonl order) among the "
-              "passages whose text is the same under projector.formats.corpus.normalise_for_dedup (near-duplicates share "
-              "a half); a real query belongs to the half of its relevant passages (both halves: dropped); a "
-              "train-half query whose text is also a test-half query's is dropped")
-
-
-@dataclass
-class HalfSplit:
-    """A set's fixed split; rows index the set's ``RetrievalData`` (corpus rows, query rows)."""
-
-    seed: int
-    train_passages: list[int]   # corpus rows with a real query, train half
-    test_passages: list[int]
-    train_queries: list[int]    # query rows whose relevant passages are all train-half
-    test_queries: list[int]     # query rows whose relevant passages are all test-half: the only ones scored
-    dropped_queries: int        # relevant passages in both halves, or the text of a test query
-
-    def summary(self) -> dict:
-        return {"rule": SPLIT_RULE.replace("SEED", str(self.seed)), "seed": self.seed,
-                "passages": {"train": len(self.train_passages), "test": len(self.test_passages)},
-                "queries": {"train": len(self.train_queries), "test": len(self.test_queries),
-                            "dropped": self.dropped_queries}}
-
-
-def in_train_half(key: str, seed: int = SPLIT_SEED) -> bool:
-    h = hashlib.sha256(f"{SPLIT_SALT}:{seed}:{key}".encode()).hexdigest()
-    return int(h[:16], 16) < TRAIN_SHARE * 2**64
-
-
-def split_set(data: E.RetrievalData, seed: int = SPLIT_SEED) -> HalfSplit:
-    """The split of SPLIT_RULE: a function of the corpus ids, texts and qrels only."""
-    first: dict[str, str] = {}
-    key = [first.setdefault(normalise_for_dedup(text), cid) for cid, text in zip(data.corpus_ids, data.corpus)]
-    judged = sorted(set().union(*data.qrels))
-    train_side = {r: in_train_half(key[r], seed) for r in judged}
-    train_q, test_q, dropped = [], [], 0
-    for i, rel in enumerate(data.qrels):
-        sides = {train_side[r] for r in rel}
-        if sides == {True}:
-            train_q.append(i)
-        elif sides == {False}:
-            test_q.append(i)
-        else:
-            dropped += 1
-    test_texts = {data.queries[i] for i in test_q}
-    kept = [i for i in train_q if data.queries[i] not in test_texts]
-    return HalfSplit(seed, [r for r in judged if train_side[r]], [r for r in judged if not train_side[r]],
-                     kept, test_q, dropped + len(train_q) - len(kept))
-
-
-def test_half(data: E.RetrievalData, split: HalfSplit) -> E.RetrievalData:
-    """The scored data: the test-half real queries, ranked against the whole corpus."""
-    return E.RetrievalData(f"{data.name}-test-half", [data.queries[i] for i in split.test_queries], data.corpus_ids,
-                           data.corpus, [data.qrels[i] for i in split.test_queries])
-
-
-# ---------------------------------------------------------------------------------------------- sets
-
-
-def _build_module():
-    return load("build")
+# ---------------------------------------------------------------------------------------------- siblings
 
 
 def _report_module():
     return load("learning_curve_report")
-
-
-def set_folder(name: str) -> Path:
-    """A BEIR folder given as a path, else the known benchmark of that name."""
-    if (Path(name) / "corpus.jsonl").is_file():
-        return Path(name)
-    build = _build_module()
-    try:
-        return build.benchmark_dir(name)
-    except ValueError as e:
-        raise DataError(f"{name}: not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) and {e}") from None
-    except build.BuildError as e:
-        raise DataError(f"{name}: {e}") from None
-
-
-def load_set(name: str) -> tuple[Path, E.RetrievalData, HalfSplit]:
-    folder = set_folder(name)
-    data = E.load_beir(str(folder))
-    return folder, data, split_set(data)
-
-
-# ---------------------------------------------------------------------------------------------- corpus, examples
-
-
-def write_corpus(name: str, out: Path) -> dict:
-    """OUT.jsonl: the train-half passages as BEIR corpus rows, in corpus order (input of ``projector generate``)."""
-    folder, data, split = load_set(name)
-    keep = {data.corpus_ids[r] for r in split.train_passages}
-    rows = [row for _, row in read_jsonl(folder / "corpus.jsonl", error=DataError) if str(row["_id"]) in keep]
-    write_text(out, "".join(json.dumps({"_id": str(r["_id"]), "title": r.get("title", ""), "text": r["text"]},
-                                       ensure_ascii=False) + "\n" for r in rows))
-    return {"written": len(rows), **split.summary()}
-
-
-def example_queries(data: E.RetrievalData, split: HalfSplit, n: int, seed: int = EXAMPLES_SEED) -> list[tuple[str, str]]:
-    """n real train-half queries, a seeded sample (one line each: inner line breaks become spaces), each with the
-    text of its first relevant passage (corpus order)."""
-    pick = np.random.default_rng(seed).permutation(len(split.train_queries))[:n]
-    queries = [split.train_queries[i] for i in pick]
-    return [(" ".join(data.queries[q].split()), data.corpus[min(data.qrels[q])]) for q in queries]
-
-
-def write_examples(name: str, out: Path, n: int) -> list[str]:
-    """OUT: the examples, one query a line, or for OUT.jsonl one ``{"query", "passage"}`` object a line."""
-    _, data, split = load_set(name)
-    if n < 1:
-        raise DataError(f"--n must be >= 1, got {n}")
-    examples = example_queries(data, split, n)
-    if out.suffix == ".jsonl":
-        write_text(out, "".join(json.dumps({"query": q, "passage": p}, ensure_ascii=False) + "\n" for q, p in examples))
-    else:
-        write_text(out, "".join(q + "\n" for q, _ in examples))
-    return [q for q, _ in examples]
-
-
-def _rows_hash(passages: list[Passage], rows: list[dict]) -> str:
-    """Content key of a training folder: its passages and its (query, passage, split[, judged negatives]) rows."""
-    body = json.dumps([fingerprint(passages), [(r["query"], r["passage_id"], r["split"], *(
-        [r["negatives"]] if "negatives" in r else [])) for r in rows]])
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def _write_folder(out: Path, passages: list[Passage], rows: list[dict], manifest: dict) -> str:
-    """A pairs folder through projector.formats.pairs' own writers; returns its content key."""
-    out.mkdir(parents=True, exist_ok=True)
-    P.write_passages(passages, out / P.PASSAGES)
-    P.write_dataset(rows, out, "qa")
-    splits = {s: sum(r["split"] == s for r in rows) for s in P.SPLITS}
-    write_json(out / P.MANIFEST, {"format": P.FORMAT, "format_version": P.FORMAT_VERSION, "task": "qa",
-                                  "corpus_fingerprint": fingerprint(passages), **manifest,
-                                  "counts": {**manifest.get("counts", {}), "splits": splits}})
-    return _rows_hash(passages, rows)
-
-
-def train_half_passages(data: E.RetrievalData, split: HalfSplit) -> list[Passage]:
-    """The train-half passages as a pairs folder's corpus (ids are the set's _id; texts as evaluate embeds them)."""
-    return [Passage(passage_id=data.corpus_ids[r], doc_id=data.corpus_ids[r], text=data.corpus[r])
-            for r in split.train_passages]
-
-
-def real_order(split: HalfSplit, val_queries: int, seed: int) -> tuple[list[int], list[int]]:
-    """(validation query rows, training pool in sample order): one seeded permutation of the train-half
-    queries; the first ``val_queries`` validate every real row, row N trains on ``pool[:N]`` (nested samples)."""
-    order = [split.train_queries[i] for i in np.random.default_rng(seed).permutation(len(split.train_queries))]
-    return order[:val_queries], order[val_queries:]
-
-
-def write_real_pairs(out: Path, data: E.RetrievalData, passages: list[Passage], train_rows: list[int],
-                     val_rows: list[int], extra: list[dict] = (), manifest: dict | None = None) -> str:
-    """A pairs folder of real queries: train = ``train_rows`` (query rows of data) and the ``extra`` train rows,
-    validation = ``val_rows``."""
-    rows = (real_query_rows(data, passages, train_rows, "train") + list(extra)
-            + real_query_rows(data, passages, val_rows, "validation"))
-    return _write_folder(out, passages, rows, {"corpus": f"{data.name} train half",
-                                               "source": "real queries of train-half passages (learning_curve.py)",
-                                               **(manifest or {})})
-
-
-def real_query_rows(data: E.RetrievalData, passages: list[Passage], query_rows: list[int], split: str,
-                    by_doc: bool = False) -> list[dict]:
-    """qa rows of real queries (rows of ``data``) onto ``passages``, one per relevant passage. ``by_doc``: the
-    passages are a generate folder's (ids DOC#i; the set's passage is the first of its document), and a query
-    whose passage is not there is left out."""
-    index = {}
-    for p in passages:
-        index.setdefault(p.doc_id if by_doc else p.passage_id, p)
-    rows = []
-    for i in query_rows:
-        rel = [index.get(data.corpus_ids[r]) for r in sorted(data.qrels[i])]
-        if by_doc and not all(rel):
-            continue
-        for p in rel:
-            rows += P.qa_rows(p, [data.queries[i]], split)
-    return rows
-
-
-def llm_rows(src: Path, train_ids: set[str], test_texts: set[str],
-             train_half_only: bool = False) -> tuple[dict, list[Passage], dict]:
-    """An LLM pairs folder's manifest, passages and rows {train, validation}, checked against the split: its
-    passages must all be train-half (refused otherwise; with ``train_half_only``, a folder made from the whole
-    corpus keeps only its train-half passages and their rows); rows whose query is a test-half query's text are
-    dropped."""
-    P.load_pairs(src)  # every check of the format
-    manifest = P.read_manifest(src)
-    passages = P.read_passages(src / P.PASSAGES)
-    if train_half_only:
-        passages = [p for p in passages if p.doc_id in train_ids]
-    outside = sorted({p.doc_id for p in passages} - train_ids)
-    if outside:
-        raise DataError(f"{src}: {len(outside)} passages are not train-half passages of this set (e.g. "
-                        f"{outside[:3]}); generate from the file `learning_curve.py corpus SET OUT.jsonl` writes")
-    rows, dropped = {}, 0
-    for split in ("train", "validation"):
-        kept = [{**r, "split": split} for r in P.load_split(src, split)
-                if not train_half_only or r["doc_id"] in train_ids]
-        rows[split] = [r for r in kept if r["query"] not in test_texts]
-        dropped += len(kept) - len(rows[split])
-    return manifest, passages, {"rows": rows, "dropped_test_texts": dropped}
 
 
 # ---------------------------------------------------------------------------------------------- one row
@@ -319,9 +122,9 @@ def training_code() -> str:
     while they are unchanged (an edited early stopping or selection rule retrains every row)."""
     import projector
 
-    h = hashlib.sha256()
     root = Path(projector.__file__).parent
-    for path in [*sorted((root / "train").glob("*.py")), root / "formats" / "pairs.py"]:
+    h = hashlib.sha256()
+    for path in [*sorted((root / "train").glob("*.py")), root / "formats" / "pairs.py"]:   # the train stage, whole
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -351,17 +154,6 @@ def train_row(pairs_dir: Path, model_dir: Path, key: str, recipe: str, cfg: "Cur
 # ---------------------------------------------------------------------------------------------- one set
 
 
-def set_key(name: str) -> str:
-    """The set's name in results: a known name as given, a folder by its own name."""
-    return Path(name).name if (Path(name) / "corpus.jsonl").is_file() else name
-
-
-def recorded(path) -> str:
-    """A folder as results record it: relative to the repository, else only its name (no machine paths)."""
-    p = Path(path).resolve()
-    return p.relative_to(REPO).as_posix() if p.is_relative_to(REPO) else f"<outside the repository>/{p.name}"
-
-
 def llm_specs(cfg: CurveConfig) -> dict[str, list[tuple[str, Path]]]:
     """--llm-pairs SET[:LABEL]=DIR -> {set: [(row label, folder)]}; the label is "llm" or "llm:LABEL"."""
     out: dict[str, list[tuple[str, Path]]] = {}
@@ -378,79 +170,6 @@ def llm_specs(cfg: CurveConfig) -> dict[str, list[tuple[str, Path]]]:
             raise DataError(f"--llm-pairs {spec!r}: label {label!r} given twice for {name}; name each folder")
         out.setdefault(name, []).append((label, Path(folder)))
     return out
-
-
-def _check_clean(folder: Path, test_texts: set[str], train_ids: set[str]) -> None:
-    """The folder as train reads it: no test-half query, no passage outside the train half."""
-    pairs = P.load_pairs(folder)
-    leaked = {q for s in ("train", "validation") for q in pairs.splits[s]["query"]} & test_texts
-    outside = {x.doc_id for x in P.read_passages(folder / P.PASSAGES)} - train_ids  # LLM folders: ids DOC#0
-    if leaked or outside:
-        raise RuntimeError(f"{folder}: {len(leaked)} test-half queries, {len(outside)} test-half passages")
-
-
-def plan_rows(key: str, data, split: HalfSplit, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> tuple[list, dict]:
-    """Write every training folder; returns ([(label, source, count, folder | None, content key, missing)],
-    {label: what the LLM folder is})."""
-    work = Path(cfg.work) / key / "pairs"
-    passages = train_half_passages(data, split)
-    train_ids, test_texts = {p.passage_id for p in passages}, {data.queries[i] for i in split.test_queries}
-    plans, folders = [], {}
-    if cfg.real:
-        plans += real_plans(work, "real", "real", [], data, split, passages, cfg, {})
-    val_rows = real_order(split, cfg.val_queries, cfg.seed)[0]
-    for label, src in [*llm, *((f"{lb}+realval", src) for lb, src in llm if cfg.llm_real_validation)]:
-        manifest, lpass, got = llm_rows(src, train_ids, test_texts, cfg.llm_train_half_only)
-        tr, va = got["rows"]["train"], got["rows"]["validation"]
-        if label.endswith("+realval"):  # the training signal alone: validated like the real rows, on real queries
-            va = real_query_rows(data, lpass, val_rows, "validation", by_doc=True)
-        folders[label] = {"path": recorded(src), "train_pairs": len(tr), "validation_pairs": len(va),
-                          "dropped_test_texts": got["dropped_test_texts"], "train_half_only": cfg.llm_train_half_only,
-                          **{k: manifest.get(k) for k in ("model", "prompt_version", "settings", "counts")},
-                          **({"roundtrip_filter": manifest["roundtrip_filter"]} if "roundtrip_filter" in manifest
-                             else {})}  # benchmarks/roundtrip_filter.py
-        if "teacher" in manifest:  # a projector teach folder: the questions' recipe is its source's
-            folders[label].update({k: manifest["source"].get(k) for k in ("prompt_version", "settings")},
-                                  teacher_prompt=manifest["prompt_version"], teacher=manifest["teacher"],
-                                  cost=manifest["cost"])
-        for n in cfg.counts:
-            if n > len(tr):
-                plans.append((label, "llm", n, None, None, f"the folder has {len(tr)} train pairs"))
-                continue
-            folder = work / f"{label.replace(':', '-')}-{n}"
-            meta = {**{k: v for k, v in manifest.items() if k not in ("counts", "format", "format_version")},
-                    "learning_curve": {"source": recorded(src), "first_train_rows": n}}
-            plans.append((label, "llm", n, folder, _write_folder(folder, lpass, tr[:n] + va, meta), None))
-            _check_clean(folder, test_texts, train_ids)
-        if cfg.llm_plus_real and cfg.real and not label.endswith("+realval"):
-            # Row group real+LABEL: the real row N's queries plus every LLM train pair, validated like the real
-            # rows. The LLM rows move onto the train-half passages by their document (the folders are made with
-            # one passage a document), so that both kinds of query point at the same passage texts.
-            by_id = {p.passage_id: p for p in passages}
-            extra = [row for r in tr for row in P.qa_rows(by_id[r["doc_id"]], [r["query"]], "train")]
-            plans += real_plans(work, f"real+{label}", "real+llm", extra, data, split, passages, cfg,
-                                {"source": f"real queries of train-half passages plus the {len(extra)} LLM train "
-                                           f"pairs of {recorded(src)}"})
-    return plans, folders
-
-
-def real_plans(work: Path, label: str, source: str, extra: list[dict], data, split: HalfSplit,
-               passages: list[Passage], cfg: CurveConfig, manifest: dict) -> list:
-    """The plans of a row group trained on the real row N's queries (plus ``extra`` train rows) at each count,
-    validated on the real validation queries; each folder checked against the test half."""
-    val, pool = real_order(split, cfg.val_queries, cfg.seed)
-    test_texts = {data.queries[i] for i in split.test_queries}
-    plans = []
-    for n in cfg.counts:
-        if n > len(pool):
-            plans.append((label, source, n, None, None, f"{len(pool)} real train-half queries besides the "
-                                                        f"{len(val)} that validate"))
-            continue
-        folder = work / f"{label.replace(':', '-')}-{n}"
-        content = write_real_pairs(folder, data, passages, pool[:n], val, extra, manifest)
-        _check_clean(folder, test_texts, {p.passage_id for p in passages})
-        plans.append((label, source, n, folder, content, None))
-    return plans
 
 
 def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
@@ -482,7 +201,7 @@ def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
                   "gain_pct": round(100 * (x["ndcg@10"] / cos - 1), 2), "mrr10": round(x["mrr@10"], 4),
                   "recall10": round(x["recall@10"], 4), "model": recorded(r["model"])}
     real_val, real_pool = real_order(split, cfg.val_queries, cfg.seed)
-    return {"set": key, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    return {"set": key, "when": utc_now(),
             "data": {"test_queries": len(test.queries), "corpus": len(data.corpus),
                      "train_half_passages": len(split.train_passages)},
             "split": split.summary(),
@@ -495,7 +214,7 @@ def run_set(name: str, cfg: CurveConfig, llm: list[tuple[str, Path]]) -> dict:
             "command": command(key, cfg, llm), "wall_s": round(time.time() - started, 1)}
 
 
-def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tuple[dict, float]:
+def score_rows(test: RetrievalData, rows: list[dict], cfg: CurveConfig) -> tuple[dict, float]:
     """Each model's mean NDCG@10, MRR@10, Recall@10 on the test half and the paired bootstrap 95% CI of its
     NDCG@10 difference to frozen cosine ({name: {...}}, cosine's NDCG@10): ``projector.evaluate``'s
     RetrievalEvaluator and ``projector.metrics.bootstrap_ci``, as evaluate_retrieval computes them."""
@@ -503,8 +222,8 @@ def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tup
     from projector.embed.encoder import encoder_identity
     from projector.metrics import bootstrap_ci
 
-    emb = E.Embedder(None, 64)
-    ev = E.RetrievalEvaluator(emb(test.queries, None), emb(test.corpus, None), test.qrels)
+    emb = Embedder(None, 64)
+    ev = RetrievalEvaluator(emb(test.queries, None), emb(test.corpus, None), test.qrels)
     key = hashlib.sha256(json.dumps([encoder_identity(None), test.queries, test.corpus_ids,
                                      [sorted(r) for r in test.qrels]]).encode()).hexdigest()[:16]
     base = ev.per_query(B.Cosine().fit(ev.corpus_emb))
@@ -517,7 +236,7 @@ def score_rows(test: E.RetrievalData, rows: list[dict], cfg: CurveConfig) -> tup
     return out, float(base["ndcg@10"].mean())
 
 
-def per_query_cached(ev: E.RetrievalEvaluator, scorer, model_dir: Path, test_key: str) -> dict[str, np.ndarray]:
+def per_query_cached(ev: RetrievalEvaluator, scorer, model_dir: Path, test_key: str) -> dict[str, np.ndarray]:
     """``ev.per_query(scorer)``, kept beside the model (MODEL/test-half.npz), keyed on its weights and the test
     set: ranking ~9k queries over 14k passages takes a minute a row on a busy CPU, and reruns add rows."""
     key = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16] + test_key

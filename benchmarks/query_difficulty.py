@@ -6,7 +6,7 @@
 For each query its passage's rank among the set's whole corpus under the frozen encoder's cosine (the rank of
 the best relevant passage; 1 = cosine already finds it). A query cosine ranks first teaches a map little it
 does not know; one it ranks far down is either hard or does not match its passage. Rows: the real train-half
-queries (``learning_curve.split_set``'s train half, the first ``--real`` of them) and each LLM folder's train
+queries (``learning_curve_split.split_set``'s train half, the first ``--real`` of them) and each LLM folder's train
 split, the rows whose passage is in the corpus. Reads the shared embedding cache (``projector.embed``).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import learning_curve as LC  # noqa: E402
+from siblings import load  # noqa: E402  (benchmarks/ is not a package)
 from projector.embed.embedding import embed  # noqa: E402
 from projector.files import write_text  # noqa: E402
 from projector.formats.pairs import load_pairs  # noqa: E402
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--real", type=int, default=2000, help="real train-half queries to score (seeded order)")
     ap.add_argument("--out", type=Path, help="also write the table here (.md)")
     a = ap.parse_args(argv)
-    _, data, split = LC.load_set(a.set)
+    _, data, split = load("learning_curve_split").load_set(a.set)
     corpus = embed(data.corpus, None, show_progress=False)                              # (N, d)
     row_of = {cid: i for i, cid in enumerate(data.corpus_ids)}
     lines = [f"# Query difficulty under frozen cosine: {a.set} ({len(data.corpus):,} passages)", "",

@@ -68,12 +68,12 @@ def main(argv=None) -> int:
     ap.add_argument("--local-model", default=None)
     ap.add_argument("--prompt-file", default=None, help="a grading prompt to try instead of the packaged one")
     a = ap.parse_args(argv)
-    lc = load("learning_curve")
-    _, data, split = lc.load_set(a.set)
+    split_mod, row_folders = load("learning_curve_split"), load("learning_curve_folders")
+    _, data, split = split_mod.load_set(a.set)
     rows = sample_queries(split, a.queries)
-    work = Path(a.work) / (lc.set_key(a.set) + (f"-{Path(a.prompt_file).stem}" if a.prompt_file else ""))
-    passages = lc.train_half_passages(data, split)
-    lc.write_real_pairs(work / "pairs", data, passages, rows, rows[:2])  # validation: must not be empty
+    work = Path(a.work) / (split_mod.set_key(a.set) + (f"-{Path(a.prompt_file).stem}" if a.prompt_file else ""))
+    passages = row_folders.train_half_passages(data, split)
+    row_folders.write_real_pairs(work / "pairs", data, passages, rows, rows[:2])  # validation: must not be empty
     m = teach(TeachConfig(pairs=str(work / "pairs"), out=str(work / "taught"), candidates=a.candidates,
                           keep_score=a.keep_score, concurrency=1, timeout=600.0, local_model=a.local_model,
                           prompt_file=a.prompt_file))
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         rec = json.loads(line)
         records[rec["key"]] = rec
     assert all(job_key(rec["query"], rec["passage_id"]) == k for k, rec in records.items())
-    result = {"set": lc.set_key(a.set), "queries": a.queries, "candidates": a.candidates, "keep_score": a.keep_score,
+    result = {"set": split_mod.set_key(a.set), "queries": a.queries, "candidates": a.candidates, "keep_score": a.keep_score,
               "model": m["model"], "prompt_version": m["prompt_version"], "cost": m["cost"],
               **agreement(records, data, rows, a.keep_score),
               "command": f"python benchmarks/teacher_agreement.py {a.set} --queries {a.queries} "

@@ -16,6 +16,7 @@ _spec.loader.exec_module(compare)
 
 from projector.evaluate import baselines as B  # noqa: E402
 from projector.evaluate import stage as E  # noqa: E402
+from projector.evaluate.data import RetrievalData  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 
 D = 16
@@ -61,8 +62,8 @@ def make_pairs(root: Path, n_docs: int = 12) -> Path:
     return root
 
 
-def beir(n_docs: int = 12) -> E.RetrievalData:
-    return E.RetrievalData("tiny", [f"real query about {i}" for i in range(n_docs)], [f"d{i}" for i in range(n_docs)],
+def beir(n_docs: int = 12) -> RetrievalData:
+    return RetrievalData("tiny", [f"real query about {i}" for i in range(n_docs)], [f"d{i}" for i in range(n_docs)],
                            [f"passage about {i}" for i in range(n_docs)], [{i} for i in range(n_docs)])
 
 

@@ -228,7 +228,8 @@ def test_many_shards_are_merged(tmp_path, fake, monkeypatch):
     assert np.allclose(x, np.stack([fake_vec(t, 8) for t in texts]), atol=1e-6)
 
 
-@pytest.mark.parametrize("module", ["projector.embed", "projector.embed.encoder", "projector.embed.cache", "projector.embed.pool"])
+@pytest.mark.parametrize("module", ["projector.embed", "projector.embed.encoder", "projector.embed.cache",
+                                    "projector.embed.npy", "projector.embed.pool"])
 def test_import_does_not_load_torch(module):
     import subprocess
     import sys

@@ -8,6 +8,9 @@ import torch
 
 from projector.evaluate import baselines as B
 from projector.evaluate import stage as E
+from projector.evaluate.data import load_qa
+from projector.evaluate.evaluators import RetrievalEvaluator
+from projector.formats.pairs import load_split
 from projector.errors import DataError
 
 
@@ -45,7 +48,7 @@ def test_retrieval_matches_sentence_transformers(toy):
     from sentence_transformers.util import cos_sim
 
     q, d, qrels = toy
-    ours = E.RetrievalEvaluator(q, d, qrels, chunk=7)(B.Cosine().fit(d))
+    ours = RetrievalEvaluator(q, d, qrels, chunk=7)(B.Cosine().fit(d))
     vectors = {f"q{i}": v for i, v in enumerate(q)} | {f"d{j}": v for j, v in enumerate(d)}
     st = InformationRetrievalEvaluator(
         {f"q{i}": f"q{i}" for i in range(len(q))}, {f"d{j}": f"d{j}" for j in range(len(d))},
@@ -69,7 +72,7 @@ def test_perfect_scorer_scores_one(toy):
             idx = [int(np.argmax((q @ v))) for v in qe]
             return np.array([[1.0 if j in qrels[i] else 0.0 for j in range(len(de))] for i in idx])
 
-    m = E.RetrievalEvaluator(q, d, qrels)(Oracle())
+    m = RetrievalEvaluator(q, d, qrels)(Oracle())
     assert m["ndcg@10"] == pytest.approx(1) and m["mrr@10"] == pytest.approx(1) and m["recall@10"] == 1
 
 
@@ -198,10 +201,10 @@ def test_cli_with_trained_model_through_the_real_loader(qa_pairs, tmp_path):
     assert {"logloss", "brier", "ece@15"} <= set(row["calibration"]) and "calibration_note" not in row
     assert sum(row["reliability"]["count"]) == rep["data"]["calibration_pairs"]
     # the same number recomputed by hand: templated query embeddings, untemplated passages
-    data = E.load_qa(str(qa_pairs), "test", None)
+    data = load_qa(str(qa_pairs), "test", None)
     q = embed(data.queries, template="question: {text}", show_progress=False)
     d = embed(data.corpus, show_progress=False)
-    want = E.RetrievalEvaluator(q, d, data.qrels)(projector.load(model))
+    want = RetrievalEvaluator(q, d, data.qrels)(projector.load(model))
     assert row["metrics"]["ndcg@10"] == pytest.approx(want["ndcg@10"])
     for png in ("metrics.png", "deltas.png", "reliability.png", "scores.png", "training.png"):
         assert (out / png).stat().st_size > 1000, png
@@ -213,11 +216,11 @@ def test_corpus_override_and_unknown_ids(qa_pairs, tmp_path):
     docs = [{"_id": f"p{i}", "title": "", "text": t} for i, t in enumerate([t for _, t in TEXTS] + EXTRA)]
     docs.append({"_id": "x", "title": "Bonus", "text": "An unrelated passage about gardening tools."})
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    data = E.load_qa(str(qa_pairs), "test", str(corpus))
+    data = load_qa(str(qa_pairs), "test", str(corpus))
     assert len(data.corpus) == 13 and data.corpus[-1] == "Bonus\nAn unrelated passage about gardening tools."
     assert [data.corpus_ids[next(iter(r))] for r in data.qrels] == ["p5", "p6", "p7"]
     corpus.write_text(json.dumps({"_id": "zz", "title": "", "text": "nothing"}) + "\n")
     with pytest.raises(DataError, match="--corpus must contain"):
-        E.load_qa(str(qa_pairs), "test", str(corpus))
+        load_qa(str(qa_pairs), "test", str(corpus))
     with pytest.raises(DataError, match="choose one of"):
-        E.load_split(str(qa_pairs), "dev")
+        load_split(str(qa_pairs), "dev")

@@ -11,8 +11,12 @@ _spec = importlib.util.spec_from_file_location("benchmarks_learning_curve", _PAT
 lc = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_learning_curve"] = lc   # dataclasses look their module up while the file executes
 _spec.loader.exec_module(lc)
+from siblings import load  # noqa: E402  (learning_curve.py put benchmarks/ on sys.path)
 
-from projector.evaluate import stage as E  # noqa: E402
+split_mod = load("learning_curve_split")   # the fixed split and the files cut from its train half
+row_folders = load("learning_curve_folders")   # the rows' training folders
+
+from projector.evaluate.data import load_beir  # noqa: E402
 from projector.formats import pairs as P  # noqa: E402
 from projector.formats.corpus import Passage  # noqa: E402
 from projector.errors import DataError  # noqa: E402
@@ -61,9 +65,9 @@ def tiny(tmp_path_factory):
 
 
 def test_split_is_deterministic_disjoint_and_keeps_near_duplicates_together(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
-    a, b = lc.split_set(data), lc.split_set(data)
-    assert a == b and a.seed == lc.SPLIT_SEED
+    data = load_beir(str(tiny))
+    a, b = split_mod.split_set(data), split_mod.split_set(data)
+    assert a == b and a.seed == split_mod.SPLIT_SEED
     assert set(a.train_passages).isdisjoint(a.test_passages)
     assert sorted(a.train_passages + a.test_passages) == list(range(25))
     assert a.train_passages and a.test_passages
@@ -72,13 +76,13 @@ def test_split_is_deterministic_disjoint_and_keeps_near_duplicates_together(tiny
     assert set(a.train_queries).isdisjoint(a.test_queries)
     assert len(a.train_queries) + len(a.test_queries) + a.dropped_queries == len(data.queries)
     assert (0 in a.train_passages) == (24 in a.train_passages)   # near-duplicates share a half
-    assert lc.split_set(data, seed=1) != a                       # the seed is what moves it
+    assert split_mod.split_set(data, seed=1) != a                       # the seed is what moves it
     # the corpus file generate reads: exactly the train-half passages; the style examples: train-half queries
-    s = lc.write_corpus(str(tiny), tmp_path / "train.jsonl")
+    s = split_mod.write_corpus(str(tiny), tmp_path / "train.jsonl")
     ids = [json.loads(line)["_id"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert ids == [data.corpus_ids[r] for r in a.train_passages] and s["written"] == len(ids)
-    ex = lc.write_examples(str(tiny), tmp_path / "ex.txt", 3)
-    assert ex == (tmp_path / "ex.txt").read_text().splitlines() == lc.write_examples(str(tiny), tmp_path / "e2", 3)
+    ex = split_mod.write_examples(str(tiny), tmp_path / "ex.txt", 3)
+    assert ex == (tmp_path / "ex.txt").read_text().splitlines() == split_mod.write_examples(str(tiny), tmp_path / "e2", 3)
     assert len(ex) == 3 and set(ex) <= {data.queries[i] for i in a.train_queries}
 
 
@@ -87,15 +91,15 @@ def test_corpus_and_examples_commands_write_into_a_folder_that_does_not_exist_ye
     out = tmp_path / "runs" / "learning-curve"
     assert lc.main(["corpus", str(tiny), str(out / "train.jsonl")]) == 0
     assert lc.main(["examples", str(tiny), str(out / "ex.txt"), "--n", "2"]) == 0
-    assert len((out / "train.jsonl").read_text().splitlines()) == len(lc.split_set(E.load_beir(str(tiny))).train_passages)
+    assert len((out / "train.jsonl").read_text().splitlines()) == len(split_mod.split_set(load_beir(str(tiny))).train_passages)
     assert len((out / "ex.txt").read_text().splitlines()) == 2
 
 
 def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
     test_texts = {data.queries[i] for i in split.test_queries}
-    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    llm = make_llm_pairs(tmp_path / "llm", row_folders.train_half_passages(data, split))
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}", f"tiny:v2={llm}"], counts=[4, 100],
                          recipes=["today", "issue"], val_queries=4, out=str(tmp_path / "out"),
                          work=str(tmp_path / "work"), bootstrap=20,
@@ -112,7 +116,7 @@ def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
     written = json.loads((tmp_path / "out" / "learning-curve.json").read_text())
     assert written == json.loads(json.dumps(res))
     s = written["sets"]["tiny"]
-    assert s["split"]["seed"] == lc.SPLIT_SEED and "sha256" in s["split"]["rule"] and written["split_rule"]
+    assert s["split"]["seed"] == split_mod.SPLIT_SEED and "sha256" in s["split"]["rule"] and written["split_rule"]
     for n in ("4",):
         c = s["curve"][n]
         assert c["cosine_ndcg10"] == s["cosine_ndcg10"] and 0 < c["cosine_ndcg10"] <= 1
@@ -135,8 +139,8 @@ def test_run_trains_on_no_test_query_and_writes_the_curve(tiny, tmp_path):
 
 
 def test_llm_folder_with_test_half_passages_is_refused(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
     everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
     llm = make_llm_pairs(tmp_path / "llm", everything)
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}"], real=False, out=str(tmp_path / "out"),
@@ -161,12 +165,12 @@ def test_compare_dispatches_learning_curve(tiny, capsys):
 def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp_path):
     """``--llm-train-half-only``: a folder generated from the whole corpus (today's committed pairs) gives its
     train-half passages and their questions only, never a test-half passage or a question about one."""
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
     train_ids = {data.corpus_ids[r] for r in split.train_passages}
     everything = [Passage(data.corpus_ids[r], data.corpus_ids[r], data.corpus[r]) for r in range(len(data.corpus))]
     llm = make_llm_pairs(tmp_path / "llm", everything, n_train=20, n_val=5)
-    _, passages, got = lc.llm_rows(llm, train_ids, set(), train_half_only=True)
+    _, passages, got = row_folders.llm_rows(llm, train_ids, set(), train_half_only=True)
     assert passages and {p.doc_id for p in passages} <= train_ids
     rows = got["rows"]["train"] + got["rows"]["validation"]
     assert rows and {r["doc_id"] for r in rows} <= train_ids
@@ -175,24 +179,24 @@ def test_train_half_only_keeps_the_train_half_of_a_whole_corpus_folder(tiny, tmp
 
 
 def test_llm_rows_validated_on_real_queries_train_on_llm_rows_only(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
-    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", row_folders.train_half_passages(data, split))
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny={llm}"], counts=[4], recipes=["today"], val_queries=4,
                          out=str(tmp_path / "out"), work=str(tmp_path / "work"), bootstrap=20,
                          llm_real_validation=True, train_extra={"epochs": 2, "patience": 2, "batch_size": 8})
     s = lc.run(cfg)["sets"]["tiny"]
     pairs = P.load_pairs(tmp_path / "work" / "tiny" / "pairs" / "llm+realval-4")
-    real_val = {data.queries[i] for i in lc.real_order(split, 4, 0)[0]}
+    real_val = {data.queries[i] for i in row_folders.real_order(split, 4, 0)[0]}
     assert set(pairs.splits["validation"]["query"]) == real_val          # the real rows' validation queries
     assert all(q.startswith("llm question") for q in pairs.splits["train"]["query"])  # trained on LLM rows only
     assert {r["label"] for r in s["rows"]} == {"real", "llm", "llm+realval"} and "--llm-real-validation" in s["command"]["run"]
 
 
 def test_real_plus_llm_rows_train_on_the_real_rows_queries_and_every_llm_train_pair(tiny, tmp_path):
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
-    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", row_folders.train_half_passages(data, split))
     cfg = lc.CurveConfig(sets=[str(tiny)], llm_pairs=[f"tiny:v3={llm}"], counts=[4], recipes=["today"], val_queries=4,
                          out=str(tmp_path / "out"), work=str(tmp_path / "work"), bootstrap=20, llm_plus_real=True,
                          llm_real_validation=True, train_extra={"epochs": 2, "patience": 2, "batch_size": 8})
@@ -232,13 +236,13 @@ def test_query_difficulty_ranks_each_query_s_own_passage_under_cosine(tiny, tmp_
     """The real encoder: a passage queried by its own text is 1st; asked for an unrelated passage it is not.
     The table has the real train-half row and one row per LLM folder, with the folder's own train queries."""
     qd = _load_query_difficulty()
-    data = E.load_beir(str(tiny))
+    data = load_beir(str(tiny))
     corpus = qd.embed(data.corpus, None, show_progress=False)
     texts = [data.corpus[3], data.corpus[3]]
     r = qd.ranks(texts, [{3}, {20}], corpus)
     assert r[0] == 1 and r[1] > 1 and r.dtype.kind == "i"
-    split = lc.split_set(data)
-    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    split = split_mod.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", row_folders.train_half_passages(data, split))
     out = tmp_path / "difficulty.md"
     assert qd.main([str(tiny), str(llm), "--real", "10", "--out", str(out)]) == 0
     table = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]   # past the header
@@ -254,9 +258,9 @@ def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp
     spec = importlib.util.spec_from_file_location("benchmarks_roundtrip_filter", path)
     rt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rt)
-    data = E.load_beir(str(tiny))
-    split = lc.split_set(data)
-    llm = make_llm_pairs(tmp_path / "llm", lc.train_half_passages(data, split))
+    data = load_beir(str(tiny))
+    split = split_mod.split_set(data)
+    llm = make_llm_pairs(tmp_path / "llm", row_folders.train_half_passages(data, split))
     chunks = P.read_passages(llm / P.PASSAGES)
     rows = []   # even: about its own passage's fruit; odd: about the next passage's (a question that misfits)
     for k in range(16):
@@ -273,5 +277,5 @@ def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp
         assert list(got["validation"]["query"]) == list(before["validation"]["query"])
         manifest = json.loads((tmp_path / "out" / f"llm-rt{k}" / P.MANIFEST).read_text())
         assert manifest["roundtrip_filter"]["max_rank"] == k
-    pieces = lc._report_module()._pieces(lc.P.read_manifest(tmp_path / "out" / "llm-rt1") | {"teacher": None}, "issue")
+    pieces = lc._report_module()._pieces(P.read_manifest(tmp_path / "out" / "llm-rt1") | {"teacher": None}, "issue")
     assert pieces[1] == "cosine round-trip (rank <= 1)"

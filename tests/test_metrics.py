@@ -49,7 +49,8 @@ def test_training_validation_ndcg_is_trec_evals():
     """projector.train.fit's early-stopping NDCG@10 (a projection ranking every doc) is trec_eval's on that ranking."""
     import torch
 
-    from projector.train.fit import Split, ndcg_at_10
+    from projector.train.fit import ndcg_at_10
+    from projector.train.inputs import Split
     from projector.train.projection import Projection
 
     g = torch.Generator().manual_seed(0)

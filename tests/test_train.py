@@ -155,7 +155,8 @@ def test_a_checkpoint_on_other_data_is_trained_over_not_resumed(qa_pairs, tmp_pa
 def test_negatives_never_include_the_positive():
     import torch
 
-    from projector.train.fit import Data, TrainStep, batch_loss, mine_hard_negatives
+    from projector.train.batch import TrainStep, batch_loss, mine_hard_negatives
+    from projector.train.inputs import Data
     from projector.train.projection import Projection, sigmoid_loss
 
     g = torch.Generator().manual_seed(0)
@@ -184,7 +185,7 @@ def test_known_answers_and_no_margin_in_the_nearest_others_search():
     """teach's candidates: no near-duplicate guard (the LLM judges those), and no passage known to answer."""
     import torch
 
-    from projector.train.fit import mine_hard_negatives
+    from projector.train.batch import mine_hard_negatives
 
     g = torch.Generator().manual_seed(1)
     corpus = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=-1)
@@ -217,7 +218,7 @@ def test_the_data_fingerprint_covers_the_validation_split():
 
     import torch
 
-    from projector.train.fit import Data, Split, data_fingerprint
+    from projector.train.inputs import Data, Split, data_fingerprint
 
     g = torch.Generator().manual_seed(0)
     corpus, q = torch.randn(6, 4, generator=g), torch.randn(3, 4, generator=g)
@@ -347,7 +348,7 @@ def test_calibrate_fits_scale_and_bias_on_validation_and_keeps_the_ranking():
     calibrated (ECE falls well below training's in-batch s, b) and W is untouched, so rankings do not change."""
     import torch
 
-    from projector.train.fit import Data, Split
+    from projector.train.inputs import Data, Split
     from projector.metrics import calibration, sample_calibration_pairs
     from projector.train.projection import Projection
     from projector.train.candidates import calibrate

@@ -72,7 +72,7 @@ def _rank_gradients(rank, world, init_file, task, queue):
     import torch.distributed as dist
 
     from projector.train.distributed import Distributed
-    from projector.train.fit import TrainStep, batch_loss
+    from projector.train.batch import TrainStep, batch_loss
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -97,7 +97,7 @@ def _toy_problem(task):
     import torch
 
     from projector.train.projection import Projection
-    from projector.train.fit import Data
+    from projector.train.inputs import Data
 
     g = torch.Generator().manual_seed(0)
     x = lambda n: torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=-1)
@@ -123,7 +123,7 @@ def test_distributed_step_has_the_one_process_gradient(tmp_path, task):
     import torch
     import torch.multiprocessing as mp
 
-    from projector.train.fit import TrainStep, batch_loss
+    from projector.train.batch import TrainStep, batch_loss
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

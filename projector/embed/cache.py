@@ -25,8 +25,8 @@ vector counts differ, whose vectors have another dimension than ``meta.json`` (o
 says, or (found when its vectors are read) that holds NaN/inf, is ignored with a warning naming it: its texts
 are encoded again, and the next merge deletes it.
 
-This module also owns the streamed ``.npy`` writer (``NpyWriter``) that ``embed(..., out=)`` uses. It
-imports only numpy.
+The ``.npy`` reads and writes are ``projector.embed.npy``'s; its streamed writer ``NpyWriter``, which
+``embed(..., out=)`` uses, is handed on from here. It imports only numpy.
 """
 from __future__ import annotations
 
@@ -43,15 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
+from projector.embed.npy import F32, InvalidNpy, NpyWriter, map_npy, read_blocks, release_pages, save_npy
 from projector.files import write_bytes
 
 log = logging.getLogger(__name__)
 
 MAX_SHARDS = 32  # merge the smallest shards beyond this many, so a cache folder stays a few files
 MERGE_ROWS = 4096  # rows read per step when shards are merged: bounds the merge's memory
-_WINDOWS = 8  # 2 MiB windows of a mapped shard read between releases of the mapping (see _blocks)
 _KEY = np.dtype("S16")
-_F32 = np.dtype("<f4")
 
 
 def default_cache_dir() -> Path:
@@ -97,88 +96,8 @@ def _hi(keys: np.ndarray) -> np.ndarray:
     return keys.view(np.uint8).reshape(-1, 16)[:, :8].copy().view(">u8").ravel()
 
 
-# ---- .npy files: memory-mapped reads, streamed atomic writes -------------------------------------------------
-
-_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-
-
-class _Invalid(Exception):
-    """A cache file that is not what this module writes (the message says why)."""
-
-
-def _map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap | None]:
-    """A C-order (n, d) float32 ``.npy``, memory-mapped read-only; checks header, dtype and file size."""
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version not in read:
-                raise _Invalid(f"unknown .npy version {version}")
-            shape, fortran, dtype = read[version](f)
-        except ValueError as e:
-            raise _Invalid(f"not a .npy file ({e})") from None
-        if dtype != _F32 or fortran or len(shape) != 2:
-            raise _Invalid(f"holds a {dtype} array of shape {shape}, not C-order (n, d) float32")
-        offset, (n, d) = f.tell(), shape
-        size = os.fstat(f.fileno()).st_size
-        if size != offset + 4 * n * d:
-            raise _Invalid(f"is {size} bytes, its header says {offset + 4 * n * d} (torn or truncated)")
-        if n * d == 0:
-            return np.zeros((n, d), dtype=np.float32), None
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    return np.frombuffer(mm, dtype=_F32, count=n * d, offset=offset).reshape(n, d), mm
-
-
-def _release(mm: mmap.mmap | None) -> None:
-    """Unmap the pages of ``mm`` this process touched (they stay in the page cache): resident memory drops."""
-    if mm is not None and _DONTNEED is not None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            mm.madvise(_DONTNEED)
-
-
-class NpyWriter:
-    """A (n, d) float32 ``.npy`` written front to back in chunks under a temporary name, renamed when complete.
-
-    Sequential writes go to the page cache, not to this process's memory, so peak RSS is one chunk.
-    """
-
-    def __init__(self, path: Path, shape: tuple[int, int]):
-        self.path, self.shape, self.rows = Path(path), (int(shape[0]), int(shape[1])), 0
-        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        self.f = open(self.tmp, "wb")
-        np.lib.format.write_array_header_1_0(self.f, {"descr": "<f4", "fortran_order": False, "shape": self.shape})
-
-    def write(self, chunk: np.ndarray) -> None:
-        chunk = np.ascontiguousarray(chunk, dtype=_F32)
-        assert chunk.ndim == 2 and chunk.shape[1] == self.shape[1], (chunk.shape, self.shape)
-        self.f.write(memoryview(chunk).cast("B"))
-        self.rows += len(chunk)
-
-    def commit(self) -> None:
-        if self.rows != self.shape[0]:
-            raise RuntimeError(f"{self.path}: wrote {self.rows} rows of {self.shape[0]}")
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.path)
-
-    def __enter__(self) -> "NpyWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if not self.f.closed:
-            self.f.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 # ---- the cache ---------------------------------------------------------------------------------------------
+
 
 class _Shard:
     __slots__ = ("name", "keys", "vectors", "mm")
@@ -227,10 +146,10 @@ class EmbeddingCache:
         for name in sorted(on_disk - set(self.by_name) - self.ignored):
             try:
                 keys = np.load(self.dir / name / "keys.npy", allow_pickle=False)
-                vectors, mm = _map_npy(self.dir / name / "vectors.npy")
+                vectors, mm = map_npy(self.dir / name / "vectors.npy")
             except FileNotFoundError:  # merged away while we looked, or a folder being deleted
                 continue
-            except (_Invalid, OSError, ValueError) as e:
+            except (InvalidNpy, OSError, ValueError) as e:
                 self._ignore(name, f"unreadable ({e})")
                 continue
             found.append((name, keys, vectors, mm))
@@ -279,12 +198,12 @@ class EmbeddingCache:
         name = npz.name[:-len(".npz")]
         try:
             if not (self.dir / name).exists():
-                self._write_shard(name, keys, vectors.astype(_F32, copy=False))
+                self._write_shard(name, keys, vectors.astype(F32, copy=False))
             npz.unlink(missing_ok=True)
         except OSError as e:  # a read-only cache: use the old shard from memory
             log.warning("cannot convert embedding cache shard %s (%s); reading it whole", npz, e)
             self.unconverted.add(npz.name)
-            self._register(_Shard(npz.name, _as_keys(keys), vectors.astype(_F32, copy=False), None))
+            self._register(_Shard(npz.name, _as_keys(keys), vectors.astype(F32, copy=False), None))
 
     def _register(self, shard: _Shard) -> int:
         self.shards.append(shard)
@@ -344,9 +263,9 @@ class EmbeddingCache:
             idx = np.flatnonzero(sid == s)
             order = np.argsort(row[idx], kind="stable")  # read the file front to back
             idx, rows, shard, finite = idx[order], row[idx][order], self.shards[s], True
-            for a, b in _blocks(rows, into.shape[1]):
+            for a, b in read_blocks(rows, into.shape[1]):
                 block = shard.vectors[rows[a:b]]
-                _release(shard.mm)
+                release_pages(shard.mm)
                 finite = finite and bool(np.isfinite(block).all())
                 into[idx[a:b]] = block
             if not finite:
@@ -383,9 +302,9 @@ class EmbeddingCache:
         tmp = self.dir / f".tmp-{name}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            _save_npy(tmp / "keys.npy", np.ascontiguousarray(keys, dtype=np.uint8))
+            save_npy(tmp / "keys.npy", np.ascontiguousarray(keys, dtype=np.uint8))
             if vectors is not None:
-                _save_npy(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=_F32))
+                save_npy(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=F32))
             else:
                 with NpyWriter(tmp / "vectors.npy", (len(keys), self.dim)) as w:
                     for c in chunks:
@@ -402,7 +321,7 @@ class EmbeddingCache:
         name = f"shard-{uuid.uuid4().hex}"
         k = keys.view(np.uint8).reshape(len(keys), 16)
         self._write_shard(name, k, vectors)
-        vectors_mapped, mm = _map_npy(self.dir / name / "vectors.npy")  # not the RAM copy: memory stays bounded
+        vectors_mapped, mm = map_npy(self.dir / name / "vectors.npy")  # not the RAM copy: memory stays bounded
         self._register(_Shard(name, keys.copy(), vectors_mapped, mm))
 
     def compact(self) -> None:
@@ -419,20 +338,20 @@ class EmbeddingCache:
 
         def chunks():
             for start in range(0, len(keys), MERGE_ROWS):
-                buf = np.empty((min(MERGE_ROWS, len(keys) - start), self.dim), dtype=_F32)
+                buf = np.empty((min(MERGE_ROWS, len(keys) - start), self.dim), dtype=F32)
                 bad.extend(self.gather(sid[start:start + MERGE_ROWS], row[start:start + MERGE_ROWS], buf))
                 if bad:
-                    raise _Invalid("NaN/inf vectors")
+                    raise InvalidNpy("NaN/inf vectors")
                 yield buf
 
         name = f"shard-{uuid.uuid4().hex}"
         try:
             self._write_shard(name, keys.view(np.uint8).reshape(-1, 16), chunks=chunks())
-        except _Invalid:  # never merge bad vectors into a good shard: drop those, merge next time
+        except InvalidNpy:  # never merge bad vectors into a good shard: drop those, merge next time
             for s in bad:
                 self.reject(s, "NaN/inf vectors")
             return
-        vectors, mm = _map_npy(self.dir / name / "vectors.npy")
+        vectors, mm = map_npy(self.dir / name / "vectors.npy")
         self._register(_Shard(name, keys.copy(), vectors, mm))
         for v in victims:
             old = self.shards[v].name
@@ -455,24 +374,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _blocks(rows: np.ndarray, d: int) -> list[tuple[int, int]]:
-    """Split sorted row numbers into runs that fall in at most ``_WINDOWS`` 2 MiB windows of the file.
-
-    Reading one row maps far more than the row (fault-around, large page-cache folios: ~1-2 MiB here), so
-    the mapping is released after each run: a run of neighbouring rows is one read, scattered rows are read
-    a few at a time, and either way the mapped memory stays near ``_WINDOWS`` x 2 MiB.
-    """
-    window = (rows * (4 * d)) >> 21
-    if not len(window):
-        return []
-    new = np.empty(len(window), dtype=bool)
-    new[0], new[1:] = True, window[1:] != window[:-1]
-    block = (np.cumsum(new) - 1) // _WINDOWS
-    cuts = np.flatnonzero(np.diff(block)) + 1
-    edges = [0, *cuts.tolist(), len(rows)]
-    return list(zip(edges[:-1], edges[1:]))
 
 
 def _as_keys(keys: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
     python -m projector.evaluate --model runs/model --pairs runs/pairs
 
-Rooms: ``stage`` (the command), ``baselines`` (what users would use instead), ``labelled`` (human-judged
-pairs), ``report`` and ``report_html`` (report.md/json/html).
+Rooms: ``stage`` (the command), ``data`` (the queries, corpus and relevance a run ranks), ``rows`` (the models
+compared and the embeddings they score), ``evaluators`` (one scorer on fixed embeddings -> a flat metric dict),
+``baselines`` (what users would use instead), ``labelled`` (human-judged pairs), ``report`` and ``report_html``
+(report.md/json/html).
 """
 
 __all__ = ['EvalConfig', 'main', 'parse_args', 'run']

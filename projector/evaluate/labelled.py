@@ -36,6 +36,7 @@ import numpy as np
 
 from projector.formats.corpus import read_jsonl
 from projector.errors import DataError
+from projector.evaluate.evaluators import has_probability
 from projector.metrics import auc_ap, bootstrap_ci, calibration, label_queries, reliability
 from projector.formats.pairs import UNKNOWN
 
@@ -125,7 +126,7 @@ def _pair_scores(s: np.ndarray) -> np.ndarray:
 def evaluate_labelled(data: LabelledData, rows, emb, *, min_class: int, small_classes: str, bootstrap: int,
                       seed: int) -> dict:
     """Every row through the same evaluator on the split's items; rows: objects with name, kind, scorer,
-    templates (query, document), info (``projector.evaluate.stage.Row``); ``emb(texts, template)`` embeds."""
+    templates (query, document), info (``projector.evaluate.rows.Row``); ``emb(texts, template)`` embeds."""
     known = np.array([v != UNKNOWN for v in data.labels])
     texts = [t for t, k in zip(data.texts, known) if k]
     labels = np.array([v for v in data.labels if v != UNKNOWN], dtype=object)
@@ -150,7 +151,7 @@ def evaluate_labelled(data: LabelledData, rows, emb, *, min_class: int, small_cl
                            "chance_map": lq["chance_map"], "roc_auc": auc, "average_precision": ap},
                "ci95": {m: bootstrap_ci(per_query[r.name][m], bootstrap, seed) for m in HEADLINE},
                "calibration": {}}
-        if callable(getattr(r.scorer, "probability", None)):
+        if has_probability(r.scorer):
             p = _pair_scores(np.asarray(r.scorer.probability(q, d), dtype=np.float64)[np.ix_(pool, pool)])
             res["calibration"] = calibration(p, y)
             res["reliability"] = reliability(np.clip(p, 0, 1), y)

@@ -33,7 +33,6 @@ report.json, config.json and PNG plots; the table is also printed.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -41,16 +40,18 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.evaluate import baselines as B
 from projector import cli
-from projector.evaluate import labelled as L
 from projector.cli import option
-from projector.formats.corpus import read_jsonl
-from projector.errors import ArtifactError, DataError
-from projector.metrics import (best_threshold, bootstrap_ci, bootstrap_stat_ci, calibration, pair_stat, reliability,
-                               retrieval_metrics, sample_calibration_pairs)
+from projector.errors import DataError
+from projector.evaluate import baselines as B
+from projector.evaluate import labelled as L
+# beside the stage: what is ranked (data), what is compared (rows), how one row is scored (evaluators)
+from projector.evaluate.data import RetrievalData, load_beir, load_qa, load_real
+from projector.evaluate.evaluators import (PAIR_HEADLINE, RETRIEVAL_HEADLINE, PairEvaluator, RetrievalEvaluator,
+                                           has_probability)
+from projector.evaluate.rows import Embedder, Row, load_models
 from projector.formats.pairs import PASSAGES, load_split, read_manifest, read_passages
-from projector.formats.realqueries import read_real_queries
+from projector.metrics import bootstrap_ci, bootstrap_stat_ci, pair_stat, reliability, sample_calibration_pairs
 
 log = logging.getLogger("projector.evaluate")
 
@@ -110,228 +111,6 @@ def _check_config(cfg: EvalConfig) -> None:
     if cfg.queries and (not cfg.pairs or cfg.beir or cfg.corpus or cfg.labelled):
         raise DataError("--queries are ranked against --pairs' own passages: give --pairs DIR and none of --beir, "
                         "--corpus, --labelled")
-
-
-RETRIEVAL_HEADLINE = ["ndcg@10", "mrr@10", "recall@10", "accuracy@1"]
-PAIR_HEADLINE = ["roc_auc", "average_precision", "accuracy"]
-
-
-def has_probability(scorer) -> bool:
-    return callable(getattr(scorer, "probability", None))
-
-
-# ----------------------------------------------------------------------------------------- evaluators
-@dataclass
-class RetrievalEvaluator:
-    """Rank the whole corpus for each query; trec_eval metrics per query (``per_query``) or averaged."""
-
-    query_emb: np.ndarray            # (nq, d)
-    corpus_emb: np.ndarray           # (nd, d)
-    qrels: list[set[int]]            # per query: row indices of its relevant passages
-    top_k: int = 100
-    chunk: int = 256                 # queries scored at once: (chunk, nd) floats in memory
-    primary_metric: str = "ndcg@10"
-
-    def rank(self, scorer) -> np.ndarray:
-        """(nq, top_k) corpus row indices, best first."""
-        k = min(self.top_k, len(self.corpus_emb))
-        out = np.empty((len(self.query_emb), k), dtype=np.int64)
-        for i in range(0, len(self.query_emb), self.chunk):
-            s = np.asarray(scorer.score(self.query_emb[i:i + self.chunk], self.corpus_emb))  # (c, nd)
-            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-            out[i:i + len(s)] = np.take_along_axis(top, order, axis=1)
-        return out
-
-    def per_query(self, scorer) -> dict[str, np.ndarray]:
-        """trec_eval's measures per query (``metrics.retrieval_metrics``) of the scorer's ranking."""
-        return retrieval_metrics(self.rank(scorer), self.qrels)
-
-    def __call__(self, scorer) -> dict[str, float]:
-        return {k: float(v.mean()) for k, v in self.per_query(scorer).items()}
-
-    def with_embeddings(self, query_emb, corpus_emb) -> "RetrievalEvaluator":
-        return dataclasses.replace(self, query_emb=query_emb, corpus_emb=corpus_emb)
-
-
-@dataclass
-class PairEvaluator:
-    """Score aligned pairs (a_i, b_i) with labels: ROC-AUC, AP, thresholded accuracy, calibration.
-
-    ``val`` (a, b, labels) picks the accuracy threshold; without it no accuracy is reported. Calibration
-    metrics appear only for scorers with ``probability()``: cosine has none, and none is invented.
-    """
-
-    a_emb: np.ndarray                # (n, d)
-    b_emb: np.ndarray                # (n, d)
-    labels: np.ndarray               # (n,) 0/1
-    val: tuple | None = None         # (a_emb, b_emb, labels) of the validation split
-    bins: int = 15
-    chunk: int = 256
-    primary_metric: str = "roc_auc"
-
-    def scores(self, scorer, a=None, b=None, fn: str = "score") -> np.ndarray:
-        a, b = (self.a_emb, self.b_emb) if a is None else (a, b)
-        f = getattr(scorer, fn)
-        out = np.empty(len(a), dtype=np.float64)
-        for i in range(0, len(a), self.chunk):   # diagonal of (c, c) blocks: pairwise scores of aligned rows
-            out[i:i + self.chunk] = np.diagonal(np.asarray(f(a[i:i + self.chunk], b[i:i + self.chunk])))
-        return out
-
-    def __call__(self, scorer) -> dict[str, float]:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
-        y = np.asarray(self.labels)
-        s = self.scores(scorer)
-        out = {"roc_auc": float(roc_auc_score(y, s)), "average_precision": float(average_precision_score(y, s))}
-        if self.val is not None:
-            t = best_threshold(self.scores(scorer, self.val[0], self.val[1]), np.asarray(self.val[2]))
-            out |= {"accuracy": float(((s >= t) == y).mean()), "threshold": float(t)}
-        if has_probability(scorer):
-            out |= calibration(self.scores(scorer, fn="probability"), y, self.bins)
-        return out
-
-
-# ------------------------------------------------------------------------------------------- data
-def _jsonl_rows(path: Path) -> list[dict]:
-    return [row for _, row in read_jsonl(path, error=DataError)]
-
-
-def doc_text(title: str, text: str) -> str:
-    return f"{title}\n{text}" if title else text
-
-
-@dataclass
-class RetrievalData:
-    name: str
-    queries: list[str]               # unique query texts
-    corpus_ids: list[str]
-    corpus: list[str]                # passage texts, as embedded
-    qrels: list[set[int]]            # per query: row indices into corpus
-
-
-def read_beir_corpus(path: Path) -> tuple[list[str], list[str]]:
-    rows = _jsonl_rows(path)
-    if rows and "_id" not in rows[0]:
-        raise DataError(f"{path}: BEIR corpus rows need '_id', 'title', 'text'; got fields {sorted(rows[0])}")
-    return [str(r["_id"]) for r in rows], [doc_text(r.get("title", ""), r["text"]) for r in rows]
-
-
-def load_beir(folder: str) -> RetrievalData:
-    d = Path(folder)
-    ids, texts = read_beir_corpus(d / "corpus.jsonl")
-    queries = {str(r["_id"]): r["text"] for r in _jsonl_rows(d / "queries.jsonl")}
-    row = {cid: i for i, cid in enumerate(ids)}
-    rel: dict[str, set[int]] = {}
-    qrels_path = d / "qrels" / "test.tsv"
-    if not qrels_path.is_file():
-        raise DataError(f"{qrels_path} not found; a BEIR folder needs qrels/test.tsv (query-id, corpus-id, score)")
-    with open(qrels_path, encoding="utf-8") as f:
-        for r in csv.DictReader(f, delimiter="\t"):
-            if int(r["score"]) > 0 and r["corpus-id"] in row and r["query-id"] in queries:
-                rel.setdefault(r["query-id"], set()).add(row[r["corpus-id"]])
-    if not rel:
-        raise DataError(f"{qrels_path}: no judged query matches queries.jsonl and corpus.jsonl ids")
-    qids = [q for q in queries if q in rel]
-    return RetrievalData(d.name, [queries[q] for q in qids], ids, texts, [rel[q] for q in qids])
-
-
-def load_qa(pairs: str, split: str, corpus: str | None) -> RetrievalData:
-    if corpus:
-        ids, texts = read_beir_corpus(Path(corpus))
-    else:
-        passages = read_passages(Path(pairs) / PASSAGES)
-        ids, texts = [p.passage_id for p in passages], [p.text for p in passages]   # as train embeds them
-    row = {pid: i for i, pid in enumerate(ids)}
-    ds = load_split(pairs, split)
-    rel: dict[str, set[int]] = {}
-    missing = 0
-    for q, pid in zip(ds["query"], ds["passage_id"]):
-        if str(pid) not in row:
-            missing += 1
-            continue
-        rel.setdefault(q, set()).add(row[str(pid)])
-    if missing:
-        log.warning("%d %s rows point to passages not in the corpus; they are skipped", missing, split)
-    if not rel:
-        raise DataError(f"no {split} query of {pairs} has its passage in the corpus; "
-                        "--corpus must contain the pairs' passage_id values as '_id'")
-    return RetrievalData(f"{Path(pairs).name}-{split}", list(rel), ids, texts, list(rel.values()))
-
-
-def load_real(pairs: str, queries: str) -> RetrievalData:
-    """``--queries``: the user's real queries (``projector.formats.realqueries``) against the pairs folder's passages."""
-    passages = read_passages(Path(pairs) / PASSAGES)
-    if read_manifest(pairs)["task"] != "qa":
-        raise DataError(f"--queries rank passages: {pairs} is not a task qa folder")
-    real = read_real_queries(queries, passages)
-    return RetrievalData(f"{Path(queries).stem}", real.queries, [p.passage_id for p in passages],
-                         [p.text for p in passages], real.relevant)
-
-
-# ------------------------------------------------------------------------------------------- rows
-@dataclass
-class Row:
-    name: str
-    scorer: object
-    kind: str                         # "baseline" | "model"
-    templates: tuple = (None, None)   # (query template, document template) the scorer's embeddings need
-    log_path: str | None = None       # the model's train_log.jsonl, for the training curves
-    info: dict | None = None          # a model's projector.json facts shown in the report
-
-
-def load_models(paths: list[str], encoder: str | None) -> tuple[list[Row], str | None]:
-    """Load each projection folder; return the rows and the encoder to embed with (all must share it).
-
-    The encoder is ``encoder`` (``--encoder``) when given, else what the first model was trained with
-    (projector.json ``encoder_source``); its identity must match every model's recorded ``encoder``.
-    """
-    import projector
-    from projector.embed.encoder import encoder_identity
-
-    rows, names, meta = [], set(), []
-    for p in paths:
-        if not (Path(p) / "projector.json").is_file():
-            raise ArtifactError(f"--model {p}: no projector.json; give a folder written by projector.train")
-        proj = projector.load(p)  # checks projector.json and the weights before anything reads them
-        meta.append(proj.meta)
-        t = getattr(proj, "templates", None) or meta[-1].get("templates") or {}
-        name = Path(p).resolve().name
-        while name in names:
-            name += "'"
-        names.add(name)
-        log_file = Path(p) / "train_log.jsonl"
-        m = meta[-1]
-        info = {"path": str(p), "mode": m.get("mode"), "rank": m.get("rank"), "selected": m.get("selected"),
-                "warning": m.get("warning"), "trained_on": (m.get("pairs") or {}).get("path")}
-        rows.append(Row(name, proj, "model", (t.get("query"), t.get("document")),
-                        str(log_file) if log_file.is_file() else None, info))
-    if not rows:
-        return rows, encoder
-    if encoder is None:
-        encoder = meta[0].get("encoder_source")
-    ident = encoder_identity(encoder)
-    for p, m in zip(paths, meta):
-        if m.get("encoder") and m["encoder"] != ident:
-            raise ArtifactError(f"--model {p} was trained on encoder {m['encoder']!r}, but evaluation embeds with "
-                                f"{ident!r}; pass --encoder with that model's encoder, or evaluate models of "
-                                "one encoder together")
-    return rows, encoder
-
-
-class Embedder:
-    """Embeds (and caches in memory, by template) the texts of one evaluation with one encoder."""
-
-    def __init__(self, encoder: str | None, batch_size: int):
-        self.encoder, self.batch_size, self._memo = encoder, batch_size, {}
-
-    def __call__(self, texts: list[str], template: str | None) -> np.ndarray:
-        from projector.embed.embedding import embed
-
-        key = (hash(tuple(texts)), len(texts), template)
-        if key not in self._memo:
-            self._memo[key] = embed(texts, self.encoder, template=template, batch_size=self.batch_size)
-        return self._memo[key]
 
 
 def _probability_fields(res: dict, hist: dict, scorer, ev, y: np.ndarray) -> None:

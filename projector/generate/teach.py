@@ -27,7 +27,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from projector import cli
 from projector.formats import pairs as pairs_format
@@ -171,7 +170,7 @@ def _candidates(train_rows: list[dict], pairs, cfg: TeachConfig) -> list[list[st
     import torch
 
     from projector.embed.embedding import embed
-    from projector.train.fit import mine_hard_negatives
+    from projector.train.batch import mine_hard_negatives
 
     corpus = embed(pairs.passage_texts, cfg.encoder, cache_dir=cfg.cache_dir)                  # (N, d)
     queries = embed([r["query"] for r in train_rows], cfg.encoder, cache_dir=cfg.cache_dir)   # (n, d)

@@ -3,9 +3,10 @@
     python -m projector.train --pairs runs/pairs --out runs/model
 
 Rooms: ``stage`` (the command: config -> data -> candidates -> selection -> export), ``fit`` (the training
-loop), ``projection`` (the model and its pure tensor math), ``candidates`` (closed forms, the noise gate,
-calibration), ``labelfit`` (items: labels to pairs, LDA), ``distributed`` (torchrun), ``export`` (the artifact
-writer).
+loop and its validation), ``inputs`` (the loop's embedded inputs), ``batch`` (one batch's loss, hard negatives),
+``checkpoint`` (what a re-run resumes from), ``projection`` (the model and its pure tensor math), ``candidates``
+(closed forms, the noise gate, calibration), ``labelfit`` (items: labels to pairs, LDA), ``distributed``
+(torchrun), ``export`` (the artifact writer).
 """
 
 __all__ = ['TrainConfig', 'main', 'parse_args', 'train']

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from projector.train.fit import Data
+from projector.train.inputs import Data
 from projector.train.labelfit import lda, lda_beside_cosine
 from projector.metrics import bootstrap_ci, calibration, sample_calibration_pairs
 from projector.train.projection import Projection, cca, closed_form, symmetric_closed_form

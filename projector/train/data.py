@@ -21,7 +21,7 @@ from projector.errors import DataError
 from projector.formats.labels import TrustedLabels
 from projector.formats.pairs import UNKNOWN, Pairs
 from projector.formats.realqueries import RealQueries
-from projector.train.fit import Data, Split
+from projector.train.inputs import Data, Split
 from projector.train.labelfit import item_data, item_split, known_items, label_ids
 
 def embedder(cfg):

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 2 -m projector.train --pairs runs/pairs --out runs/model
 
 One process needs none of this but ``pick_device``; under torchrun every rank holds the same embeddings and
-``projector.train.fit`` asks ``Distributed`` for its share of each batch and for the other ranks' projections.
+``projector.train.batch`` asks ``Distributed`` for its share of each batch and for the other ranks' projections.
 """
 from __future__ import annotations
 

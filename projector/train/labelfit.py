@@ -1,4 +1,4 @@
-"""Item labels (``--judge attribute``) as training data: the checks, the items as ``projector.train.fit`` inputs,
+"""Item labels (``--judge attribute``) as training data: the checks, the items as ``projector.train.inputs``,
 and the closed-form candidate a statistician tries first, shrinkage LDA.
 
 Item labels imply a labelled pair for every two labelled items (same label = similar). ``projector.train``
@@ -6,10 +6,11 @@ reads an items folder (``projector.formats.pairs.load_pairs(..., items=True)``),
 builds from it
 
   - ``item_data``: the train items with label ids 0..C-1 (``label_ids``), for the one training loop
-    (``projector.train.fit``: the sigmoid log-loss over every in-batch pair of items, labelled by agreement, the
-    diagonal and unknown labels masked by ``projection.agreement_targets``), early-stopped on the validation
-    items' label mAP (``projector.metrics.label_map``);
-  - ``item_split``: validation or test items as a ``projector.train.fit.Split`` (label mAP; a sample of the pairs
+    (``projector.train.fit``; its loss, ``projector.train.batch``: the sigmoid log-loss over every in-batch
+    pair of items, labelled by agreement, the diagonal and unknown labels masked by
+    ``projection.agreement_targets``), early-stopped on the validation items' label mAP
+    (``projector.metrics.label_map``);
+  - ``item_split``: validation or test items as a ``projector.train.inputs.Split`` (label mAP; a sample of the pairs
     they imply for the Platt calibration of ``probability()``);
   - ``lda``: shrinkage LDA, closed form. Within-class covariance shrunk toward a multiple of the identity
     (Ledoit-Wolf), between-class scatter, generalised eigenvectors: W (k ≤ classes-1, d), each direction
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from projector.errors import DataError
-from projector.train.fit import Data, Split
+from projector.train.inputs import Data, Split
 from projector.formats.pairs import DATASET, UNKNOWN, Pairs
 
 

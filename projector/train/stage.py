@@ -48,7 +48,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from projector import cli
@@ -64,7 +63,8 @@ from projector.train.candidates import (METRIC_NAMES, calibrate, closed_form_wei
 from projector.train.crossfit import can_crossfit
 from projector.train.data import check_finite, embed_items, embed_pairs, embedder, item_split_of, retrieval_split
 from projector.train.distributed import init_distributed, pick_device
-from projector.train.fit import Data, fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
+from projector.train.inputs import Data
+from projector.train.fit import fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
 from projector.train.labelfit import check_items, item_counts, label_ids, scoreable
 from projector.train.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
 
