@@ -203,3 +203,31 @@ def test_labels_on_a_qa_folder_are_refused_naming_the_flag(tmp_path, trusted_fil
 def test_read_trusted_labels_names_a_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_trusted_labels(tmp_path / "missing.jsonl")
+
+
+def test_the_llm_alone_trains_on_its_most_confident_labels_when_it_recorded_probabilities(tmp_path):
+    """A folder labelled with probabilities and no labels of yours: the 30% most confident of the LLM's known
+    train labels train (--llm-keep changes the fraction, --min-llm-confidence replaces it by a threshold)."""
+    from projector.formats.corpus import Passage
+    from projector.train import train
+
+    rows = []
+    for t, topic in enumerate(TOPICS):
+        for k, kind in enumerate(KINDS):
+            i, split = 3 * t + k, "train" if t < 10 else "validation" if t < 13 else "test"
+            label = biased(i, kind, split)
+            sure = 0.9 if label == kind else 0.4                   # right where confident, biased where not
+            dist = {n: (sure if n == label else (1 - sure) / 2) for n in KINDS}
+            rows.append(P.item_row(Passage(f"p{i}#0", f"p{i}", item_text(topic, kind)), label, split, dist))
+    root = tmp_path / "attr"
+    P.write_dataset(rows, root, P.ITEMS)
+    (root / P.MANIFEST).write_text(json.dumps({"format": P.FORMAT, "format_version": P.FORMAT_VERSION,
+                                               "task": "pairs", "layout": P.ITEMS, "corpus_fingerprint": "t"}))
+    a = train(pairs=str(root), out=str(tmp_path / "a"), epochs=1, **QUICK)["trained_on"]
+    assert a["llm_items_kept"] == {"items": 9, "fraction": 0.3, "by": pytest.approx(
+        "the LLM's probability of its label, most confident first")}                # 30% of 30 train items
+    b = train(pairs=str(root), out=str(tmp_path / "b"), epochs=1, llm_keep=0.5, **QUICK)["trained_on"]
+    assert b["llm_items_kept"]["items"] == 15
+    c = train(pairs=str(root), out=str(tmp_path / "c"), epochs=1, min_llm_confidence=0.5, **QUICK)["trained_on"]
+    right = sum(1 for t in range(10) for k, kind in enumerate(KINDS) if biased(3 * t + k, kind, "train") == kind)
+    assert c["llm_items_kept"] == {"items": right} and c["min_llm_confidence"] == 0.5

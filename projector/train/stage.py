@@ -152,8 +152,10 @@ class TrainConfig:
                                           "with a label model fitted on your labels (its log-probabilities and the "
                                           "embedding -> your label; projector.train.labelmodel) and train on the "
                                           "--llm-keep most confident; --no-relabel-llm: the LLM's own labels")
-    llm_keep: float = option(0.5, help="items, relabelled: the fraction of the LLM's items kept, most confident "
-                                       "first (0.5 measured best on debian-pkgs interface)")
+    llm_keep: float | None = option(None, help="items labelled with probabilities: the fraction of the LLM's "
+                                               "items that train, most confident first; default 0.5 relabelled "
+                                               "beside your labels, 0.3 with the LLM's labels alone (both measured "
+                                               "on debian-pkgs interface; see docs/criterion.md)")
     keep_llm_train: bool = option(False, help="with --train-queries or --train-labels: train on the folder's train "
                                               "split too (the LLM's questions or labels beside yours; for qa with "
                                               "the hard negatives "
@@ -483,7 +485,7 @@ def _check_config(cfg: TrainConfig) -> None:
             raise ProjectorError(f"{name} must be >= {low}, got {value}")
     if not 0 <= cfg.select_confidence < 1:
         raise ProjectorError(f"--select-confidence must be in [0, 1), got {cfg.select_confidence}")
-    if not 0 < cfg.llm_keep <= 1:
+    if cfg.llm_keep is not None and not 0 < cfg.llm_keep <= 1:
         raise ProjectorError(f"--llm-keep must be in (0, 1], got {cfg.llm_keep}")
     if cfg.adapter_rank < 1 or cfg.stay_close < 0:
         raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
