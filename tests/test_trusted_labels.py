@@ -142,6 +142,10 @@ def test_with_train_labels_alone_your_labels_validate_by_half_splits(folder, tru
     assert s["selected"] != "cosine" and s["validation"][s["selected"]]["gain"]["beyond_noise"]
     projected, cosine = _test_map(out)
     assert projected > cosine + 0.2, (s["selected"], projected, cosine)
+    # Platt on out-of-fold pairs: each repeat's scored half (9 of the 18 items: 36 pairs) x 5 repeats, not the
+    # 153 pairs of all 18 labels in-sample, which the map fitted on them separates perfectly
+    cal = s["validation"][s["selected"]]["calibration"]
+    assert cal["pairs"] == 5 * 36, cal
 
 
 def test_text_rows_are_matched_to_the_folders_items_or_taken_as_new_items(folder, tmp_path):

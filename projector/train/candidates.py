@@ -84,7 +84,7 @@ def closed_forms(data: Data, rank_dirs: np.ndarray, mode: str, ridge: float,
     return out
 
 
-def calibrate(model: Projection, data: Data, cfg) -> dict:
+def calibrate(model: Projection, data: Data, cfg, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Platt scaling on the validation split: fit only s and b (W frozen; s > 0, so rankings do not change)
     so that ``probability()`` is the rate at which a candidate passage is relevant.
 
@@ -94,9 +94,14 @@ def calibrate(model: Projection, data: Data, cfg) -> dict:
     top-cosine and ``calibration_random_negatives`` uniform non-relevant passages per query), or, for
     labelled pairs, the validation labels themselves, and for items the pairs the validation items imply
     (``labelfit.item_split``). ``cfg``: seed, calibration_hard_negatives, calibration_random_negatives (a
-    ``projector.train.stage.TrainConfig``). Returns {"pairs", "positives", "ece@15", "logloss"}.
+    ``projector.train.stage.TrainConfig``). ``held_out``: (raw scores (n,), labels (n,)) of pairs the model's
+    fit never saw, in place of the validation split's (``projector.train.crossfit``: your labels, out of fold).
+    Returns {"pairs", "positives", "ece@15", "logloss"}.
     """
     v = data.val
+    if held_out is not None:
+        raw, y = held_out
+        return _platt(model, raw.to(model.log_scale.device), y.to(model.log_scale.device).float())
     if v.pairs is not None:
         a, b, y = v.pairs
     else:
@@ -108,6 +113,11 @@ def calibrate(model: Projection, data: Data, cfg) -> dict:
     y = y.to(a.device).float()
     with torch.no_grad():
         raw = (model.project_queries(a) * model.project_documents(b)).sum(-1)   # (n,) what s and b act on
+    return _platt(model, raw, y)
+
+
+def _platt(model: Projection, raw: torch.Tensor, y: torch.Tensor) -> dict:
+    """Fit the model's s and b on raw pair scores (n,) and 0/1 labels (n,); the calibration it reaches."""
     params = [model.log_scale, model.bias]
     opt = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
     # Platt's own targets, (N+ + 1) / (N+ + 2) and 1 / (N- + 2) instead of 1 and 0: on validation pairs the map

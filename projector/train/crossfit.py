@@ -47,10 +47,12 @@ def half_splits(labels: list[str], repeats: int = REPEATS, seed: int = 0) -> lis
     return out
 
 
-def crossfit(sources, embed_texts, x_yours: torch.Tensor, candidates_of, repeats: int = REPEATS, seed: int = 0
-             ) -> dict[str, np.ndarray]:
+def crossfit(sources, embed_texts, x_yours: torch.Tensor, candidates_of, repeats: int = REPEATS, seed: int = 0,
+             held_out_pairs: dict | None = None) -> dict[str, np.ndarray]:
     """Per candidate, the average precision of every scored item over all repeats (the same items in the same
-    order for every candidate, so differences are paired).
+    order for every candidate, so differences are paired). ``held_out_pairs``, when given, is filled with each
+    candidate's (raw scores, labels) of the scored halves' implied pairs: out-of-fold pairs for its Platt fit
+    (in-sample, a map fitted on 40 labels separates them perfectly and its probabilities say 0 or 1).
 
     ``sources``: ``ItemSources`` (``training_set(rows)``); ``embed_texts(texts)`` -> (n, d) tensor; ``x_yours``:
     your labelled items embedded (m, d); ``candidates_of(x, labels)`` -> {name: Projection}, cosine first."""
@@ -63,4 +65,14 @@ def crossfit(sources, embed_texts, x_yours: torch.Tensor, candidates_of, repeats
         split = item_split(x_yours[torch.as_tensor(score_rows)], [labels[i] for i in score_rows], ids, seed=seed)
         for name, model in candidates_of(x, [ids[v] for v in train_labels]).items():
             scores.setdefault(name, []).append(query_scores(model, split))
+            if held_out_pairs is not None and split.pairs is not None:
+                a, b, y = split.pairs
+                with torch.no_grad():
+                    raw = (model.project_queries(a) * model.project_documents(b)).sum(-1)        # (n,)
+                got = held_out_pairs.setdefault(name, ([], []))
+                got[0].append(raw.cpu())
+                got[1].append(y.cpu())
+    if held_out_pairs is not None:
+        for name, (raw, y) in list(held_out_pairs.items()):
+            held_out_pairs[name] = (torch.cat(raw), torch.cat(y))
     return {name: np.concatenate(parts) for name, parts in scores.items()}

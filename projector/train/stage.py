@@ -274,8 +274,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         from projector.train.crossfit import REPEATS as crossfit_repeats
 
         validated_on = {"queries": len(data.val.q), "source": (
-            f"your labels ({cfg.train_labels}), {crossfit_repeats} repeated half-splits: each closed-form candidate fitted "
-            "on one half (and the LLM items it relabels), scored on the other; the Platt fit is in-sample")}
+            f"your labels ({cfg.train_labels}), {crossfit_repeats} repeated half-splits: each closed-form "
+            "candidate fitted on one half (and the LLM items it relabels), scored on the other; Platt-calibrated "
+            "on the scored halves' pairs")}
     log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
              "labelled items" if items else f"{pairs.task} pairs", len(data.q),
              f": {trained_on['source']}" if yours else "", len(data.val.q),
@@ -305,8 +306,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     write_log(out, _log_rows(histories))
     metrics = {name: validate(m, data, cfg.batch_size) for name, m in candidates.items()}
     val_scores = {name: query_scores(m, data.val) for name, m in candidates.items()}  # (m,) per query, each
+    held_out = {}  # crossfitted: each candidate's out-of-fold pair scores, for its Platt fit
     if crossfitted:  # in-sample on your labels: replaced by the half-split scores (projector.train.crossfit)
-        val_scores = _crossfit_scores(data, cfg, dirs, mode, new, device)
+        val_scores = _crossfit_scores(data, cfg, dirs, mode, new, device, held_out)
         for name, s in val_scores.items():
             metrics[name] = {"val_map": float(s.mean()), "in_sample_val_map": metrics[name]["val_map"]}
     gate(metrics, val_scores, cfg.select_confidence, cfg.seed)
@@ -317,10 +319,11 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
                    **candidates}
         metrics = {"cosine": validate(scorers["cosine"], data, cfg.batch_size), **metrics}
     for name, m in scorers.items():  # probabilities that mean something, for every candidate alike
-        metrics[name]["calibration"] = calibrate(m, data, cfg)
+        metrics[name]["calibration"] = calibrate(m, data, cfg, held_out.get(name))
     cal = metrics[selected]["calibration"]
-    log.info("probability(): Platt-calibrated on %d validation pairs (%d positive): ECE %.3f, log-loss %.3f",
-             cal["pairs"], cal["positives"], cal["ece@15"], cal["logloss"])
+    log.info("probability(): Platt-calibrated on %d %s pairs (%d positive): ECE %.3f, log-loss %.3f",
+             cal["pairs"], "out-of-fold (half-split)" if held_out else "validation", cal["positives"],
+             cal["ece@15"], cal["logloss"])
     baseline, what = "cosine", METRIC_NAMES[key]
     log.info("validation %s of every candidate: %s; selected %s", what,
              ", ".join(f"{n} {m[key]:.4f}" for n, m in metrics.items()), selected)
@@ -436,7 +439,7 @@ def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
     check_items(pairs)
 
 
-def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device) -> dict:
+def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device, held_out: dict) -> dict:
     """Every closed-form candidate's per-item average precision on repeated half-splits of your labels."""
     from projector.train.crossfit import crossfit
 
@@ -444,7 +447,7 @@ def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device)
     embed_texts = lambda texts: embedder(cfg)(texts, cfg.query_template, "crossfit-items").to(device)  # noqa: E731
     candidates_of = lambda x, y: {"cosine": new().set_weights(dirs), **closed_forms(      # noqa: E731
         Data(None, x, None, None, torch.tensor(y, device=device)), dirs, mode, cfg.ridge, new)}
-    return crossfit(sources, embed_texts, data.val.q, candidates_of, seed=cfg.seed)
+    return crossfit(sources, embed_texts, data.val.q, candidates_of, seed=cfg.seed, held_out_pairs=held_out)
 
 
 def _read_trusted(cfg: TrainConfig, pairs: Pairs):
