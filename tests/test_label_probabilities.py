@@ -69,6 +69,7 @@ def test_log_probabilities_label_every_item_with_a_distribution_and_resume(tmp_p
     assert lp["mode"] == "logprobs" and lp["labelled_by"] == "logprobs" and lp["items_judged"]["logprobs"] == 40
     assert again["label_probabilities"]["labelled_by"] == "logprobs" and again["label_counts"] == m["label_counts"]
     assert m["label_counts"]["unknown"] == 0  # no escape: every item gets a distribution
+    assert lp["letter_absent"] == {"alpha": 0, "beta": 0, "gamma": 0}  # each letter one token, seen every time
     items = [r for rows in load_items(tmp_path / "out").values() for r in rows]
     for r in items:
         dist = json.loads(r["distribution"])
@@ -130,6 +131,7 @@ def test_your_labels_are_asked_first_and_their_quality_is_kept(tmp_path, caplog)
     first_asked = {i for i in mine if any(f"number {i[4:-2]} does" in p for p in asked[:16])}
     assert first_asked == mine
     q = m["label_quality"]
+    assert json.loads((tmp_path / "out" / "label_quality.json").read_text()) == q  # written before the long run
     assert q["labelled"] == 17 and q["in_corpus"] == q["answered"] == q["items"] == 16
     assert q["accuracy"] == 0.75 and q["majority_rate"] == 0.25  # the 4 "other" items are missed
     assert q["confusion"]["alpha"] == {"alpha": 4} and q["confusion"]["other"] == {"alpha": 4}
@@ -240,3 +242,15 @@ def test_your_items_added_later_keep_what_an_earlier_run_labelled(tmp_path):
         m = generate(config(tmp_path, srv, corpus, labels="alpha,beta,gamma", max_items=8, trusted_labels=str(labels)))
     after = {r["id"] for rows in load_items(tmp_path / "out").values() for r in rows}
     assert after == before | set(others) and m["label_quality"]["answered"] == 4
+
+
+def test_a_document_of_one_passage_may_be_named_by_its_document_id(tmp_path):
+    from projector.errors import DataError as Bad
+    from projector.formats.labels import read_trusted_labels
+
+    items = {"a#0": {"text": "alpha"}, "b#0": {"text": "beta one"}, "b#1": {"text": "beta two"}}
+    ok = write_labels(tmp_path / "ok.jsonl", [{"id": "a", "label": "x"}, {"id": "b#1", "label": "y"}])
+    assert read_trusted_labels(ok, items).ids == ["a#0", "b#1"]  # the same file train --train-labels reads
+    two = write_labels(tmp_path / "two.jsonl", [{"id": "a", "label": "x"}, {"id": "b", "label": "y"}])
+    with pytest.raises(Bad, match=r"two.jsonl:2: field 'id' 'b' is no item"):  # two passages: which one?
+        read_trusted_labels(two, items)

@@ -57,6 +57,7 @@ class Distribution(BaseModel):
     label: str
     distribution: dict[str, float]
     mass: float
+    absent: list[str] = []  # labels whose letter was not among the top tokens (given the floor)
 
 
 class LabelSet(BaseModel):
@@ -210,7 +211,9 @@ def _option_checker(labels: Labels):
         except ValueError as e:
             raise InvalidReply(str(e)) from None
         dist = {n: round(p, 6) for n, p in zip(labels.names, probs)}
-        return Distribution(label=max(dist, key=dist.get), distribution=dist, mass=round(mass, 6))
+        seen = options.letter_logprobs(value.top_logprobs, letters)
+        return Distribution(label=max(dist, key=dist.get), distribution=dist, mass=round(mass, 6),
+                            absent=[n for ch, n in zip(letters, labels.names) if ch not in seen])
 
     return check
 
@@ -260,8 +263,12 @@ def manifest_fields(labels: Labels, items: list[dict], jobs, done: dict, probabi
     counts = Counter(r["label"] for r in items)
     per_split = {s: implied_pairs([r["label"] for r in items if r["split"] == s]) for s in SPLITS}
     calls = sum(1 for j in jobs if j.key in done) + (LABELSET_KEY in done)
-    masses = [done[j.key]["result"]["mass"] for j in jobs if j.key in done and done[j.key]["status"] == "ok"
-              and "distribution" in done[j.key]["result"]]
+    judged_lp = [done[j.key]["result"] for j in jobs if j.key in done and done[j.key]["status"] == "ok"
+                 and "distribution" in done[j.key]["result"]]
+    masses = [r["mass"] for r in judged_lp]
+    # how often each label's letter was missing from the top tokens: never seen at all means it is not one
+    # token for this model, or the model never considers that option
+    absent = Counter(n for r in judged_lp for n in r.get("absent", []))
     judged = {"logprobs": len(masses), "json": sum(1 for r in items if "distribution" not in r)}
     labelled_by = "logprobs" if not judged["json"] else "json" if not judged["logprobs"] else "mixed"
     return {"judge": "attribute", "layout": ITEMS, "columns": list(COLUMNS[ITEMS]), "unknown_label": UNKNOWN,
@@ -270,7 +277,8 @@ def manifest_fields(labels: Labels, items: list[dict], jobs, done: dict, probabi
             "implied_pairs": per_split,
             "label_probabilities": {**probabilities, "labelled_by": labelled_by if items else None,
                                     "items_judged": judged,
-                                    "mean_mass": round(sum(masses) / len(masses), 4) if masses else None}}
+                                    "mean_mass": round(sum(masses) / len(masses), 4) if masses else None,
+                                    "letter_absent": {n: absent.get(n, 0) for n in labels.names} if masses else None}}
 
 
 def check_usable(items: list[dict], pending: int, criterion: str) -> None:
@@ -293,6 +301,10 @@ def summary(m: dict) -> str:
     how = {"logprobs": "option log-probabilities", "json": "JSON replies", "mixed": "partly each way",
            None: "-"}[lp["labelled_by"]]
     mass = f", mean mass on the letters {lp['mean_mass']}" if lp["mean_mass"] is not None else ""
+    never = [n for n, k in (lp.get("letter_absent") or {}).items() if k == lp["items_judged"]["logprobs"]]
+    if never:
+        mass += (f"; WARNING: the letters of {never} never appeared among the top tokens (not one token for this "
+                 "model, or never considered)")
     return (f"  labels     {m['labels']['source']}: " + ", ".join(f"{k} {v}" for k, v in c.items())
             + f"\n  judged by  {how} ({lp['items_judged']['logprobs']} items with a distribution{mass})"
             + f"\n  implied    {m['implied_pairs']['train']['pairs']} train pairs "

@@ -9,8 +9,10 @@ puts them in order for ``projector.generate.stage`` and talks to the LLM through
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from projector.errors import ProjectorError
+from projector.files import write_json
 from projector.generate import attribute, labelquality, sampling
 from projector.llm.client import load_prompt
 from projector.llm.records import Job
@@ -136,4 +138,5 @@ def label_quality(llm, cfg, jobs, trusted, moved, done, records) -> dict:
     quality = base | labelquality.measure([yours[i] for i in ids], [r["result"] for r in ok], x, cfg.seed)
     for line in labelquality.report(quality, trusted.source):
         (log.warning if line.startswith("WARNING") else log.info)(line)
+    write_json(Path(cfg.out) / labelquality.FILE, quality)  # now, not at the end: the long run may be stopped
     return quality

@@ -17,12 +17,15 @@ answered, ``measure`` compares the LLM's labels with yours:
     on the same queries; the paired per-query gain and its bootstrap CI (``projector.train.candidates.paired_gain``).
     Fitted on half your items' LLM labels, the gain is measured low, never flattered.
 
+The figures go into OUT/label_quality.json as soon as they are measured (the long run may be stopped before
+manifest.json is written), and into manifest.json's ``label_quality`` at the end.
+
 ``verdict`` turns that into one line: expected to beat cosine (the CI above 0), expected to lose (accuracy under
 the majority rate, or the CI below 0), or cannot tell. A WARNING then suggests training on your labels.
 
 This module also reads the file for generate (``read``: ``projector.formats.labels.read_trusted_labels`` with the
-corpus's passages as the items; a one-passage document may be named by its document id), with the label set of
-``--labels`` when given (a label outside it is one error naming the file, line and field).
+corpus's passages as the items, so the file that generate reads is the one ``train --train-labels`` reads), with
+the label set of ``--labels`` when given (a label outside it is one error naming the file, line and field).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from projector.errors import DataError
 from projector.formats.labels import TrustedLabels, read_trusted_labels
 from projector.formats.pairs import UNKNOWN
 
+FILE = "label_quality.json"  # written into --out as soon as your items are answered (manifest.json: at the end)
 MAP_ALPHA = 1.0  # α of the LDA-beside-cosine map tried on the LLM's labels
 CONFIDENCE = 0.95  # of the bootstrap CI of the map's gain over cosine
 
@@ -45,36 +49,18 @@ CONFIDENCE = 0.95  # of the bootstrap CI of the map's gain over cosine
 def read(path, passages, labels=None) -> TrustedLabels:
     """Your labelled items, ids mapped onto the corpus's passage ids (a text the corpus does not hold keeps its
     ``text:`` id); with ``labels`` (``projector.generate.attribute.Labels``) each label normalised onto the set."""
-    items = {p.passage_id: {"text": p.text} for p in passages}
-    per_doc = Counter(p.doc_id for p in passages)
-    alias = {p.doc_id: p.passage_id for p in passages if per_doc[p.doc_id] == 1 and p.doc_id not in items}
-    trusted = read_trusted_labels(path, items | {a: items[pid] for a, pid in alias.items()}, None, role="trusted")
-    seen: dict[str, int] = {}
-    keep = []
-    for k, item_id in enumerate(trusted.ids):
-        pid = alias.get(item_id, item_id)
-        where = f"{trusted.source}:{trusted.lines[k]}"
-        if labels is not None:
-            name = labels.normalise(trusted.labels[k])
+    trusted = read_trusted_labels(path, {p.passage_id: {"text": p.text} for p in passages}, None, role="trusted")
+    if labels is not None:
+        for k, label in enumerate(trusted.labels):
+            name = labels.normalise(label)
             if name is None or name == UNKNOWN:
-                raise DataError(f"{where}: field 'label' {trusted.labels[k]!r} is not in the --labels set "
-                                f"{labels.names}; fix the label, or add it to --labels.")
+                raise DataError(f"{trusted.source}:{trusted.lines[k]}: field 'label' {label!r} is not in the "
+                                f"--labels set {labels.names}; fix the label, or add it to --labels.")
             trusted.labels[k] = name
-        if pid in seen:
-            if trusted.labels[seen[pid]] != trusted.labels[k]:
-                raise DataError(f"{where}: field 'id' {item_id!r} is item {pid!r}, labelled "
-                                f"{trusted.labels[seen[pid]]!r} at line {trusted.lines[seen[pid]]}; keep one label "
-                                "per item.")
-            continue
-        seen[pid] = k
-        keep.append(k)
-    out = TrustedLabels(trusted.source, [alias.get(trusted.ids[k], trusted.ids[k]) for k in keep],
-                        [trusted.texts[k] for k in keep], [trusted.labels[k] for k in keep],
-                        [trusted.lines[k] for k in keep])
-    if len(set(out.labels)) < 2:
-        raise DataError(f"{out.source}: every item has the label {out.labels[0]!r} on the label set; a criterion "
-                        "needs items of at least two labels.")
-    return out
+        if len(set(trusted.labels)) < 2:
+            raise DataError(f"{trusted.source}: every item has the label {trusted.labels[0]!r} on the --labels set; "
+                            "a criterion needs items of at least two labels.")
+    return trusted
 
 
 # ---------------------------------------------------------------------------------------------- measuring
