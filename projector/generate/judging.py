@@ -71,7 +71,8 @@ def item_jobs(llm, cfg, passages, labels, trusted, done, records, prompt):
         rest = rest[:left] + [p for p in rest[left:] if f"attr:{p.passage_id}" in done]
     chosen = first + rest
     letters = load_prompt("attribute-letters")
-    option_jobs = attribute.option_jobs(chosen, labels, cfg.criterion, letters) if attribute.letters_fit(labels) else None
+    option_jobs = (attribute.option_jobs(chosen, labels, cfg.criterion, letters) if attribute.letters_fit(labels)
+                   else None)
     probabilities = probabilities_mode(llm, cfg, labels, option_jobs, done, records)
     probabilities["prompt_version"] = letters.version if probabilities["mode"] == "logprobs" else None
     jobs = option_jobs if probabilities["mode"] == "logprobs" else attribute.item_jobs(chosen, labels, cfg.criterion,

@@ -14,6 +14,9 @@ Tasks:
          by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
          With --judge attribute the LLM instead names each item's value for CRITERION once (one of --labels,
          or a set it proposes from a sample); rows are items: id, text, label, split (projector.generate.attribute).
+         Where the endpoint returns log-probabilities the labels are asked as lettered options and each item
+         gets a distribution (--label-probabilities); --trusted-labels FILE asks your labelled items first and
+         says how well the LLM agrees before the long run (projector.generate.judging, .labelquality).
   --rewrite first rewrites every passage into plain content (prompt overridable); recorded in the manifest,
          to be applied the same way in production.
 
