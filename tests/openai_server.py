@@ -11,7 +11,15 @@ Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500",
 given code snippet"), for item labels
 "outside" (a value not in the label set; for grades, 7) and "spelling" (the label in other words and case), and
 in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
-routes (a batch completes on its second status check). Run standalone (for subprocess tests):
+routes (a batch completes on its second status check).
+
+Log-probabilities: with ``logprobs=True`` the server answers a request asking for them (``logprobs``,
+``top_logprobs``) as OpenAI does: one token and ``choices[0].logprobs.content[0].top_logprobs``. For lettered
+options ("Answer with the letter only") the group whose first word is the item's first word gets most of the
+probability (``letter_logprobs``), spelt "X" and " X" like real tokenizers, beside word tokens; an item
+matching no group spreads it evenly. Without it (the default, as servers that ignore the parameter) the
+reply carries no logprobs. Fault "wordy" puts no letter among the top tokens. Run standalone (for
+subprocess tests):
 
     python tests/openai_server.py --port-file PATH [--delay 0.05] [--faults 429,500,...]
 """
@@ -45,8 +53,23 @@ def questions_for(passage: str, n: int) -> list[str]:
     return [f"Question {i + 1} about {head}?" for i in range(n)]
 
 
+def letter_logprobs(prompt: str, top: int, fault: str | None = None) -> dict[str, float]:
+    """Top tokens of a lettered-options question: the matching group's letter first (see the module docstring)."""
+    groups = re.findall(r"^([A-Z])\. (.+)$", prompt.split("Groups:\n", 1)[1].split("\n\n", 1)[0], re.M)
+    item = re.search(r'Item:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
+    first = item.split()[0].lower() if item.split() else ""
+    match = next((letter for letter, name in groups if name.split()[0].lower() == first), None)
+    out = {"The": -4.0, "Answer": -4.5, "This": -5.0}
+    if fault != "wordy":
+        for letter, _ in groups:
+            lp = (-0.15 if letter == match else -5.0) if match else -1.6  # sums to < 1 with the rest
+            out[letter], out[" " + letter] = lp, lp - 4.0
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
+
+
 class FakeOpenAI:
-    def __init__(self, faults=(), delay: float = 0.0, hang_seconds: float = 5.0):
+    def __init__(self, faults=(), delay: float = 0.0, hang_seconds: float = 5.0, logprobs: bool = False):
+        self.logprobs = logprobs
         self.faults = deque(faults)
         self.delay, self.hang_seconds = delay, hang_seconds
         self.requests = 0
@@ -79,6 +102,8 @@ class FakeOpenAI:
 
     def answer(self, body: dict, fault: str | None) -> str:
         prompt = body["messages"][0]["content"]
+        if "Answer with the letter only" in prompt:  # lettered options: the most likely letter
+            return next(iter(letter_logprobs(prompt, 1, fault))).strip()
         if "Rewrite the text below" in prompt:
             text = re.search(r'Text:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
             return json.dumps({"text": "PLAIN " + " ".join(text.split())})
@@ -127,10 +152,19 @@ class FakeOpenAI:
             return json.dumps({"answer": "no questions here"})
         return self.answer(body, fault)
 
-    def completion(self, body: dict, content: str) -> dict:
+    def completion(self, body: dict, content: str, fault: str | None = None) -> dict:
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+        if self.logprobs and body.get("logprobs"):
+            prompt = body["messages"][0]["content"]
+            top = (letter_logprobs(prompt, body.get("top_logprobs") or 1, fault)
+                   if "Answer with the letter only" in prompt else {content[:4]: -0.1})
+            first = next(iter(top))
+            choice["logprobs"] = {"content": [{"token": first, "logprob": top[first], "bytes": None, "top_logprobs": [
+                {"token": t, "logprob": lp, "bytes": None} for t, lp in top.items()]}]}
+            choice["message"]["content"] = first.strip()
         return {"id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake-model"),
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(content) // 4,
                           "total_tokens": len(json.dumps(body)) // 4 + len(content) // 4}}
 
@@ -257,7 +291,7 @@ class FakeOpenAI:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     self.connection.close()
                     return
-                self._send(200, server.completion(body, server.content_for(body, fault)))
+                self._send(200, server.completion(body, server.content_for(body, fault), fault))
 
         return Handler
 
@@ -267,9 +301,10 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--faults", default="")
+    ap.add_argument("--logprobs", action="store_true")
     args = ap.parse_args()
     faults = [f for f in args.faults.split(",") if f]
-    with FakeOpenAI(faults, delay=args.delay) as srv:
+    with FakeOpenAI(faults, delay=args.delay, logprobs=args.logprobs) as srv:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(srv.port))

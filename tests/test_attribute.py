@@ -32,8 +32,8 @@ def make_items(tmp_path, n=40, kinds=KINDS):
 def config(tmp_path, server, corpus, **kw):
     base = dict(corpus=str(corpus), id_field="id", out=str(tmp_path / "out"), base_url=server.base_url,
                 model="fake-model", task="pairs", judge="attribute", criterion="have the same kind",
-                timeout=2.0, concurrency=3, backoff=0.05)
-    base.update(kw)
+                timeout=2.0, concurrency=3, backoff=0.05, label_probabilities="off")  # JSON replies (see
+    base.update(kw)                                                                # tests/test_label_probabilities.py)
     return GenerateConfig(**base)
 
 
@@ -113,7 +113,8 @@ def test_a_criterion_the_llm_cannot_apply_exits_2_and_keeps_the_records(tmp_path
     with FakeOpenAI() as srv:
         cmd = [sys.executable, "-m", "projector.generate", "--corpus", str(corpus), "--id-field", "id",
                "--out", str(tmp_path / "out"), "--base-url", srv.base_url, "--model", "fake-model",
-               "--task", "pairs", "--judge", "attribute", "--criterion", "have the same kind", "--labels", labels]
+               "--task", "pairs", "--judge", "attribute", "--criterion", "have the same kind", "--labels", labels,
+               "--label-probabilities", "off"]
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=120)
     assert p.returncode == 2, p.stderr
     assert message in p.stderr.strip().splitlines()[-1]

@@ -1,7 +1,8 @@
 """Labels you trust: items that you (or your users, or a curated source) placed under the criterion yourselves.
 
     LABELS.jsonl   one JSON object a line:
-                     "id"     an item of the items folder (its ``id`` column), or
+                     "id"     an item of the items folder (its ``id`` column, a passage id ``DOC#k``; a
+                              document of one passage may be named by its document id ``DOC``), or
                      "text"   the item's text (an item the folder does not hold is taken as it is)
                      "label"  its value under the criterion: one of the folder's label set when it has one
 
@@ -78,6 +79,8 @@ def read_trusted_labels(path, items: dict[str, dict] | None = None, label_names=
             raise DataError(f"{where}: field 'label' is {UNKNOWN!r}: leave out the items you cannot place.")
         if "id" in row:
             item_id = str(row["id"])
+            if item_id not in items and f"{item_id}#0" in items and f"{item_id}#1" not in items:
+                item_id = f"{item_id}#0"  # a document of one passage, named by its document id
             if item_id not in items:
                 hint = f"; ids look like {next(iter(items))!r}" if items else ""
                 raise DataError(f"{where}: field 'id' {item_id!r} is no item of the items folder{hint} "

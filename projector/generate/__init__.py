@@ -4,7 +4,8 @@ under a criterion).
     python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs
 
 Rooms: ``stage`` (the command: config -> jobs -> records -> pairs folder), ``qa`` (questions a passage answers),
-``attribute`` (one label per item under a criterion), ``teach`` (the LLM grades questions and judges hard
+``attribute`` (one label per item under a criterion), ``judging`` (the order of an attribute run: label set,
+your labelled items first, JSON or option log-probabilities), ``labelquality`` (the LLM against your labels), ``teach`` (the LLM grades questions and judges hard
 negatives: the ``projector teach`` stage), ``sampling`` (which passages to ask about).
 """
 

@@ -12,7 +12,11 @@ This module owns:
     "unknown"/unsure answers are kept as ``UNKNOWN``, never guessed; a value outside the set is re-asked;
   - the jobs (``projector.llm.records.Job``): the label-set proposal and one per item (prompt: shared part
     first, the item text last and truncated to ``ITEM_CHARS``, so llama.cpp's prefix cache reuses the
-    shared part from one call to the next);
+    shared part from one call to the next). An item is asked one of two ways: a JSON reply naming the label
+    (``item_jobs``), or, where the endpoint returns log-probabilities (``--label-probabilities``), the label
+    set as lettered options and one token's top log-probabilities read as a distribution over the set
+    (``option_jobs``, ``projector.llm.options``: no "unknown" there, every item gets a distribution; the
+    record's result holds ``label`` (the argmax), ``distribution`` and ``mass``);
   - the output rows (``projector.formats.pairs`` layout ``items``; pairs are not materialised), the manifest fields
     (label set, counts per label, implied pairs) and the bad-input checks (a criterion the LLM cannot
     apply, a single class).
@@ -31,6 +35,7 @@ from pydantic import BaseModel
 from projector.errors import DataError, ProjectorError
 from projector.llm.client import InvalidReply
 from projector.formats.pairs import COLUMNS, ITEMS, SPLITS, UNKNOWN, item_row
+from projector.llm import options
 from projector.llm.records import Job, finished
 
 LABELSET_KEY = "labelset"  # the records.jsonl key of the label-set proposal
@@ -44,6 +49,15 @@ _UNSURE = {"unknown", "unsure", "not sure", "none", "n a", "na", "not applicable
 
 class Attribute(BaseModel):
     label: str
+
+
+class Distribution(BaseModel):
+    """An item judged with log-probabilities: the argmax label, the distribution over the label set, and the
+    probability mass the model put on the option letters at all."""
+    label: str
+    distribution: dict[str, float]
+    mass: float
+    absent: list[str] = []  # labels whose letter was not among the top tokens (given the floor)
 
 
 class LabelSet(BaseModel):
@@ -188,17 +202,49 @@ def item_jobs(chosen, labels: Labels, criterion: str, prompt) -> list[Job]:
                 Attribute, check, schema) for p in chosen]
 
 
+def _option_checker(labels: Labels):
+    letters = options.LETTERS[:len(labels.names)]
+
+    def check(value: options.TopLogprobs) -> Distribution:
+        try:
+            probs, mass = options.distribution(value.top_logprobs, letters)
+        except ValueError as e:
+            raise InvalidReply(str(e)) from None
+        dist = {n: round(p, 6) for n, p in zip(labels.names, probs)}
+        seen = options.letter_logprobs(value.top_logprobs, letters)
+        return Distribution(label=max(dist, key=dist.get), distribution=dist, mass=round(mass, 6),
+                            absent=[n for ch, n in zip(letters, labels.names) if ch not in seen])
+
+    return check
+
+
+def option_jobs(chosen, labels: Labels, criterion: str, prompt) -> list[Job]:
+    """One job per chosen item asking for one letter's log-probabilities (keys as ``item_jobs``': a run resumes
+    across the two ways of asking, each item answered once)."""
+    listing = options.options_listing(labels.names)
+    check = _option_checker(labels)
+    return [Job(f"attr:{p.passage_id}", {"passage_id": p.passage_id},
+                prompt.render(criterion=criterion, options=listing, text=_short(p.text, ITEM_CHARS)),
+                options.TopLogprobs, check, logprobs=options.TOP_LOGPROBS) for p in chosen]
+
+
+def letters_fit(labels: Labels) -> bool:
+    """Whether the label set can be asked as lettered options (A..Z)."""
+    return len(labels.names) <= len(options.LETTERS)
+
+
 # ---------------------------------------------------------------------------------------------- outputs
 
 
 def rows(jobs, done: dict, passages, split_of) -> tuple[list[dict], int]:
-    """Labelled items from the recorded results (unknown kept as ``UNKNOWN``), and the number failed."""
+    """Labelled items from the recorded results (unknown kept as ``UNKNOWN``; the distribution where the item
+    was judged with log-probabilities), and the number failed."""
     by_id = {p.passage_id: p for p in passages}
     ok, failed = finished(jobs, done)
     out = []
     for rec in ok:
         p = by_id[rec["passage_id"]]
-        out.append(item_row(p, rec["result"]["label"], split_of[p.passage_id]))
+        out.append(item_row(p, rec["result"]["label"], split_of[p.passage_id], rec["result"].get("distribution")))
     return out, failed
 
 
@@ -210,14 +256,29 @@ def implied_pairs(labels: list[str]) -> dict:
     return {"pairs": n * (n - 1) // 2, "positives": same}
 
 
-def manifest_fields(labels: Labels, items: list[dict], jobs, done: dict) -> dict:
+def manifest_fields(labels: Labels, items: list[dict], jobs, done: dict, probabilities: dict) -> dict:
+    """``probabilities``: how this run asked (``mode``: "logprobs" or "json", and why); what the records say
+    (items judged each way, mean mass on the letters) is added here, so a folder labelled partly each way
+    (a resume with another --label-probabilities) says so."""
     counts = Counter(r["label"] for r in items)
     per_split = {s: implied_pairs([r["label"] for r in items if r["split"] == s]) for s in SPLITS}
     calls = sum(1 for j in jobs if j.key in done) + (LABELSET_KEY in done)
+    judged_lp = [done[j.key]["result"] for j in jobs if j.key in done and done[j.key]["status"] == "ok"
+                 and "distribution" in done[j.key]["result"]]
+    masses = [r["mass"] for r in judged_lp]
+    # how often each label's letter was missing from the top tokens: never seen at all means it is not one
+    # token for this model, or the model never considers that option
+    absent = Counter(n for r in judged_lp for n in r.get("absent", []))
+    judged = {"logprobs": len(masses), "json": sum(1 for r in items if "distribution" not in r)}
+    labelled_by = "logprobs" if not judged["json"] else "json" if not judged["logprobs"] else "mixed"
     return {"judge": "attribute", "layout": ITEMS, "columns": list(COLUMNS[ITEMS]), "unknown_label": UNKNOWN,
             "labels": labels.record(), "item_chars": ITEM_CHARS, "llm_calls": calls,
             "label_counts": {n: counts.get(n, 0) for n in [*labels.names, UNKNOWN]},
-            "implied_pairs": per_split}
+            "implied_pairs": per_split,
+            "label_probabilities": {**probabilities, "labelled_by": labelled_by if items else None,
+                                    "items_judged": judged,
+                                    "mean_mass": round(sum(masses) / len(masses), 4) if masses else None,
+                                    "letter_absent": {n: absent.get(n, 0) for n in labels.names} if masses else None}}
 
 
 def check_usable(items: list[dict], pending: int, criterion: str) -> None:
@@ -236,6 +297,15 @@ def check_usable(items: list[dict], pending: int, criterion: str) -> None:
 
 def summary(m: dict) -> str:
     c = m["label_counts"]
+    lp = m["label_probabilities"]
+    how = {"logprobs": "option log-probabilities", "json": "JSON replies", "mixed": "partly each way",
+           None: "-"}[lp["labelled_by"]]
+    mass = f", mean mass on the letters {lp['mean_mass']}" if lp["mean_mass"] is not None else ""
+    never = [n for n, k in (lp.get("letter_absent") or {}).items() if k == lp["items_judged"]["logprobs"]]
+    if never:
+        mass += (f"; WARNING: the letters of {never} never appeared among the top tokens (not one token for this "
+                 "model, or never considered)")
     return (f"  labels     {m['labels']['source']}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+            + f"\n  judged by  {how} ({lp['items_judged']['logprobs']} items with a distribution{mass})"
             + f"\n  implied    {m['implied_pairs']['train']['pairs']} train pairs "
               f"({m['implied_pairs']['train']['positives']} same-label) from {m['llm_calls']} LLM calls")

@@ -14,6 +14,9 @@ Tasks:
          by the LLM: "similar in the sense of CRITERION?". Rows: text_a, text_b, id_a, id_b, label, reason.
          With --judge attribute the LLM instead names each item's value for CRITERION once (one of --labels,
          or a set it proposes from a sample); rows are items: id, text, label, split (projector.generate.attribute).
+         Where the endpoint returns log-probabilities the labels are asked as lettered options and each item
+         gets a distribution (--label-probabilities); --trusted-labels FILE asks your labelled items first and
+         says how well the LLM agrees before the long run (projector.generate.judging, .labelquality).
   --rewrite first rewrites every passage into plain content (prompt overridable); recorded in the manifest,
          to be applied the same way in production.
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projector.generate import attribute
+from projector.generate import judging
 from projector import cli
 from projector.generate import qa
 from projector.generate import sampling
@@ -48,7 +52,6 @@ from projector.llm.client import Judgement, Rewrite, load_prompt
 from projector.llm.records import Job, RecordLog, finished
 from projector.llm.replies import rewrite_checker
 from projector.llm.runner import Endpoint, EndpointOptions, run_jobs
-
 
 @dataclass
 class GenerateConfig(EndpointOptions):
@@ -95,6 +98,16 @@ class GenerateConfig(EndpointOptions):
                                            "and spellings are merged onto each name; unsure answers are kept as "
                                            "unknown); None: the LLM proposes a set once from a sample of train "
                                            "items")
+    label_probabilities: str = option("auto", choices=("auto", "on", "off"),
+                                      help="attribute: ask each item with the labels as lettered options and read "
+                                           "one token's log-probabilities as a distribution over the label set "
+                                           "(kept in records.jsonl and the items' confidence/distribution "
+                                           "columns; no unknown); auto: if a probe at the start finds the "
+                                           "endpoint returns them, else JSON replies; off: JSON replies")
+    trusted_labels: str | None = option(None, help="attribute: JSON lines of items you labelled yourself ('id' or "
+                                                   "'text', and 'label'): asked first, the LLM's agreement with "
+                                                   "them said before the long run and kept in manifest.json "
+                                                   "(label_quality); without --labels their labels are the set")
     neighbours: int = option(3, help="pairs: nearest neighbours per item under the frozen encoder as candidates "
                                      "(likely positives)")
     random_pairs: int = option(2, help="pairs: random partners per item as candidates (likely negatives)")
@@ -163,7 +176,9 @@ def generate(config: GenerateConfig) -> dict:
     done = records.load(retry_failed=cfg.retry_failed)
     split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
 
-    with Endpoint(cfg) as llm:
+    trusted, moved = judging.read_trusted(cfg, passages, split_of) if attr and cfg.trusted_labels else (None, [])
+
+    with Endpoint(cfg, logprobs=attr and cfg.label_probabilities != "off") as llm:
         # Optional rewrite of every passage: the main task then sees the rewritten text.
         if rewrite_prompt is not None:
             jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
@@ -180,10 +195,10 @@ def generate(config: GenerateConfig) -> dict:
             # since, e.g. the reply form's placeholders): it would have no question otherwise.
             for key in qa.refused(jobs, done):
                 del done[key]
-        elif attr:  # one call per item; see projector.generate.attribute
-            labels = _label_set(llm, cfg, passages, split_of, done, records)
-            jobs = attribute.item_jobs(sampling.uniform(passages, cfg.max_items, cfg.seed), labels, cfg.criterion,
-                                       task_prompt)
+        elif attr:  # one call per item, your labelled items first; see projector.generate.attribute
+            labels = judging.label_set(llm, cfg, passages, split_of, done, records, trusted)
+            jobs, probabilities = judging.item_jobs(llm, cfg, passages, labels, trusted, done, records, task_prompt)
+            quality = judging.label_quality(llm, cfg, jobs, trusted, moved, done, records) if trusted else None
         else:
             jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
         run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
@@ -201,7 +216,9 @@ def generate(config: GenerateConfig) -> dict:
     if examples:
         manifest.update(examples.manifest_fields())
     if attr:
-        manifest.update(attribute.manifest_fields(labels, rows, jobs, done))
+        manifest.update(attribute.manifest_fields(labels, rows, jobs, done, probabilities))
+        if trusted:
+            manifest["label_quality"] = quality
     write_json(out / "manifest.json", manifest)
     _print_summary(manifest, rows, cfg.task)
     if attr:
@@ -220,19 +237,6 @@ def _qa_sample(passages, cfg, out: Path):
 
         return sampling.cover(passages, cfg.max_passages, cfg.seed, lambda texts: embed(texts, cfg.encoder), out)
     return sampling.uniform(passages, cfg.max_passages, cfg.seed)
-
-
-def _label_set(llm, cfg, passages, split_of, done, records) -> attribute.Labels:
-    """--labels, else the set the LLM proposes once from a seeded sample of train items (recorded: a resume
-    keeps it)."""
-    if cfg.labels is not None:
-        return attribute.Labels.parse(cfg.labels)
-    prompt = load_prompt("labelset")
-    train = [p for p in passages if split_of[p.passage_id] == "train"] or list(passages)
-    shown = sampling.uniform(train, attribute.SAMPLE_ITEMS, cfg.seed, salt="labelset")
-    run_jobs(llm, [attribute.labelset_job(cfg.criterion, shown, prompt)], done, records, cfg,
-              "proposing the label set")
-    return attribute.proposed_labels(done.get(attribute.LABELSET_KEY), prompt)
 
 
 def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
@@ -366,6 +370,8 @@ def _check_config(cfg: GenerateConfig) -> None:
         raise ProjectorError("--judge attribute labels items for --task pairs; add --task pairs.")
     if cfg.labels is not None:
         attribute.Labels.parse(cfg.labels)  # an empty or ambiguous set is refused before any call
+    if cfg.trusted_labels is not None and cfg.judge != "attribute":
+        raise ProjectorError("--trusted-labels are compared with the LLM's item labels; add --judge attribute.")
     if cfg.task == "pairs" and not (cfg.criterion and cfg.criterion.strip()):
         raise ProjectorError("--task pairs needs --criterion, the sense of similarity to judge "
                              '(e.g. --criterion "same nationality").')

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import string
@@ -211,9 +212,14 @@ class ChatClient:
 
     async def _send(self, messages, schema, result: CallResult, json_schema: dict | None = None) -> str:
         """One reply text, retrying transient faults with backoff; raises LLMError when they persist."""
+        choice = await self._send_body(self.request_body(messages, schema, json_schema), result)
+        return choice.message.content or ""
+
+    async def _send_body(self, kwargs: dict, result: CallResult):
+        """The first choice of the reply to request body ``kwargs``, retrying transient faults with backoff;
+        raises LLMError when they persist."""
         import openai
 
-        kwargs = self.request_body(messages, schema, json_schema)
         for attempt in range(self.max_retries + 1):
             result.attempts += 1
             retry_after = None
@@ -224,7 +230,7 @@ class ChatClient:
                     result.completion_tokens += resp.usage.completion_tokens or 0
                 if not resp.choices:
                     raise InvalidReply("the reply has no choices")
-                return resp.choices[0].message.content or ""
+                return resp.choices[0]
             except openai.RateLimitError as e:
                 kind, retry_after = "429", _retry_after(e)
             except openai.APITimeoutError:
@@ -279,6 +285,42 @@ class ChatClient:
             return result
         if best_partial is not None:
             result.ok, result.value, result.partial = True, best_partial, True
+        return result
+
+
+    def logprobs_body(self, prompt: str, top_logprobs: int) -> dict:
+        """One token, its top log-probabilities, no JSON constraint (a grammar would force '{' first)."""
+        return dict(model=self.model, messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=1,
+                    logprobs=True, top_logprobs=top_logprobs)
+
+    async def ask_logprobs(self, prompt: str, top_logprobs: int,
+                           validate: Callable[[BaseModel], BaseModel] | None = None) -> CallResult:
+        """The first reply token's top log-probabilities (``projector.llm.options.TopLogprobs``), passed through
+        ``validate``; one evaluation, never re-asked (the same prompt gives the same distribution). ``raw`` keeps
+        what the endpoint said (the token and its top log-probabilities) for the record."""
+        from projector.llm.options import TopLogprobs
+
+        result = CallResult(ok=False)
+        try:
+            choice = await self._send_body(self.logprobs_body(prompt, top_logprobs), result)
+        except (LLMError, InvalidReply) as e:
+            result.error = str(e)
+            return result
+        content = (getattr(choice.logprobs, "content", None) or [None])[0] if choice.logprobs else None
+        top = {}
+        for t in (getattr(content, "top_logprobs", None) or []):
+            top[t.token] = max(top.get(t.token, -math.inf), t.logprob)
+        result.raw = json.dumps({"content": choice.message.content, "top_logprobs": top}, ensure_ascii=False)
+        if not top:
+            result.invalid, result.error = 1, "the reply has no top_logprobs (the endpoint does not return them)"
+            return result
+        try:
+            value = TopLogprobs(token=content.token, top_logprobs=top)
+            result.value = validate(value) if validate is not None else value
+        except InvalidReply as e:
+            result.invalid, result.error = 1, str(e)
+            return result
+        result.ok = True
         return result
 
 

@@ -45,6 +45,7 @@ class Job:
     schema: type  # the pydantic model of the reply
     validate: object  # callable(value) -> value, raising projector.llm.client.InvalidReply
     json_schema: dict | None = None  # a tighter schema for the server to enforce (default: the pydantic one)
+    logprobs: int | None = None  # ask for one token's top log-probabilities instead (this many; ``validate`` reads them)
 
 
 def make_record(job: Job, *, model: str, ok: bool, result: dict | None, raw: str | None, attempts: int, invalid: int,

@@ -49,8 +49,9 @@ class EndpointOptions:
 class Endpoint:
     """The configured endpoint, connected on first use: a finished run never starts the embedded server."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, logprobs: bool = False):
         self.cfg = cfg
+        self.logprobs = logprobs  # the embedded server keeps every token's logits, so replies can carry log-probs
         self.client, self.endpoint, self._server = None, None, None
 
     def get(self) -> ChatClient:
@@ -78,7 +79,7 @@ class Endpoint:
             # Requests to our own server must not go through a proxy set for the outside world.
             no_proxy = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
             os.environ["NO_PROXY"] = ",".join(no_proxy + ["127.0.0.1", "localhost"])
-            self._server = LocalServer(cfg.local_model)
+            self._server = LocalServer(cfg.local_model, logits_all=self.logprobs)
             self._server.__enter__()
             self.client = ChatClient(self._server.base_url, self._server.model_name, None,
                                      response_format="json_object+schema" if fmt == "auto" else fmt, **common)
@@ -122,7 +123,8 @@ async def _run_async(client, pending, done, records, cfg, label):
     async def one(job):
         async with sem:
             sent = time.monotonic()
-            res = await client.ask(job.prompt, job.schema, job.validate, job.json_schema)
+            res = (await client.ask_logprobs(job.prompt, job.logprobs, job.validate) if job.logprobs else
+                   await client.ask(job.prompt, job.schema, job.validate, job.json_schema))
             return job, res, time.monotonic() - sent
 
     tasks = [asyncio.create_task(one(j)) for j in pending]

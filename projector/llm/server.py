@@ -280,6 +280,9 @@ class LocalServer:
                 the usable CPUs (max 8).
     startup_timeout : seconds to wait for the model to load and the server to answer.
     log_path : where the server's stdout/stderr go; None = a temp file (kept, its path in ``log_path``).
+    logits_all : keep every token's logits, which llama-cpp-python needs to answer ``logprobs`` (option
+                 log-probabilities, ``projector.llm.options``); off by default: it costs a vocab-sized matmul per
+                 prompt token and n_ctx x vocab x 4 bytes of (lazily touched) memory.
 
     Attributes
     ----------
@@ -288,8 +291,9 @@ class LocalServer:
     """
 
     def __init__(self, model: str | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 startup_timeout: float = 180, log_path=None):
+                 startup_timeout: float = 180, log_path=None, logits_all: bool = False):
         self.model = model
+        self.logits_all = logits_all
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.startup_timeout = startup_timeout
@@ -326,9 +330,11 @@ class LocalServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
                "--model_alias", name, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx),
                "--n_threads", threads, "--n_threads_batch", threads,
-               # Logits only for the last token: all-token logits (the server's default, for `logprobs`)
-               # cost n_ctx x vocab x 4 bytes (2.5 GB at n_ctx=4096) and a vocab-sized matmul per prompt token.
-               "--logits_all", "False"]
+               # Logits only for the last token unless replies must carry log-probabilities: all-token logits
+               # (the server's default; llama-cpp-python refuses `logprobs` without them) cost n_ctx x vocab x 4
+               # bytes (2.5 GB at n_ctx=4096, touched only as far as prompts reach) and a vocab-sized matmul per
+               # prompt token.
+               "--logits_all", str(bool(self.logits_all))]
         logger.info("starting local LLM %s on 127.0.0.1:%d (log: %s)", name, port, self.log_path)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
