@@ -139,10 +139,10 @@ def test_your_labels_are_asked_first_and_their_quality_is_kept(tmp_path, caplog)
     assert set(q["map_vs_cosine"]) >= {"cosine_map", "map_map", "gain", "ci"} and q["verdict"] in (
         "beats cosine", "cannot tell")
     split = {r["id"]: s for s, part in load_items(tmp_path / "out").items() for r in part}
-    assert all(split[i] != "test" for i in mine) and set(q["moved_to_train"]) <= mine
+    assert all(split[i] == "train" for i in mine) and set(q["moved_to_train"]) <= mine
     said = "\n".join(r.message for r in caplog.records)
     assert "label quality on 16 of your labels" in said and "yours 'other' -> LLM 'alpha' 4" in said
-    assert "WARNING" not in said or "validation items" in said
+    assert "are validation items" not in said
 
 
 def test_labels_of_the_wrong_kind_warn_before_the_long_run(tmp_path, caplog):

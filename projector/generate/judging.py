@@ -39,22 +39,17 @@ def label_set(llm, cfg, passages, split_of, done, records, trusted=None) -> attr
 
 def read_trusted(cfg, passages, split_of) -> tuple:
     """--trusted-labels read (bad input: one DataError naming file, line and field, before any LLM call). Your
-    items the split hash put into test move to train (training would use them: they must not be test items);
-    validation ones are warned about, as train --train-labels does."""
+    items the split hash put into test or validation move to train: training uses them (never a test item), and
+    a validation split labelled by the LLM that held your items would flatter a map trained on them."""
     given = attribute.Labels.parse(cfg.labels) if cfg.labels is not None else None
     trusted = labelquality.read(cfg.trusted_labels, passages, given)
     corpus = [i for i in trusted.ids if i in split_of]
-    moved = [i for i in corpus if split_of[i] == "test"]
+    moved = [i for i in corpus if split_of[i] != "train"]
     for i in moved:
         split_of[i] = "train"
-    val = [i for i in corpus if split_of[i] == "validation"]
     log.info("%d labelled items in %s: %d in the corpus (asked first), %d not in it (not asked)%s",
              len(trusted), trusted.source, len(corpus), len(trusted) - len(corpus),
-             f"; {len(moved)} would have been test items and are train items instead" if moved else "")
-    if val:
-        log.warning("WARNING: %d of your %d labelled items are validation items of this folder: train "
-                    "--train-labels %s on it then flatters validation (give train --validation-labels, or hold "
-                    "them out)", len(val), len(corpus), trusted.source)
+             f"; {len(moved)} would have been test or validation items and are train items instead" if moved else "")
     return trusted, moved
 
 
