@@ -1,7 +1,7 @@
 """notebooks/walkthrough.ipynb executes top to bottom without an error (so it cannot rot).
 
 The notebook drives the real embedded local LLM (a dozen passages, a rewrite of three, then the criterion
-demo's 40 attribute labels of bundled Debian programs): minutes on 2 cores, hence marked `llm`. It runs on a
+demo's 150 attribute judgments of bundled Debian programs, 40 of them with labels standing in for yours): minutes on 2 cores, hence marked `llm`. It runs on a
 temp copy, in a fresh kernel, with its runs written under the test's temp folder; the committed notebook is
 never modified. Run alone: pytest tests/test_notebook.py
 """
@@ -42,7 +42,8 @@ def test_walkthrough_notebook_runs_without_error(tmp_path, repo, monkeypatch):
     assert "generate:" in text and "train:" in text and "same nationality" in text and "before (original_text)" in text
     # The criterion demo got to its last line: cosine vs projector on the held-out, human-labelled programs.
     assert "generate --judge attribute:" in text and "criterion demo (150 held-out programs" in text
-    assert "cosine mAP" in text and "projector mAP" in text
+    assert "cosine mAP" in text and "projector mAP" in text and "the LLM's labels alone" in text
+    assert "the LLM agrees with your labels on" in text  # label quality, said before the long run
     assert os.path.isfile(tmp_path / "runs" / "criterion" / "eval" / "report.json")
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the report's plots are shown inline"

@@ -87,6 +87,18 @@ def test_trusted_validation_labels_see_what_the_llm_validation_split_cannot(fold
     assert judged["validation"]["cosine"][key] != pytest.approx(own["validation"]["cosine"][key])
 
 
+def test_items_you_validate_on_never_train_under_the_llms_label(folder, trusted_files, tmp_path):
+    """--validation-labels naming items of the folder's train split: they leave the LLM's training set (trained
+    on under the LLM's label, they would flatter the validation that judges the map)."""
+    from projector.train import train
+
+    yours, _ = trusted_files                                              # 18 of the folder's train items
+    s = train(pairs=str(folder), out=str(tmp_path / "m"), validation_labels=str(yours), epochs=2, **QUICK)
+    mine = {json.loads(x)["id"] for x in yours.read_text().splitlines()}
+    known = [r for r in P.load_items(folder)["train"] if r["label"] != P.UNKNOWN]
+    assert s["trained_on"]["pairs"] == len([r for r in known if r["id"] not in mine]) < len(known)
+
+
 def test_keep_llm_train_adds_the_llm_labels_of_other_items(folder, trusted_files, tmp_path):
     from projector.train import train
 

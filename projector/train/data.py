@@ -11,6 +11,7 @@ content-keyed cache (``projector.embed``): a second run embeds nothing.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def embed_items(pairs: Pairs, cfg, device: torch.device, trusted: TrustedLabels 
     ``--keep-llm-train`` (see ``ItemSources``). ``trusted_val`` (``--validation-labels``) validates in place of
     the folder's validation split; with ``--train-labels`` alone, your labels validate too, by repeated
     half-splits (``projector.train.crossfit``), and ``data.val`` holds them for the calibration."""
-    sources = ItemSources(pairs, cfg, trusted)
+    sources = ItemSources(pairs, cfg, trusted, held_out=set(trusted_val.ids) if trusted_val is not None else set())
     texts, labels = sources.training_set()
     x = embedder(cfg)(texts, cfg.query_template, "train-items").to(device)                 # (n, d)
     data = item_data(x, labels, label_ids(labels))
@@ -171,9 +172,11 @@ class ItemSources:
     builds the set from a subset of your labels (rows), so that a validation on your labels can leave some out
     and refit everything else the same way (``projector.train.crossfit``)."""
 
-    def __init__(self, pairs: Pairs, cfg, trusted: TrustedLabels | None):
+    def __init__(self, pairs: Pairs, cfg, trusted: TrustedLabels | None, held_out: set = frozenset()):
         self.trusted, self.cfg, self.notes = trusted, cfg, {}
-        exclude = set(trusted.ids) if trusted is not None else set()
+        # your items never train with the LLM's label: yours replace it, and a validation item (``held_out``:
+        # --validation-labels) trained on under the LLM's label would flatter the validation
+        exclude = (set(trusted.ids) if trusted is not None else set()) | set(held_out)
         self.mode = ("llm" if trusted is None else "yours" if not cfg.keep_llm_train else
                      "yours+relabelled-llm" if cfg.relabel_llm else "yours+llm")
         self.llm_texts, self.llm_labels = llm_train_items(pairs, cfg, exclude, keep_unknown=self.mode.endswith(
@@ -190,7 +193,9 @@ class ItemSources:
 
         cols, cfg, e = pairs.splits["train"], self.cfg, embedder(self.cfg)
         rows = [i for i, item_id in enumerate(cols["id"]) if item_id not in exclude]
-        names = (pairs.manifest.get("labels") or {}).get("names") or sorted(set(cols["label"]) - {UNKNOWN})
+        dists = [d for d in cols.get("distribution") or [] if d]
+        names = ((pairs.manifest.get("labels") or {}).get("names") or (list(json.loads(dists[0])) if dists else None)
+                 or sorted(set(cols["label"]) - {UNKNOWN}))  # the LLM's label set, its distributions' columns
         none = [None] * len(cols["id"])
         judged = {i: (label, dist) for s in pairs.splits.values()
                   for i, label, dist in zip(s["id"], s["label"], s.get("distribution") or [None] * len(s["id"]))}
