@@ -93,6 +93,11 @@ def configure(encoder: str, *, base_url: str | None = None, dimensions: int | No
     return spec
 
 
+def is_configured(encoder: str) -> bool:
+    """Whether this process registered how ``encoder`` is reached (a stage's flags, an artifact)."""
+    return encoder in _specs
+
+
 def spec_of(encoder: str) -> EndpointSpec:
     """The registered spec of ``encoder``, else one from the environment's defaults."""
     return _specs.get(encoder) or configure(encoder)
@@ -235,10 +240,18 @@ class EndpointEncoder:
                    disable=None if show and len(texts) > 1 else True)
         tokens = 0
 
+        failed = False  # after a permanent error, requests waiting for the gate are not sent
+
         async def one(rng: range):
-            nonlocal tokens
+            nonlocal tokens, failed
             async with gate:
-                vecs, used = await self._request(client, [texts[i] for i in rng], key)
+                if failed:
+                    return
+                try:
+                    vecs, used = await self._request(client, [texts[i] for i in rng], key)
+                except BaseException:
+                    failed = True
+                    raise
             take(rng, vecs)
             tokens += used
             bar.update(len(rng))
@@ -334,4 +347,4 @@ def _scrub(text: str, key: str | None) -> str:
 
 
 __all__ = ["PREFIX", "EncoderOptions", "EndpointEncoder", "EndpointSpec", "check_reply", "configure",
-           "configure_from_meta", "endpoint_encoder", "is_endpoint", "request_batches", "spec_of"]
+           "configure_from_meta", "endpoint_encoder", "is_configured", "is_endpoint", "request_batches", "spec_of"]

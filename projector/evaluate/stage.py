@@ -45,6 +45,7 @@ from projector.evaluate import baselines as B
 from projector import cli
 from projector.evaluate import labelled as L
 from projector.cli import option
+from projector.embed.endpoint import EncoderOptions
 from projector.formats.corpus import read_jsonl
 from projector.errors import ArtifactError, DataError
 from projector.metrics import (best_threshold, bootstrap_ci, bootstrap_stat_ci, calibration, pair_stat, reliability,
@@ -56,7 +57,7 @@ log = logging.getLogger("projector.evaluate")
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EncoderOptions):  # + the endpoint encoder's --encoder-* flags
     models: list[str] = option(default_factory=list, flag="--model",
                                help="trained projection folder, one row each (repeatable)")
     pairs: str | None = option(None, help="pairs dataset folder (projector.generate output)")

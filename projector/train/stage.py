@@ -54,6 +54,7 @@ import torch
 from projector import cli
 from projector.cli import option
 from projector.embed.embedding import embed
+from projector.embed.endpoint import EncoderOptions
 from projector.embed.encoder import encoder_identity
 from projector.embed.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
@@ -71,14 +72,14 @@ log = logging.getLogger("projector.train")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(EncoderOptions):  # + the endpoint encoder's --encoder-* flags
     pairs: str = option(help="pairs folder written by projector.generate")
     out: str = option(help="output folder (created; re-running the same command resumes)")
     mode: str | None = option(None, choices=MODES, help="asymmetric (W_q for queries, W_a for passages) or "
                                                        "symmetric (one W); None: asymmetric for task qa, "
                                                        "symmetric for pairs")
     rank: int | None = option(None, help="k <= d output dimensions; None: d (full rank)")
-    encoder: str | None = option(None, help="sentence-transformers name or folder; None: the bundled all-MiniLM-L6-v2")
+    encoder: str | None = option(None, help="sentence-transformers name or folder, or openai:MODEL (an embeddings endpoint: --encoder-base-url); None: the bundled all-MiniLM-L6-v2")
     query_template: str | None = option(None, help='e.g. "query: {text}", applied to queries / text_a before '
                                                    'embedding')
     document_template: str | None = option(None, help="applied to passages / text_b before embedding")
