@@ -46,6 +46,7 @@ from projector import cli
 from projector.evaluate import labelled as L
 from projector.cli import option
 from projector.embed.endpoint import EncoderOptions
+from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.formats.corpus import read_jsonl
 from projector.errors import ArtifactError, DataError
 from projector.metrics import (best_threshold, bootstrap_ci, bootstrap_stat_ci, calibration, pair_stat, reliability,
@@ -57,7 +58,7 @@ log = logging.getLogger("projector.evaluate")
 
 
 @dataclass
-class EvalConfig(EncoderOptions):  # + the endpoint encoder's --encoder-* flags
+class EvalConfig(EncoderOptions, PassageVectorsOptions):  # + --encoder-* (an endpoint), --passage-vectors
     models: list[str] = option(default_factory=list, flag="--model",
                                help="trained projection folder, one row each (repeatable)")
     pairs: str | None = option(None, help="pairs dataset folder (projector.generate output)")
@@ -450,6 +451,9 @@ def run(cfg: EvalConfig) -> dict:
         data = (load_beir(cfg.beir) if cfg.beir else load_real(cfg.pairs, cfg.queries) if cfg.queries
                 else load_qa(cfg.pairs, cfg.split, cfg.corpus))
         fit_texts = data.corpus
+        if cfg.passage_vectors:  # your own passage vectors, under every template the rows embed passages with
+            seed_passage_vectors(cfg.passage_vectors, data.corpus_ids, data.corpus, encoder,
+                                 [None] + [r.templates[1] for r in models], columns=cfg.passage_vectors_columns)
     else:
         fit_texts = [p.text for p in read_passages(Path(cfg.pairs) / PASSAGES)]   # the judged texts' corpus
     corpus_emb = emb(fit_texts, None)

@@ -55,6 +55,7 @@ from projector import cli
 from projector.cli import option
 from projector.embed.embedding import embed
 from projector.embed.endpoint import EncoderOptions
+from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.embed.encoder import encoder_identity
 from projector.embed.pool import encoding_pool
 from projector.errors import DataError, ProjectorError
@@ -72,7 +73,7 @@ log = logging.getLogger("projector.train")
 
 
 @dataclass
-class TrainConfig(EncoderOptions):  # + the endpoint encoder's --encoder-* flags
+class TrainConfig(EncoderOptions, PassageVectorsOptions):  # + --encoder-* (an endpoint), --passage-vectors
     pairs: str = option(help="pairs folder written by projector.generate")
     out: str = option(help="output folder (created; re-running the same command resumes)")
     mode: str | None = option(None, choices=MODES, help="asymmetric (W_q for queries, W_a for passages) or "
@@ -342,6 +343,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if ddp is not None and not ddp.main:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
+    if cfg.passage_vectors and main:  # your own passage vectors: into the cache, so embed() sends no passage
+        seed_passage_vectors(cfg.passage_vectors, pairs.passage_ids, pairs.passage_texts, cfg.encoder,
+                             [cfg.document_template], cfg.cache_dir, cfg.passage_vectors_columns)
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
         data = embed_items(pairs, cfg, device) if items else embed_pairs(pairs, cfg, device, real, real_train)
     if ddp is not None and ddp.main:
