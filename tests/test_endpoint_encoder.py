@@ -183,3 +183,32 @@ def test_bad_endpoint_settings_exit_2_with_one_line(tmp_path, capsys):
 
     assert evaluate(["--pairs", str(pairs), "--encoder-dimensions", "8"]) == 2
     assert "need --encoder openai:MODEL" in capsys.readouterr().err
+
+
+def test_kill_9_mid_embedding_then_the_same_command_pays_for_one_request_at_most(tmp_path):
+    """The CLI in a subprocess, killed with SIGKILL while embedding; the same command then finishes."""
+    from test_train import make_qa_pairs
+
+    pairs = make_qa_pairs(tmp_path / "qa")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": KEY, "PROJECTOR_CACHE_DIR": str(tmp_path / "c")}
+    with FakeOpenAI(delay=0.1, api_key=KEY) as srv:
+        cmd = [sys.executable, "-m", "projector", "train", "--pairs", str(pairs), "--out", str(tmp_path / "m"),
+               "--encoder", "openai:fake-embed", "--encoder-base-url", srv.base_url, "--encoder-concurrency", "1",
+               "--encoder-request-texts", "4", "--epochs", "2", "--batch-size", "8", "--threads", "1"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while sum(srv.embedded.values()) < 21 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        first_log = proc.communicate()[0]
+        before = srv.embedded.copy()
+        again = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        assert again.returncode == 0, again.stdout.decode()[-2000:]
+    twice = [t for t, n in srv.embedded.items() if n > 1 and t != "dimension probe"]
+    assert len(twice) <= 4 and max(before.values()) == 1, twice  # at most the one request in flight
+    assert all(n <= 2 for n in srv.embedded.values())
+    assert (tmp_path / "m" / "projector.json").is_file()
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert KEY.encode() not in first_log + again.stdout
+    assert not [f for f in files if KEY.encode() in f.read_bytes()]
