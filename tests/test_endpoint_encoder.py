@@ -127,6 +127,25 @@ def test_an_interrupted_run_resumes_without_embedding_anything_twice(tmp_path):
         assert max(srv.embedded.values()) == 1
 
 
+def test_a_request_past_encoder_timeout_is_retried_and_the_flag_reaches_the_spec(tmp_path, capsys):
+    """--encoder-timeout: a reply slower than it is abandoned and asked again (a hung server costs the time-out,
+    not forever); below 1 s it is refused like the other tuning flags."""
+    with FakeOpenAI([None, "timeout"], hang_seconds=4) as srv:  # the probe, then one request that hangs
+        t0 = time.time()
+        x = embed([f"t{i}" for i in range(4)], _fake(srv, timeout=1), cache_dir=tmp_path / "c")
+        assert time.time() - t0 < 3.5 and srv.served["timeout"] == 1 and x.shape == (4, 8)
+    from projector.evaluate.stage import parse_args
+    from projector.train.stage import main
+
+    cfg = parse_args(["--beir", str(tmp_path), "--encoder", "openai:m", "--encoder-base-url", "http://127.0.0.1:9/v1",
+                      "--encoder-timeout", "300"])
+    assert cfg.encoder_timeout == 300 and E.spec_of("openai:m").timeout == 300
+    assert E.configure("openai:m").timeout == 120  # the default
+    assert main(["--pairs", str(tmp_path), "--out", str(tmp_path / "m"), "--encoder", "openai:m",
+                 "--encoder-timeout", "0"]) == 2
+    assert "--encoder-timeout must be >= 1" in capsys.readouterr().err
+
+
 def test_requests_are_batched_by_count_and_by_tokens():
     texts = ["x" * 40] * 10  # 11 estimated tokens each
     assert [len(r) for r in E.request_batches(texts, 4, 10_000)] == [4, 4, 2]

@@ -56,7 +56,7 @@ class EndpointSpec:
     concurrency: int = 4
     request_texts: int = 64
     request_tokens: int = 100_000
-    timeout: float = 60.0
+    timeout: float = 120.0
     max_retries: int = 6
     max_invalid: int = 3
     backoff: float = 1.0
@@ -82,7 +82,7 @@ def configure(encoder: str, *, base_url: str | None = None, dimensions: int | No
         raise EncoderError(f"--encoder {encoder!r}: an endpoint encoder is written openai:MODEL")
     if dimensions is not None and dimensions < 1:
         raise EncoderError(f"--encoder-dimensions must be >= 1, got {dimensions}")
-    for name in ("concurrency", "request_texts", "request_tokens"):
+    for name in ("concurrency", "request_texts", "request_tokens", "timeout"):
         if name in tuning and tuning[name] is not None and tuning[name] < 1:
             raise EncoderError(f"--encoder-{name.replace('_', '-')} must be >= 1, got {tuning[name]}")
     spec = EndpointSpec(model=encoder[len(PREFIX):],
@@ -131,13 +131,16 @@ class EncoderOptions:
     encoder_request_texts: int = option(64, help="texts per embedding request at most")
     encoder_request_tokens: int = option(100_000, help="estimated tokens (4 bytes each) per embedding request "
                                                        "at most")
+    encoder_timeout: float = option(120.0, help="seconds per embedding request (a CPU server busy with the other "
+                                                "requests in flight needs more; or lower --encoder-concurrency)")
 
     def __post_init__(self):
         encoder = getattr(self, "encoder", None)
         if is_endpoint(encoder):
             configure(encoder, base_url=self.encoder_base_url, dimensions=self.encoder_dimensions,
                       api_key_env=self.encoder_api_key_env, concurrency=self.encoder_concurrency,
-                      request_texts=self.encoder_request_texts, request_tokens=self.encoder_request_tokens)
+                      request_texts=self.encoder_request_texts, request_tokens=self.encoder_request_tokens,
+                      timeout=self.encoder_timeout)
         elif self.encoder_base_url or self.encoder_dimensions:
             raise EncoderError("--encoder-base-url and --encoder-dimensions need --encoder openai:MODEL")
 
