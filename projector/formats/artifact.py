@@ -21,7 +21,8 @@ from pathlib import Path
 from projector.errors import ArtifactError
 from projector.formats.vectors import NORMALIZE, normalises_documents
 
-FORMAT = "projector.train.projection"
+FORMAT = "projector.projection"  # on-disk name since the first artifacts (not the module's path: it must not move)
+READ_FORMATS = (FORMAT, "projector.train.projection")  # + what the redesign's rename wrote for a while
 FORMAT_VERSION = 1  # what export writes
 SUPPORTED_VERSIONS = (1,)  # what the loader reads
 META_FILE = "projector.json"
@@ -111,7 +112,7 @@ def read_meta(path: Path) -> dict:
         raise ArtifactError(f"cannot read {mpath} ({e}); check its permissions") from e
     if not isinstance(meta, dict):
         raise ArtifactError(f"{mpath} is not a JSON object")
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in READ_FORMATS:
         raise ArtifactError(f"{mpath} is not a projector projection (format {meta.get('format')!r})")
     version = meta.get("format_version")
     if not _is_int(version) or version not in SUPPORTED_VERSIONS:

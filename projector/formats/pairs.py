@@ -1,6 +1,6 @@
 """The pairs folder: the contract between ``projector.generate`` and every stage after it.
 
-    PAIRS/manifest.json          format "projector.formats.pairs", format_version, task ("qa" | "pairs"), layout
+    PAIRS/manifest.json          format "projector.pairs", format_version, task ("qa" | "pairs"), layout
                                  (absent: the task's own; "items" for ``--judge attribute``), corpus
                                  fingerprint, prompts, counts (the rest is generate's run record)
     PAIRS/passages.jsonl         the retrieval corpus, one JSON object per line:
@@ -35,7 +35,8 @@ from projector.formats.corpus import Passage, read_jsonl
 from projector.errors import DataError
 from projector.files import naming, write_text
 
-FORMAT = "projector.formats.pairs"
+FORMAT = "projector.pairs"  # on-disk name since the first folders (not the module's path: it must not move)
+READ_FORMATS = (FORMAT, "projector.formats.pairs")  # + what the redesign's rename wrote for a while
 FORMAT_VERSION = 1
 TASKS = ("qa", "pairs")
 SPLITS = ("train", "validation", "test")
@@ -156,7 +157,7 @@ def read_manifest(path) -> dict:
         raise DataError(f"{mpath} is not valid JSON ({e}); re-run projector.generate") from e
     if not isinstance(manifest, dict):
         raise DataError(f"{mpath} is not a JSON object; re-run projector.generate")
-    if manifest.get("format", FORMAT) != FORMAT:
+    if manifest.get("format", FORMAT) not in READ_FORMATS:
         raise DataError(f"{mpath}: format {manifest['format']!r} is not a pairs folder ({FORMAT!r})")
     version = manifest.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
