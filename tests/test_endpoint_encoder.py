@@ -146,6 +146,16 @@ def test_a_request_past_encoder_timeout_is_retried_and_the_flag_reaches_the_spec
     assert "--encoder-timeout must be >= 1" in capsys.readouterr().err
 
 
+def test_texts_go_out_longest_first_so_a_request_holds_similar_lengths(tmp_path):
+    """A server that pads a request to its longest text wastes little; the vectors still come back in order."""
+    texts = ["x" * n for n in (5, 300, 40, 2, 120, 41, 7, 299)]
+    with FakeOpenAI() as srv:
+        x = embed(texts, _fake(srv, request_texts=2), cache_dir=tmp_path / "c")
+        sent = [b["input"] for b in srv.bodies if b["input"] != ["dimension probe"]]
+    assert sorted([len(t) for t in r] for r in sent) == [[5, 2], [40, 7], [120, 41], [300, 299]]  # (any arrival order)
+    np.testing.assert_allclose(x, _unit([srv.vector(t) for t in texts]), atol=1e-6)
+
+
 def test_requests_are_batched_by_count_and_by_tokens():
     texts = ["x" * 40] * 10  # 11 estimated tokens each
     assert [len(r) for r in E.request_batches(texts, 4, 10_000)] == [4, 4, 2]

@@ -206,9 +206,9 @@ def _request_missing(enc: _Encoder, todo_keys, todo_texts, cache):
     the requests in flight), merging shards as they pile up."""
     written = 0
 
-    def put(rng: range, vecs: np.ndarray) -> None:  # (m, d) for texts rng
+    def put(idx: np.ndarray, vecs: np.ndarray) -> None:  # (m, d) for the texts at positions idx
         nonlocal written
-        cache.put(todo_keys[rng.start:rng.stop], l2_normalise(vecs))
+        cache.put(todo_keys[idx], l2_normalise(vecs))
         written += 1
         if written % MAX_SHARDS == 0:
             cache.compact()
