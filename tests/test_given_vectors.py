@@ -20,8 +20,12 @@ def _export(path, ids, vectors, id_col="id", vec_col="vector"):
 
 
 @pytest.fixture
-def qa(tmp_path):
+def qa(tmp_path, monkeypatch):
     from test_train import make_qa_pairs
+
+    # A cache of its own: the session's may already hold these queries under openai:fake-embed (another test
+    # trains on the same pairs through the fake server), and then none would be sent.
+    monkeypatch.setenv("PROJECTOR_CACHE_DIR", str(tmp_path / "cache"))
 
     pairs = make_qa_pairs(tmp_path / "qa")
     rows = [json.loads(line) for line in (pairs / "passages.jsonl").read_text().splitlines()]
