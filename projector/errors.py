@@ -22,3 +22,8 @@ class DataError(ProjectorError):
 
 class ArtifactError(ProjectorError):
     """A saved projection is corrupt, of an unknown format version, or made for another encoder."""
+
+
+class EncoderError(ProjectorError):
+    """The frozen encoder could not be used: an embeddings endpoint unreachable, refusing the key, not serving
+    the model, or answering with vectors that are not one finite vector of the expected dimension per text."""

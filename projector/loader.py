@@ -91,12 +91,14 @@ class Projection:
     def _embed(self, texts, template):
         from projector.embed.embedding import embed
         from projector.embed.encoder import encoder_dim, encoder_identity, load_encoder
+        from projector.embed.endpoint import is_endpoint
 
         source = self._encoder_source
         if encoder_identity(source) != self.encoder:
             raise ArtifactError(f"encoder {source!r} is {encoder_identity(source)}, but {self.path} was trained on "
                                 f"{self.encoder}; pass load(..., encoder=) the encoder it was trained on")
-        if encoder_dim(load_encoder(source)) != self.dim:
+        if not is_endpoint(source) and encoder_dim(load_encoder(source)) != self.dim:  # (an endpoint's replies
+            # are checked against the dimension it gave first; a mismatch is project_*'s DataError)
             raise ArtifactError(f"encoder {self.encoder} gives {encoder_dim(load_encoder(source))}-d vectors, "
                                 f"{self.path} expects {self.dim}")
         if self.meta.get("rewrite"):
@@ -146,14 +148,21 @@ def _read_tensors(path: Path, meta: dict) -> dict[str, np.ndarray]:
     return {n: v.astype(np.float32) for n, v in t.items()}
 
 
-def load(path, encoder=None) -> Projection:
+def load(path, encoder=None, encoder_base_url: str | None = None) -> Projection:
     """Load a projection folder. ``encoder`` (name or folder) overrides where the encoder is loaded from for
-    ``encode_*``; it must be the encoder recorded in projector.json (checked by identity, else ArtifactError)."""
+    ``encode_*``; it must be the encoder recorded in projector.json (checked by identity, else ArtifactError).
+
+    An endpoint encoder (``openai:MODEL``) is re-created from projector.json ``encoder_endpoint`` (its base URL,
+    dimensions and the name of the variable holding the key, read from the environment at each request)
+    unless this process configured it already (a stage's ``--encoder-*`` flags); ``encoder_base_url`` points
+    it at another server of the same model."""
     path = Path(path)
     if (path / META_FILE).is_file() is False and (path.parent / META_FILE).is_file():
         path = path.parent  # accept the sentence-transformers/ sub-folder too
     meta = read_meta(path)
     tensors = _read_tensors(path, meta)
+    source = encoder if encoder is not None else (meta.get("encoder_source") or meta["encoder"])
+    _configure_endpoint(source, meta, encoder_base_url)
     if encoder is not None:
         from projector.embed.encoder import encoder_identity
 
@@ -161,5 +170,14 @@ def load(path, encoder=None) -> Projection:
         if ident != meta["encoder"]:
             raise ArtifactError(f"{path} was trained on encoder {meta['encoder']}, not {ident}; its projection is "
                                 "meaningless on other vectors: load it with the recorded encoder or re-train")
-    source = encoder if encoder is not None else (meta.get("encoder_source") or meta["encoder"])
     return Projection(path, meta, tensors, source)
+
+
+def _configure_endpoint(source, meta: dict, base_url: str | None) -> None:
+    """Register the recorded endpoint of an ``openai:MODEL`` encoder (imports nothing for other encoders)."""
+    if not (isinstance(source, str) and source.startswith("openai:")):
+        return
+    from projector.embed import endpoint
+
+    if base_url or not endpoint.is_configured(source):
+        endpoint.configure_from_meta(source, meta, base_url)

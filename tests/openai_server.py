@@ -10,8 +10,12 @@ Faults are a queue consumed one per request: "429" (with Retry-After: 0), "500",
 "copy" (the passage copied verbatim), "meta" (a question about "this passage"), "snippet" (one about "the
 given code snippet"), for item labels
 "outside" (a value not in the label set; for grades, 7) and "spelling" (the label in other words and case), and
-in batches "drop" (a request left out of the output file). Also serves the Batch API's files and batches
-routes (a batch completes on its second status check).
+in batches "drop" (a request left out of the output file). ``/v1/embeddings`` answers ``embed_dim``-d
+vectors made from each text's hash (base64 or float), counting every text it embedded (``embedded``), with
+the faults "429", "500", "reset", "timeout", "garbage" (200 with a body that is not JSON), "dim" (vectors one
+dimension short), "count" (one vector fewer than texts) and "nan"; a model other than ``embed_model`` is a
+404, and with ``api_key`` a request without that bearer key a 401. Also serves the Batch API's files and
+batches routes (a batch completes on its second status check).
 
 Log-probabilities: with ``logprobs=True`` the server answers a request asking for them (``logprobs``,
 ``top_logprobs``) as OpenAI does: one token and ``choices[0].logprobs.content[0].top_logprobs``. For lettered
@@ -68,9 +72,12 @@ def letter_logprobs(prompt: str, top: int, fault: str | None = None) -> dict[str
 
 
 class FakeOpenAI:
-    def __init__(self, faults=(), delay: float = 0.0, hang_seconds: float = 5.0, logprobs: bool = False):
+    def __init__(self, faults=(), delay: float = 0.0, hang_seconds: float = 5.0, logprobs: bool = False,
+                 embed_dim: int = 8, embed_model: str = "fake-embed", api_key: str | None = None):
         self.logprobs = logprobs
         self.faults = deque(faults)
+        self.embed_dim, self.embed_model, self.api_key = embed_dim, embed_model, api_key
+        self.embedded = Counter()  # text -> times it was embedded (answered with vectors)
         self.delay, self.hang_seconds = delay, hang_seconds
         self.requests = 0
         self.served = Counter()  # what each request got: "ok" or the fault name
@@ -167,6 +174,39 @@ class FakeOpenAI:
                 "choices": [choice],
                 "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(content) // 4,
                           "total_tokens": len(json.dumps(body)) // 4 + len(content) // 4}}
+
+    def vector(self, text: str) -> list[float]:
+        import hashlib
+        import random
+
+        rng = random.Random(hashlib.sha256(text.encode()).digest())
+        return [rng.uniform(-1, 1) for _ in range(self.embed_dim)]
+
+    def embeddings(self, body: dict, fault: str | None) -> tuple[int, bytes | dict]:
+        import base64
+        import struct
+
+        if body.get("model") != self.embed_model:
+            return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist", "code": "model_not_found"}}
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if fault == "garbage":
+            return 200, b"<html>upstream error</html>"
+        vecs = [self.vector(t) for t in texts]
+        if fault == "dim":
+            vecs = [v[:-1] for v in vecs]
+        elif fault == "count":
+            vecs = vecs[:-1]
+        elif fault == "nan":
+            vecs[0][0] = float("nan")
+        with self._lock:
+            self.embedded.update(texts[:len(vecs)])
+        b64 = body.get("encoding_format") == "base64"
+        data = [{"object": "embedding", "index": i,
+                 "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if b64 else v}
+                for i, v in enumerate(vecs)]
+        tokens = sum(len(t.split()) for t in texts)
+        return 200, {"object": "list", "data": data, "model": self.embed_model,
+                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     # ------------------------------------------------------------------ Batch API: files + batches routes
     def upload(self, content_type: str, data: bytes) -> dict:
@@ -270,6 +310,28 @@ class FakeOpenAI:
                 if self.path.rstrip("/").endswith("/batches"):
                     self._send(200, server.create_batch(body))
                     return
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                        self._send(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+                        return
+                    fault = server.next_fault()
+                    with server._lock:
+                        server.bodies.append(body)
+                        server.headers.append(dict(self.headers))
+                        server.served[fault or "ok"] += 1
+                    if server.delay:
+                        time.sleep(server.delay)
+                    if fault and fault.isdigit():
+                        self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
+                                   {"Retry-After": "0"} if fault == "429" else None)
+                    elif fault == "timeout":
+                        time.sleep(server.hang_seconds)
+                    elif fault == "reset":
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                        self.connection.close()
+                    else:
+                        self._send(*server.embeddings(body, fault))
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
@@ -302,9 +364,10 @@ def main():
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--faults", default="")
     ap.add_argument("--logprobs", action="store_true")
+    ap.add_argument("--embed-dim", type=int, default=8)
     args = ap.parse_args()
     faults = [f for f in args.faults.split(",") if f]
-    with FakeOpenAI(faults, delay=args.delay, logprobs=args.logprobs) as srv:
+    with FakeOpenAI(faults, delay=args.delay, logprobs=args.logprobs, embed_dim=args.embed_dim) as srv:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(srv.port))

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from projector.embed.cache import NpyWriter, cache_keys, default_cache_dir, open_cache
+from projector.embed.cache import MAX_SHARDS, NpyWriter, cache_keys, default_cache_dir, open_cache
 from projector.embed.encoder import apply_template, encoder_dim, encoder_identity, load_encoder
+from projector.embed.endpoint import is_endpoint
 from projector.errors import DataError
 from projector.files import write_bytes
 from projector.embed.pool import choose_plan
@@ -46,7 +47,9 @@ class _Encoder:
 
     def __init__(self, encoder, device, batch_size, show_progress, workers, devices, n_missing: int):
         self.encoder, self.device, self.batch_size, self.show = encoder, device, batch_size, show_progress
-        self.plan, self.own = choose_plan(encoder, workers, devices, device, n_missing)
+        self.endpoint = is_endpoint(encoder)  # requests, not a model here: no pool, each reply cached as it comes
+        self.plan, self.own = (None, None) if self.endpoint else choose_plan(encoder, workers, devices, device,
+                                                                            n_missing)
         if self.plan is None and devices and len(devices) == 1:  # one device: encode here, on it
             self.device = devices[0]
 
@@ -144,6 +147,10 @@ def embed(texts: list[str], encoder: str | None = None, *, template: str | None 
                 if enc is None:
                     enc = _Encoder(encoder, device, batch_size, show_progress, workers, devices, len(todo))
                     dim = encoder_dim(enc.model())
+                    if enc.endpoint and cache is not None and cache.dim not in (None, dim):
+                        raise DataError(f"the endpoint gives {dim}-d vectors for {identity}, but the cache "
+                                        f"{cache.dir} holds {cache.dim}-d ones: the server under that model name "
+                                        "is another model; fix --encoder-base-url or --encoder (the cache is kept)")
                     if cache is not None and cache.expect_dim(dim):
                         continue  # shards of another dimension were dropped: look up again
                 fresh_keys, fresh = _encode_missing(enc, template, texts, keys, todo, cache)
@@ -177,6 +184,8 @@ def _encode_missing(enc: _Encoder, template, texts, keys, todo, cache):
     their (sorted keys, vectors)."""
     todo_keys = keys[todo]
     todo_texts = apply_template([texts[i] for i in todo], template)
+    if enc.endpoint:
+        return _request_missing(enc, todo_keys, todo_texts, cache)
     parts = []
     for start in range(0, len(todo), enc.chunk):
         vecs = enc.encode(todo_texts[start:start + enc.chunk])  # (m, d)
@@ -190,6 +199,25 @@ def _encode_missing(enc: _Encoder, template, texts, keys, todo, cache):
         return keys[:0], None
     order = np.argsort(todo_keys)
     return todo_keys[order], np.concatenate(parts)[order]
+
+
+def _request_missing(enc: _Encoder, todo_keys, todo_texts, cache):
+    """``_encode_missing`` through an endpoint: every reply is cached as it arrives (a killed run re-sends only
+    the requests in flight), merging shards as they pile up."""
+    written = 0
+
+    def put(idx: np.ndarray, vecs: np.ndarray) -> None:  # (m, d) for the texts at positions idx
+        nonlocal written
+        cache.put(todo_keys[idx], l2_normalise(vecs))
+        written += 1
+        if written % MAX_SHARDS == 0:
+            cache.compact()
+
+    vecs = enc.model().encode(todo_texts, show_progress_bar=enc.show, on_batch=put if cache is not None else None)
+    if cache is not None:
+        return todo_keys[:0], None
+    order = np.argsort(todo_keys)
+    return todo_keys[order], l2_normalise(vecs)[order]
 
 
 def _assemble(cache, sid, row, fresh, shape, out):

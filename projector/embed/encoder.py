@@ -22,6 +22,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from projector.embed.endpoint import endpoint_encoder, is_endpoint, spec_of
 from projector.errors import DataError, ProjectorError
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # identity recorded for the bundled encoder
@@ -67,8 +68,11 @@ def encoder_identity(encoder: str | None) -> str:
 
     The bundled model is ``"sentence-transformers/all-MiniLM-L6-v2"``; a hub name is itself; a local folder
     is ``"local:<folder name>@<content digest>"`` so a retrained model in the same folder is a new identity.
-    A folder that is a copy of the bundled model is recognised as the bundled model.
+    A folder that is a copy of the bundled model is recognised as the bundled model. An endpoint encoder
+    (``openai:MODEL``) is ``openai:MODEL`` or ``openai:MODEL@DIMS`` (``projector.embed.endpoint``).
     """
+    if is_endpoint(encoder):
+        return spec_of(encoder).identity
     if encoder in _BUNDLED_ALIASES:
         return BUNDLED_NAME
     if encoder in _identities:
@@ -88,7 +92,10 @@ def encoder_identity(encoder: str | None) -> str:
 
 
 def load_encoder(encoder: str | None = None, device: str | None = None):
-    """The frozen encoder as a ``SentenceTransformer`` (cached per process). ``None`` = bundled MiniLM."""
+    """The frozen encoder as a ``SentenceTransformer`` (cached per process). ``None`` = bundled MiniLM;
+    ``openai:MODEL``: a ``projector.embed.endpoint.EndpointEncoder`` (the same ``encode`` interface)."""
+    if is_endpoint(encoder):
+        return endpoint_encoder(encoder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub calls unless the user explicitly allows them
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     source = encoder_source(encoder)

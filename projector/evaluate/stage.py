@@ -50,6 +50,8 @@ from projector.evaluate.data import RetrievalData, load_beir, load_qa, load_real
 from projector.evaluate.evaluators import (PAIR_HEADLINE, RETRIEVAL_HEADLINE, PairEvaluator, RetrievalEvaluator,
                                            has_probability)
 from projector.evaluate.rows import Embedder, Row, load_models
+from projector.embed.endpoint import EncoderOptions
+from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.formats.pairs import PASSAGES, load_split, read_manifest, read_passages
 from projector.metrics import bootstrap_ci, bootstrap_stat_ci, pair_stat, reliability, sample_calibration_pairs
 
@@ -57,7 +59,7 @@ log = logging.getLogger("projector.evaluate")
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EncoderOptions, PassageVectorsOptions):  # + --encoder-* (an endpoint), --passage-vectors
     models: list[str] = option(default_factory=list, flag="--model",
                                help="trained projection folder, one row each (repeatable)")
     pairs: str | None = option(None, help="pairs dataset folder (projector.generate output)")
@@ -228,6 +230,9 @@ def run(cfg: EvalConfig) -> dict:
         data = (load_beir(cfg.beir) if cfg.beir else load_real(cfg.pairs, cfg.queries) if cfg.queries
                 else load_qa(cfg.pairs, cfg.split, cfg.corpus))
         fit_texts = data.corpus
+        if cfg.passage_vectors:  # your own passage vectors, under every template the rows embed passages with
+            seed_passage_vectors(cfg.passage_vectors, data.corpus_ids, data.corpus, encoder,
+                                 [None] + [r.templates[1] for r in models], columns=cfg.passage_vectors_columns)
     else:
         fit_texts = [p.text for p in read_passages(Path(cfg.pairs) / PASSAGES)]   # the judged texts' corpus
     corpus_emb = emb(fit_texts, None)

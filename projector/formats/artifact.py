@@ -57,7 +57,7 @@ def tensor_shapes(meta: dict, with_folding: bool) -> dict[str, tuple[int, ...]]:
     return want
 
 
-def projector_json(*, encoder: str, encoder_source, dim: int, rank: int, mode: str, normalize: str, scale: float,
+def projector_json(*, encoder: str, encoder_source, encoder_endpoint: dict | None = None, dim: int, rank: int, mode: str, normalize: str, scale: float,
                    bias: float, templates: dict, rewrite, task: str, selected, warning, metrics: dict,
                    val_ndcg_folded, training: dict, pairs: dict, sentence_transformers, model_sha256: str) -> dict:
     """The content of projector.json, in the order it is written."""
@@ -66,6 +66,7 @@ def projector_json(*, encoder: str, encoder_source, dim: int, rank: int, mode: s
         "format_version": FORMAT_VERSION,
         "encoder": encoder,
         "encoder_source": encoder_source,  # what was passed to --encoder (None: the bundled model)
+        "encoder_endpoint": encoder_endpoint,  # openai:MODEL: base_url, dimensions, api_key_env (never the key)
         "dim": dim,
         "rank": rank,
         "mode": mode,

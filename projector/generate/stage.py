@@ -31,6 +31,7 @@ split by passage with a fixed seed), parquet/<split>.parquet, manifest.json, con
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import sys
@@ -51,10 +52,11 @@ from projector.files import read_json, write_json
 from projector.llm.client import Judgement, Rewrite, load_prompt
 from projector.llm.records import Job, RecordLog, finished
 from projector.llm.replies import rewrite_checker
+from projector.embed.endpoint import EncoderOptions
 from projector.llm.runner import Endpoint, EndpointOptions, run_jobs
 
 @dataclass
-class GenerateConfig(EndpointOptions):
+class GenerateConfig(EndpointOptions, EncoderOptions):
     """generate's options; the LLM endpoint's are ``projector.llm.runner.EndpointOptions``."""
 
     corpus: str = option(help="JSONL/CSV/Parquet file, folder of .txt/.md files, or a saved datasets folder")
@@ -427,7 +429,12 @@ def _token_counter(encoder: str | None):
     Hugging Face cache. A name that is none of these is an error (it used to fall back silently to an
     approximate count, sizing every passage for an encoder that train would then fail to load)."""
     from projector.embed.encoder import encoder_source
+    from projector.embed.endpoint import is_endpoint
 
+    if is_endpoint(encoder):  # the remote model's tokenizer is not here: size passages with the bundled one's
+        logging.getLogger("projector.generate").info("--encoder %s: passages sized in all-MiniLM-L6-v2 (WordPiece) tokens; a remote tokenizer (e.g. "
+                 "OpenAI's cl100k) counts about as many for English text", encoder)
+        encoder = None
     path = encoder_source(encoder)  # the bundled folder for None (ProjectorError if its package is missing)
     if os.path.isdir(path):
         try:

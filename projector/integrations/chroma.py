@@ -28,16 +28,23 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from projector.integrations.sides import Sides
+from projector.integrations.sides import BaseSides, Sides
 
 
 @register_embedding_function
 class ProjectorEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function of a projector folder; ``sides`` holds the loaded projection."""
 
-    def __init__(self, folder, encoder: str | None = None, fold: bool = False):
-        self.folder, self.encoder, self.fold = str(folder), encoder, bool(fold)
-        self.sides = Sides(folder, encoder=encoder, fold=fold)
+    def __init__(self, folder, encoder: str | None = None, fold: bool = False,
+                 base: EmbeddingFunction | None = None):
+        """``base``: your Chroma embedding function of the encoder the folder was trained on (e.g.
+        ``OpenAIEmbeddingFunction``) computes the frozen vectors; projector applies W_q / W_a."""
+        self.folder, self.encoder, self.fold, self.base = str(folder), encoder, bool(fold), base
+        sides = None
+        if base is not None:
+            query = getattr(base, "embed_query", None) or base
+            sides = BaseSides(lambda ts: list(query(list(ts))), lambda ts: list(base(list(ts))), type(base).__name__)
+        self.sides = Sides(folder, encoder=encoder, fold=fold, base=sides)
 
     def __call__(self, input: Documents) -> Embeddings:
         return [np.asarray(v, dtype=np.float32) for v in self.sides.documents(list(input))]
@@ -56,9 +63,18 @@ class ProjectorEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["ip", "cosine", "l2"] if self.sides.projection.normalize == "both" and not self.fold else ["ip"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"folder": self.folder, "encoder": self.encoder, "fold": self.fold}
+        config = {"folder": self.folder, "encoder": self.encoder, "fold": self.fold}
+        if self.base is not None:  # rebuilt from Chroma's registry when the collection is re-opened
+            config["base"] = {"name": self.base.name(), "config": self.base.get_config()}
+        return config
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "ProjectorEmbeddingFunction":
+        base = None
+        if config.get("base"):
+            from chromadb.utils.embedding_functions import config_to_embedding_function
+
+            base = config_to_embedding_function({"name": config["base"]["name"], "type": "known",
+                                                 "config": config["base"]["config"]})
         return ProjectorEmbeddingFunction(config["folder"], encoder=config.get("encoder"),
-                                          fold=bool(config.get("fold")))
+                                          fold=bool(config.get("fold")), base=base)

@@ -3,6 +3,7 @@
     from llama_index.core import Settings, VectorStoreIndex
     from projector.integrations.llama_index import ProjectorEmbedding
     Settings.embed_model = ProjectorEmbedding("runs/model")      # projector.load(folder) underneath
+    ProjectorEmbedding("runs/model", base_embed_model=OpenAIEmbedding(model="text-embedding-3-small"))
     index = VectorStoreIndex.from_documents(docs)                # nodes: the document map W_a
     index.as_retriever().retrieve("how do I read a file?")       # the query: the query map W_q
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.embeddings import BaseEmbedding
 
-from projector.integrations.sides import Sides
+from projector.integrations.sides import BaseSides, Sides
 
 
 class ProjectorEmbedding(BaseEmbedding):
@@ -27,8 +28,16 @@ class ProjectorEmbedding(BaseEmbedding):
 
     _sides: Sides = PrivateAttr()
 
-    def __init__(self, folder, encoder=None, fold: bool = False, **kwargs):
-        sides = Sides(folder, encoder=encoder, fold=fold)
+    def __init__(self, folder, encoder=None, fold: bool = False, base_embed_model: BaseEmbedding | None = None,
+                 **kwargs):
+        """``base_embed_model``: your LlamaIndex ``BaseEmbedding`` of the encoder the folder was trained on (as
+        LlamaIndex's ``AdapterEmbeddingModel`` takes it) computes the frozen vectors; projector applies W_q / W_a."""
+        base = None
+        if base_embed_model is not None:
+            m = base_embed_model
+            base = BaseSides(lambda ts: [m.get_query_embedding(t) for t in ts], m.get_text_embedding_batch,
+                             type(m).__name__)
+        sides = Sides(folder, encoder=encoder, fold=fold, base=base)
         super().__init__(model_name=f"projector:{sides.projection.path}{' (folded)' if fold else ''}", **kwargs)
         self._sides = sides
 

@@ -6,6 +6,11 @@
     s.documents(passages)                      # (n, k) through the document map W_a, with the document template
     Sides("runs/model", fold=True)             # keep your index: queries (n, d) = M q, documents the frozen encoder
 
+``base=``: your own embedding object computes the frozen vectors (a LangChain ``Embeddings``, a LlamaIndex
+``BaseEmbedding``, a Chroma embedding function: each adapter passes its library's two calls here as
+``BaseSides``), and projector applies ``W_q``/``W_a`` on top, as LlamaIndex's adapter wraps ``base_embed_model``.
+It must be the model the folder was trained on (projector.json ``encoder``): only the dimension can be checked.
+
 Why a shared core: LangChain, LlamaIndex and Chroma each ask for "embed a query" and "embed documents";
 an asymmetric model must answer them with different maps. Every adapter delegates here, so that no adapter
 can pick the wrong side, and the checks (rewrite warning, fold exactness) are written once.
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +36,15 @@ log = logging.getLogger("projector.integrations")
 
 class RewriteWarning(UserWarning):
     """The model was trained on LLM-rewritten passages: production documents need the same rewrite."""
+
+
+@dataclass(frozen=True)
+class BaseSides:
+    """A user's embedding object as two functions: texts -> (n, d) vectors for queries, and for documents."""
+
+    queries: Callable[[list[str]], object]
+    documents: Callable[[list[str]], object]
+    name: str = "base"
 
 
 class Sides:
@@ -41,7 +57,7 @@ class Sides:
     model's), ``dim`` (the vectors' length: rank k, or the encoder's d when folding).
     """
 
-    def __init__(self, folder, encoder=None, fold: bool = False):
+    def __init__(self, folder, encoder=None, fold: bool = False, base: BaseSides | None = None):
         import projector
 
         self.projection = p = projector.load(folder, encoder=encoder)
@@ -50,6 +66,7 @@ class Sides:
         self.dim = p.dim if self.fold else p.rank
         self._source = encoder if encoder is not None else (p.meta.get("encoder_source") or p.encoder)
         self._M = p.M_                                 # (d, d) folded query map
+        self.base = base
         rewrite = p.meta.get("rewrite")
         if rewrite:
             msg = (f"{p.path} was trained on LLM-rewritten passages (prompt {rewrite.get('prompt_version')}): "
@@ -70,8 +87,27 @@ class Sides:
     def _encode(self, texts: list[str], side: str) -> np.ndarray:
         from projector.embed.embedding import embed
 
+        if self.base is not None:
+            return self._encode_base(texts, side)
         return embed([str(t) for t in texts], self._source, template=self.projection.templates.get(side),
                      cache_dir=False, show_progress=False)  # (n, d), unit length
+
+    def _encode_base(self, texts: list[str], side: str) -> np.ndarray:
+        """The user's embedding object's vectors of ``texts`` (with the recorded template), checked, unit length."""
+        from projector.embed.encoder import apply_template
+        from projector.errors import DataError
+        from projector.formats.vectors import l2_normalise
+
+        texts = apply_template([str(t) for t in texts], self.projection.templates.get(side))
+        fn = self.base.queries if side == "query" else self.base.documents
+        x = np.asarray(fn(texts), dtype=np.float32)
+        p = self.projection
+        if x.ndim != 2 or x.shape != (len(texts), p.dim):
+            raise DataError(f"{self.base.name} gave {side} vectors of shape {x.shape}, but {p.path} was trained on "
+                            f"{p.dim}-d vectors of {p.encoder}: pass the embedding model it was trained on")
+        if not np.isfinite(x).all():
+            raise DataError(f"{self.base.name} gave NaN/inf {side} vectors; check the texts and that model")
+        return l2_normalise(x)                         # (n, d): training saw unit vectors
 
     def queries(self, texts: list[str]) -> np.ndarray:
         """(n, k) projected query vectors; with ``fold``: (n, d) folded queries ``M q``."""

@@ -231,23 +231,17 @@ class ChatClient:
                 if not resp.choices:
                     raise InvalidReply("the reply has no choices")
                 return resp.choices[0]
-            except openai.RateLimitError as e:
-                kind, retry_after = "429", _retry_after(e)
-            except openai.APITimeoutError:
-                kind = "timeout"
-            except openai.APIConnectionError:
-                kind = "connection"
-            except openai.APIStatusError as e:
-                if e.status_code < 500 and e.status_code not in (408, 409):
+            except (openai.APIStatusError, openai.APIConnectionError) as e:
+                fault = transient_fault(e)
+                if fault is None:
                     # 4xx other than these will not get better by asking again: a setting is wrong.
                     raise LLMError(f"{public_url(self.base_url)} answered {e.status_code}: {_short(e)}; "
                                    "check --model, --base-url and the key in OPENAI_API_KEY.") from None
-                kind, retry_after = str(e.status_code), _retry_after(e)
+                kind, retry_after = fault
             result.faults[kind] = result.faults.get(kind, 0) + 1
             if attempt == self.max_retries:
                 break
-            delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
-            await asyncio.sleep(max(delay, min(retry_after or 0, self.backoff_max)))
+            await asyncio.sleep(backoff_delay(attempt, self.backoff_base, retry_after, self.backoff_max))
         raise LLMError(f"{public_url(self.base_url)}: still failing after {self.max_retries + 1} tries "
                        f"({', '.join(f'{k}×{v}' for k, v in result.faults.items())}).")
 
@@ -331,6 +325,28 @@ def parse_reply(raw: str, schema: type[BaseModel], validate=None) -> BaseModel:
     except ValidationError as e:
         raise InvalidReply(_describe(e)) from None
     return validate(value) if validate is not None else value
+
+
+def transient_fault(e: Exception) -> tuple[str, float | None] | None:
+    """(kind, Retry-After seconds or None) of a fault worth retrying: 429, 5xx, 408/409, a time-out, a dropped
+    connection; None for one asking again will not cure (another 4xx). Shared with the embeddings endpoint."""
+    import openai
+
+    if isinstance(e, openai.RateLimitError):
+        return "429", _retry_after(e)
+    if isinstance(e, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(e, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(e, openai.APIStatusError) and (e.status_code >= 500 or e.status_code in (408, 409)):
+        return str(e.status_code), _retry_after(e)
+    return None
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None, cap: float = 30.0) -> float:
+    """Seconds before retry ``attempt`` (0-based): exponential with jitter, at least a Retry-After (capped)."""
+    delay = min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2)
+    return max(delay, min(retry_after or 0, cap))
 
 
 def _retry_after(e) -> float | None:

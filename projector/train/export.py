@@ -53,6 +53,7 @@ import uuid
 from pathlib import Path
 
 
+from projector.embed.endpoint import is_endpoint, spec_of
 from projector.formats import artifact
 from projector.files import write_bytes, write_json
 from projector.formats.vectors import normalises_documents, normalises_queries
@@ -98,13 +99,15 @@ def write_artifact(out, model, *, cfg, mode: str, pairs, summary: dict, encoder_
     write_bytes(out / artifact.MODEL_FILE, canonical_safetensors(data))  # atomic, fsynced, mode per umask
 
     st = None
-    if cfg.sentence_transformers:
+    endpoint = is_endpoint(cfg.encoder)  # no model folder to copy: only projector.load serves it
+    if cfg.sentence_transformers and not endpoint:
         st = write_sentence_transformers(out / artifact.ST_FOLDER, model, cfg.encoder, cfg.query_template,
                                          cfg.document_template)
     from dataclasses import asdict
 
     meta = artifact.projector_json(
-        encoder=encoder_identity, encoder_source=cfg.encoder, dim=model.dim, rank=model.rank, mode=mode,
+        encoder=encoder_identity, encoder_source=cfg.encoder,
+        encoder_endpoint=spec_of(cfg.encoder).record() if endpoint else None, dim=model.dim, rank=model.rank, mode=mode,
         normalize=model.normalize, scale=float(tensors["scale"][0]), bias=float(tensors["bias"][0]),
         templates={"query": cfg.query_template, "document": cfg.document_template},
         rewrite=pairs.manifest.get("rewrite"), task=pairs.task, selected=summary["selected"],

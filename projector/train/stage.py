@@ -52,6 +52,8 @@ import torch
 
 from projector import cli
 from projector.cli import option
+from projector.embed.endpoint import EncoderOptions
+from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.embed.encoder import encoder_identity
 from projector.embed.pool import encoding_pool
 from projector.errors import ProjectorError
@@ -72,14 +74,14 @@ log = logging.getLogger("projector.train")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(EncoderOptions, PassageVectorsOptions):  # + --encoder-* (an endpoint), --passage-vectors
     pairs: str = option(help="pairs folder written by projector.generate")
     out: str = option(help="output folder (created; re-running the same command resumes)")
     mode: str | None = option(None, choices=MODES, help="asymmetric (W_q for queries, W_a for passages) or "
                                                        "symmetric (one W); None: asymmetric for task qa, "
                                                        "symmetric for pairs")
     rank: int | None = option(None, help="k <= d output dimensions; None: d (full rank)")
-    encoder: str | None = option(None, help="sentence-transformers name or folder; None: the bundled all-MiniLM-L6-v2")
+    encoder: str | None = option(None, help="sentence-transformers name or folder, or openai:MODEL (an embeddings endpoint: --encoder-base-url); None: the bundled all-MiniLM-L6-v2")
     query_template: str | None = option(None, help='e.g. "query: {text}", applied to queries / text_a before '
                                                    'embedding')
     document_template: str | None = option(None, help="applied to passages / text_b before embedding")
@@ -239,6 +241,9 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if ddp is not None and not ddp.main:
         ddp.barrier()  # rank 0 embeds first; the others then read everything from the cache
     devices = [x.strip() for x in cfg.encode_devices.split(",") if x.strip()] if cfg.encode_devices else None
+    if cfg.passage_vectors and main:  # your own passage vectors: into the cache, so embed() sends no passage
+        seed_passage_vectors(cfg.passage_vectors, pairs.passage_ids, pairs.passage_texts, cfg.encoder,
+                             [cfg.document_template], cfg.cache_dir, cfg.passage_vectors_columns)
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
         data = (embed_items(pairs, cfg, device, trusted, trusted_val) if items
                 else embed_pairs(pairs, cfg, device, real, real_train))
