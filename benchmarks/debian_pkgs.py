@@ -218,6 +218,12 @@ def run(criteria, retrain: bool, data: Path, out: Path, log=print) -> dict:
                               for k, v in models.items()}
     res["cross_criterion"]["cosine"] = {c: res["criteria"][c]["cosine_map"] for c in criteria}
     res["targets"] = targets(res)
+    # issue 24: your labels, the LLM's, both (benchmarks/debian_conditions.py), rows per criterion
+    by_source = load("debian_conditions").run(criteria, data, retrain, log)
+    for c, e in by_source.items():
+        res["criteria"][c]["conditions"] = e["rows"]
+        res["targets"] += e["targets"]
+    res["by_source"] = {c: {k: v for k, v in e.items() if k != "rows"} for c, e in by_source.items()}
     res["seconds"] = round(time.time() - t0, 1)
     res["command"] = "python benchmarks/compare.py debian-pkgs"
     write(res, out)
@@ -299,6 +305,12 @@ def markdown(res: dict) -> str:
               "| model | " + " | ".join(crit) + " |", "|---|" + "---|" * len(crit)]
     for k, v in res["cross_criterion"].items():
         lines.append(f"| {k} | " + " | ".join(_f(v.get(c)) for c in crit) + " |")
+    if res.get("by_source"):
+        dc = load("debian_conditions")
+        lines += ["", "## By source of supervision: your labels, the LLM's, both (issue 24)", "",
+                  " ".join(dc.__doc__.split("\n\n")[2].split()), ""]
+        lines += dc.markdown({c: {**res["by_source"][c], "rows": res["criteria"][c]["conditions"], "targets": []}
+                              for c in res["by_source"]})
     lines += ["", "## Targets", ""]
     lines += [f"- {'met' if t['met'] else '**missed**'}: {t['target']} — {_f(t['value'])}" for t in res["targets"]]
     return "\n".join(lines) + "\n"
