@@ -54,6 +54,8 @@ def argv_of(config, values: dict) -> list[str]:
 
 def other_value(f: dataclasses.Field, annotation):
     """A value unlike the field's default, of the field's type."""
+    if f.name == "encoder":  # an endpoint encoder: the --encoder-* flags are refused beside a local one
+        return "openai:other-model"
     if f.metadata.get("choices"):
         return next(c for c in reversed(f.metadata["choices"]) if c != f.default)
     if typing.get_origin(annotation) is list:

@@ -56,18 +56,18 @@ from projector.embed.endpoint import EncoderOptions
 from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.embed.encoder import encoder_identity
 from projector.embed.pool import encoding_pool
-from projector.errors import ProjectorError
 from projector.files import write_json, write_text
 from projector.formats.pairs import ITEMS, PASSAGES, Pairs, has_test_rows, load_pairs, read_passages
 from projector.formats.realqueries import read_real_queries
 from projector.train.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, gate, paired_gain,
                                         select, trained_ranks, verdict)
+from projector.train.checks import check_config, check_task, read_trusted
 from projector.train.crossfit import can_crossfit
 from projector.train.data import check_finite, embed_items, embed_pairs, embedder, item_split_of, retrieval_split
 from projector.train.distributed import init_distributed, pick_device
 from projector.train.inputs import Data
 from projector.train.fit import fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
-from projector.train.labelfit import check_items, item_counts, label_ids, scoreable
+from projector.train.labelfit import item_counts, label_ids, scoreable
 from projector.train.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
 
 log = logging.getLogger("projector.train")
@@ -204,14 +204,14 @@ class TrainConfig(EncoderOptions, PassageVectorsOptions):  # + --encoder-* (an e
 def train(config: TrainConfig | None = None, **overrides) -> dict:
     """Train on ``config.pairs`` and write the artifact folder ``config.out``; returns the summary dict."""
     cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
-    _check_config(cfg)
+    check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(cfg.pairs, items=True)
     items = pairs.layout == ITEMS
     cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
     mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
-    _check_task(cfg, pairs, mode)
+    check_task(cfg, pairs, mode)
     passages = read_passages(Path(cfg.pairs) / PASSAGES) if cfg.validation_queries or cfg.train_queries else None
     # a bad file stops here, before any embedding
     real = read_real_queries(cfg.validation_queries, passages) if cfg.validation_queries else None
@@ -224,7 +224,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     if real is not None and (same := [sources[q] for q in real.queries if q in sources]):
         log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
                     "the map; hold them out", len(same), len(real), " and ".join(sorted(set(same))))
-    trusted, trusted_val = _read_trusted(cfg, pairs) if items else (None, None)
+    trusted, trusted_val = read_trusted(cfg, pairs) if items else (None, None)
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main
@@ -409,41 +409,6 @@ def _test_metrics(pairs: Pairs, cfg: TrainConfig, data: Data, scorers: dict, dev
     return {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
 
 
-def _check_task(cfg: TrainConfig, pairs: Pairs, mode: str) -> None:
-    """Settings that this folder's task cannot use: an error naming the flag, or a warning when harmless."""
-    if cfg.query_only and mode != "asymmetric":
-        raise ProjectorError("--query-only needs --mode asymmetric (a symmetric model has one W for both sides)")
-    if cfg.validation_queries and pairs.task != "qa":
-        raise ProjectorError("--validation-queries are real queries with the passages that answer them: they "
-                             f"validate task qa; {pairs.path} is task {pairs.task} (its labels validate it)")
-    if cfg.keep_llm_train and not (cfg.train_queries or cfg.train_labels):
-        raise ProjectorError("--keep-llm-train keeps the folder's train split beside --train-queries or "
-                             "--train-labels; without them the folder's train split is what trains anyway: drop it")
-    for flag, value in (("--train-labels", cfg.train_labels), ("--validation-labels", cfg.validation_labels),
-                        ("--min-llm-confidence", cfg.min_llm_confidence)):
-        if value is not None and pairs.layout != ITEMS:
-            raise ProjectorError(f"{flag} applies to items (labels under a criterion: generate --judge attribute); "
-                                 f"{pairs.path} is task {pairs.task} (for real queries: --train-queries, "
-                                 "--validation-queries)")
-    if cfg.train_queries and pairs.task != "qa":
-        raise ProjectorError("--train-queries are real queries with the passages that answer them: they train "
-                             f"task qa; {pairs.path} is task {pairs.task} (train on its labels)")
-    if pairs.task == "pairs" and (cfg.hard_negatives or cfg.random_negatives):
-        log.warning("--hard-negatives/--random-negatives apply to task qa only; labelled pairs use their labels")
-    if pairs.layout != ITEMS:
-        return
-    if mode != "symmetric":
-        raise ProjectorError(f"--mode {mode}: an items folder (generate --judge attribute) trains the symmetric "
-                             "model, both sides of a pair are items; drop --mode")
-    if cfg.init != "identity":
-        raise ProjectorError("--init closed-form applies to qa and pairs; on items the trained map starts from the "
-                             "identity and LDA, their closed form, is a candidate of its own")
-    if cfg.document_template != cfg.query_template:
-        raise ProjectorError("--document-template differs from --query-template: an items folder embeds every item "
-                             "with one template (both sides of a pair are items); give both the same or neither")
-    check_items(pairs)
-
-
 def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device, held_out: dict) -> dict:
     """Every closed-form candidate's per-item average precision on repeated half-splits of your labels."""
     from projector.train.crossfit import crossfit
@@ -453,55 +418,6 @@ def _crossfit_scores(data: Data, cfg: TrainConfig, dirs, mode: str, new, device,
     candidates_of = lambda x, y: {"cosine": new().set_weights(dirs), **closed_forms(      # noqa: E731
         Data(None, x, None, None, torch.tensor(y, device=device)), dirs, mode, cfg.ridge, new)}
     return crossfit(sources, embed_texts, data.val.q, candidates_of, seed=cfg.seed, held_out_pairs=held_out)
-
-
-def _read_trusted(cfg: TrainConfig, pairs: Pairs):
-    """--train-labels and --validation-labels read and checked against the items folder (before any embedding),
-    and the overlaps that would flatter validation warned about."""
-    from projector.formats.labels import read_trusted_labels
-
-    items = {i: {"text": t, "split": s} for s, cols in pairs.splits.items() for i, t in zip(cols["id"], cols["text"])}
-    names = (pairs.manifest.get("labels") or {}).get("names")
-    trusted = read_trusted_labels(cfg.train_labels, items, names, "train") if cfg.train_labels else None
-    trusted_val = read_trusted_labels(cfg.validation_labels, items, names, "validation") if cfg.validation_labels else None
-    if trusted is not None:
-        val_ids = set(trusted_val.ids) if trusted_val is not None else set(pairs.splits["validation"]["id"])
-        if same := [i for i in trusted.ids if i in val_ids]:
-            log.warning("%d of the %d --train-labels items are also validation items of this run (%s): validation "
-                        "then flatters the map; hold them out", len(same), len(trusted),
-                        cfg.validation_labels or f"{pairs.path}'s validation split")
-    return trusted, trusted_val
-
-
-def _check_config(cfg: TrainConfig) -> None:
-    """Fail before any embedding work, naming the bad value and the allowed ones."""
-    from projector.train.projection import MODES, NORMALIZE
-
-    for name, value, allowed in (("--mode", cfg.mode, (None, *MODES)), ("--normalize", cfg.normalize, NORMALIZE),
-                                 ("--init", cfg.init, ("identity", "closed-form")),
-                                 ("--adapter", cfg.adapter, ADAPTERS)):
-        if value not in allowed:
-            raise ProjectorError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
-    if cfg.encode_workers is not None and cfg.encode_workers < 1:
-        raise ProjectorError(f"--encode-workers must be >= 1, got {cfg.encode_workers}")
-    for name, value, low in (("--batch-size", cfg.batch_size, 2), ("--epochs", cfg.epochs, 1),
-                             ("--patience", cfg.patience, 1), ("--hard-negatives", cfg.hard_negatives, 0),
-                             ("--random-negatives", cfg.random_negatives, 0), ("--val-max-queries", cfg.val_max_queries, 1),
-                             ("--calibration-hard-negatives", cfg.calibration_hard_negatives, 0),
-                             ("--calibration-random-negatives", cfg.calibration_random_negatives, 0)):
-        if value is not None and value < low:  # None: the task's default (fit.LOOP_DEFAULTS)
-            raise ProjectorError(f"{name} must be >= {low}, got {value}")
-    if not 0 <= cfg.select_confidence < 1:
-        raise ProjectorError(f"--select-confidence must be in [0, 1), got {cfg.select_confidence}")
-    if cfg.llm_keep is not None and not 0 < cfg.llm_keep <= 1:
-        raise ProjectorError(f"--llm-keep must be in (0, 1], got {cfg.llm_keep}")
-    if cfg.adapter_rank < 1 or cfg.stay_close < 0:
-        raise ProjectorError(f"--adapter-rank must be >= 1 and --stay-close >= 0; got {cfg.adapter_rank}, "
-                             f"{cfg.stay_close}")
-    if cfg.stay_close and cfg.adapter == "full":
-        raise ProjectorError("--stay-close needs --adapter residual or lowrank (the penalty measures from W₀)")
-    if cfg.lr is not None and cfg.lr <= 0 or cfg.ridge < 0 or cfg.rank is not None and cfg.rank < 1:
-        raise ProjectorError(f"--lr must be > 0, --ridge >= 0 and --rank >= 1; got {cfg.lr}, {cfg.ridge}, {cfg.rank}")
 
 
 def write_log(out: Path, history: list[dict]) -> None:
