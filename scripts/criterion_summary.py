@@ -1,10 +1,13 @@
-"""The criterion demo's last lines (scripts/criterion_demo.sh, the notebook): how good the LLM's labels were,
-and cosine vs the exported projection on the held-out programs, with the verdict as measured.
+"""The criterion demo's last lines (scripts/criterion_demo.sh, the notebook): how often the LLM agreed with your
+labels, cosine vs the exported projection on the held-out programs with the verdict as measured, and what the
+LLM's labels alone gave.
 
     python scripts/criterion_summary.py data/debian-programs.jsonl runs/quickstart/criterion
 
-OUT is the demo's folder: labels/ (generate --judge attribute), model/ (train), eval/report.json (evaluate
---labelled). Debian's labels are read here only to score the LLM's; nothing here feeds them anywhere.
+OUT is the demo's folder: labels/ (generate --judge attribute --trusted-labels), model/ (train
+--validation-labels), yours-alone/ (train --train-labels), llm-alone/ (train on the LLM's labels alone),
+eval/report.json (evaluate --labelled). Debian's
+labels of the test programs only score; nothing here feeds them anywhere.
 """
 from __future__ import annotations
 
@@ -12,36 +15,50 @@ import json
 import sys
 from pathlib import Path
 
-from projector.formats.pairs import UNKNOWN, load_items
+
+def _verdict(row: dict) -> str:
+    d = row["delta_vs_cosine"]["map"]
+    lo, hi = d["ci95"]
+    selected = row["model"]["selected"]
+    if selected == "cosine":
+        return "no gain shown: validation could not show a gain over cosine, so the exported model IS cosine"
+    if lo > 0:
+        return f"projector ('{selected}') is better than cosine"
+    if hi < 0:
+        return f"projector ('{selected}') is WORSE than cosine"
+    return f"no measurable gain: projector ('{selected}') is not distinguishable from cosine"
 
 
-def summary(data, out, criteria="data/debian-programs.criteria.json", label: str = "interface") -> list[str]:
+def _line(name: str, row: dict, cosine: float) -> str:
+    d = row["delta_vs_cosine"]["map"]
+    lo, hi = d["ci95"]
+    return (f"{name}: cosine mAP {cosine:.3f} vs projector mAP {row['metrics']['map']:.3f} ({d['delta']:+.3f}, "
+            f"95% CI {lo:+.3f} to {hi:+.3f}): {_verdict(row)}.")
+
+
+def summary(data, out, label: str = "interface") -> list[str]:
     out = Path(out)
-    names = json.loads(Path(criteria).read_text(encoding="utf-8"))[label]["labels"]   # LLM name -> Debian value
-    human = {r["id"]: r["labels"][label] for r in map(json.loads, Path(data).read_text(encoding="utf-8").splitlines())}
-    llm = [r for rows in load_items(out / "labels").values() for r in rows]
-    right = sum(names.get(r["label"]) == human[r["id"].rsplit("#", 1)[0]] for r in llm)  # passage id: PKG#0
-    unknown = sum(r["label"] == UNKNOWN for r in llm)
+    manifest = json.loads((out / "labels" / "manifest.json").read_text(encoding="utf-8"))
+    q = manifest.get("label_quality") or {}
     report = json.loads((out / "eval" / "report.json").read_text(encoding="utf-8"))
     rows = {r["name"]: r for r in report["rows"]}
-    cos, proj = rows["cosine"], rows["model"]
-    d = proj["delta_vs_cosine"]["map"]
-    lo, hi = d["ci95"]
-    selected = proj["model"]["selected"]
-    if selected == "cosine":
-        verdict = ("no gain: training on these LLM labels did not beat cosine on validation, so the exported model "
-                   "IS cosine (the bundled 1.5B model labels too poorly; label with a stronger LLM)")
-    elif lo > 0:
-        verdict = f"projector ('{selected}') is better than cosine"
-    elif hi < 0:
-        verdict = f"projector ('{selected}') is WORSE than cosine: these LLM labels taught the wrong similarity"
-    else:
-        verdict = f"no measurable gain: projector ('{selected}') is not distinguishable from cosine"
-    return [f"criterion demo: the LLM named the {label} Debian gives for {right} of {len(llm)} train programs "
-            f"({unknown} 'unknown')",
-            f"criterion demo ({report['data']['queries']} held-out programs, relevance = same {label} as Debian's "
-            f"people labelled it): cosine mAP {cos['metrics']['map']:.3f} vs projector mAP "
-            f"{proj['metrics']['map']:.3f} ({d['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}): {verdict}."]
+    cosine = rows["cosine"]["metrics"]["map"]
+    yours = len((out / "your-labels.jsonl").read_text(encoding="utf-8").splitlines())
+    calls = manifest.get("counts", {}).get("items") or manifest.get("llm_calls")
+    lines = []
+    if q:
+        lines.append(f"criterion demo: on your {q['items']} labelled programs the LLM agreed {q['accuracy']:.0%} "
+                     f"of the time (always the most common label: {q['majority_rate']:.0%})"
+                     + (f", on its most confident half {q['confident_half']['accuracy']:.0%}"
+                        if q.get("confident_half") else ""))
+    where = f"{report['data']['queries']} held-out programs, relevance = same {label} as Debian's people labelled it"
+    lines.append(_line(f"criterion demo ({where}; the LLM's labels, your {yours} validating"
+                       + (f", {calls} LLM calls" if calls else "") + ")", rows["model"], cosine))
+    if "yours-alone" in rows:
+        lines.append(_line("  your labels alone, for comparison", rows["yours-alone"], cosine))
+    if "llm-alone" in rows:
+        lines.append(_line("  the LLM's labels alone, for comparison", rows["llm-alone"], cosine))
+    return lines
 
 
 if __name__ == "__main__":

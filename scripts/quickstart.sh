@@ -3,9 +3,9 @@
 #   generate (local LLM writes questions) -> train (projection) -> evaluate (vs cosine + baselines) -> load.
 # By default questions are written for a seeded sample of 60 passages (a few minutes on 2 cores);
 #   bash scripts/quickstart.sh --full     does every passage of the corpus (~631 passages; ~40 min here).
-# Then the criterion demo (scripts/criterion_demo.sh, ~6-7 min more): "same kind of user interface?" on 300 bundled
-#   Debian programs, LLM labels on 40 train programs -> train -> cosine vs projector mAP on 150 held-out programs
-#   that Debian's people labelled (data/README.md).
+# Then the criterion demo (scripts/criterion_demo.sh, ~9 min more): "same kind of user interface?" on 300 bundled
+#   Debian programs: Debian's labels of 40 train programs standing in for yours, the LLM's judgments of all 150
+#   -> train -> cosine vs projector mAP on 150 held-out programs that Debian's people labelled (data/README.md).
 # Outputs go to runs/quickstart/ (the report: runs/quickstart/eval/report.html). Re-running resumes where it stopped.
 # The retrieval part ends with where its report is and its one-sentence verdict (trained vs cosine, 95% CIs); the
 #   last line is the criterion demo's: cosine mAP vs projector mAP on the held-out programs, and its verdict.
