@@ -210,7 +210,7 @@ def add_setfit(criterion: str, rows: list[dict]) -> None:
         got = [r for r in runs.values() if r["human_labels"] == row["human_labels"]]
         if got:
             row["setfit_map"] = round(float(np.mean([r["map"] for r in got])), 4)
-            row["setfit_seconds"] = round(float(np.mean([r["train_seconds"] for r in got])), 1)
+            row["setfit_seconds"] = round(float(np.mean([r["train_cpu_seconds"] for r in got])), 1)  # CPU, not wall
             row["setfit_seeds"] = sorted(r["seed"] for r in got)
 
 

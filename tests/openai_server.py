@@ -286,6 +286,22 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _take(self, body) -> str | None:
+                """The next fault of the queue for this request (None: answer it), the request recorded."""
+                fault = server.next_fault()
+                with server._lock:
+                    server.bodies.append(body)
+                    server.headers.append(dict(self.headers))
+                    server.served[fault or "ok"] += 1
+                if server.delay:
+                    time.sleep(server.delay)
+                return fault
+
+            def _send_status(self, fault: str) -> None:
+                """An injected HTTP error (a 429 with Retry-After: 0)."""
+                self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
+                           {"Retry-After": "0"} if fault == "429" else None)
+
             def do_GET(self):
                 m = re.search(r"/batches/([^/]+)$", self.path)
                 if m and m.group(1) in server.batches:
@@ -314,16 +330,9 @@ class FakeOpenAI:
                     if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                         self._send(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
                         return
-                    fault = server.next_fault()
-                    with server._lock:
-                        server.bodies.append(body)
-                        server.headers.append(dict(self.headers))
-                        server.served[fault or "ok"] += 1
-                    if server.delay:
-                        time.sleep(server.delay)
+                    fault = self._take(body)
                     if fault and fault.isdigit():
-                        self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
-                                   {"Retry-After": "0"} if fault == "429" else None)
+                        self._send_status(fault)
                     elif fault == "timeout":
                         time.sleep(server.hang_seconds)
                     elif fault == "reset":
@@ -335,16 +344,9 @@ class FakeOpenAI:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
-                fault = server.next_fault()
-                with server._lock:
-                    server.bodies.append(body)
-                    server.headers.append(dict(self.headers))
-                    server.served[fault or "ok"] += 1
-                if server.delay:
-                    time.sleep(server.delay)
+                fault = self._take(body)
                 if fault and fault.isdigit():
-                    self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "server_error"}},
-                               {"Retry-After": "0"} if fault == "429" else None)
+                    self._send_status(fault)
                     return
                 if fault == "timeout":
                     time.sleep(server.hang_seconds)
