@@ -55,7 +55,8 @@ def main(argv=None) -> int:
 
     model = SetFitModel.from_pretrained(encoder_source(None), labels=sorted(set(train["label"])))
     before = model.model_body.encode([r["text"] for r in test], normalize_embeddings=True)
-    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=20, seed=seed)
+    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=20, seed=seed,
+                             output_dir=str(REPO / "runs" / "setfit-checkpoints"))  # runs/: ignored by git
     trainer = Trainer(model=model, args=args, train_dataset=train)
     t0 = time.process_time()
     wall = time.time()
