@@ -1,4 +1,5 @@
 """Any embedding model through an endpoint (issue 25, item 5), side by side in one run.
+(One idea over ~400 lines: one benchmark, its two parts sharing the servers, the state file and the report.)
 
     python benchmarks/endpoint_encoder.py                   # -> benchmarks/results/endpoint-encoder.{md,json}
     python benchmarks/endpoint_encoder.py --parts minilm    # only part A

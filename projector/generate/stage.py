@@ -1,4 +1,6 @@
 r"""Stage 1: an LLM writes training pairs from your corpus.
+(One idea over ~400 lines: the stage's flow, config -> corpus -> jobs -> records -> pairs folder; the task
+specifics live beside it: qa.py, attribute.py, judging.py, labelquality.py, sampling.py.)
 
     python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs \
         --max-passages 60                              # qa: questions a user would ask, per passage

@@ -1,4 +1,6 @@
 """Stage 2: train a projection on a pairs dataset, pick the best candidate on validation, export it.
+(One idea over ~400 lines: the stage's flow, config -> data -> candidates -> selection -> export, read top to
+bottom; its pieces live beside it: data.py, checks.py, crossfit.py, candidates.py, fit.py, export.py.)
 
     python -m projector.train --pairs runs/quickstart/pairs --out runs/quickstart/model
     python -m projector.train --pairs runs/nat --mode symmetric --rank 128 --out runs/nat-model
