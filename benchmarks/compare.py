@@ -39,7 +39,8 @@ Outputs: the markdown table on stdout and in ``--out/NAME.md``, everything in ``
 
 Beside this file: ``compare_children.py`` (the child processes that time each method), ``compare_report.py``
 (targets, markdown, the files), ``compare_scaling.py`` (``--scaling``), ``results.py`` (what every result
-records the same way).
+records the same way). The registry (``experiments.py``) names this file's modes as the experiments ``compare``,
+``adapters`` and ``scaling``: ``python benchmarks/run.py NAME`` runs any benchmark.
 """
 from __future__ import annotations
 
