@@ -4,7 +4,8 @@ by a probe of the endpoint), and the label quality said before the long run.
 
 ``projector.generate.attribute`` owns the label set, the jobs and the rows; ``projector.generate.labelquality``
 the comparison with your labels; ``projector.llm.options`` the letters and their probabilities. This module
-puts them in order for ``projector.generate.stage`` and talks to the LLM through ``projector.llm.runner``.
+puts them in order (``AttributeTask``, the ``attribute`` entry of ``projector.generate.tasks``) and talks to the
+LLM through ``projector.llm.runner``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from projector.errors import ProjectorError
 from projector.files import write_json
+from projector.formats.pairs import ITEMS
 from projector.generate import attribute, labelquality, sampling
 from projector.llm.client import load_prompt
 from projector.llm.records import Job
@@ -20,6 +22,50 @@ from projector.llm.runner import run_jobs
 
 log = logging.getLogger("projector.generate")
 PROBE_KEY = "probe:logprobs"  # records.jsonl key of the request that checks the endpoint returns log-probabilities
+
+
+class AttributeTask:
+    """--judge attribute: the label set, then one request per item, your labelled items first and compared with
+    yours before the long run (``projector.generate.tasks``)."""
+
+    name, layout, progress = "attribute", ITEMS, "labelling"
+
+    def __init__(self, cfg, out):
+        self.cfg = cfg
+        self.prompt = load_prompt("attribute", cfg.prompt_file)
+        self.logprobs = cfg.label_probabilities != "off"
+        self.trusted, self.moved = None, []
+        self.labels = self.probabilities = self.quality = None
+
+    def prepare(self, passages, split_of) -> None:
+        if self.cfg.trusted_labels:
+            self.trusted, self.moved = read_trusted(self.cfg, passages, split_of)
+
+    def resume_identity(self) -> dict:
+        return {}
+
+    def jobs(self, llm, passages, split_of, done, records) -> list[Job]:
+        cfg = self.cfg
+        self.labels = label_set(llm, cfg, passages, split_of, done, records, self.trusted)
+        jobs, self.probabilities = item_jobs(llm, cfg, passages, self.labels, self.trusted, done, records,
+                                             self.prompt)
+        if self.trusted:
+            self.quality = label_quality(llm, cfg, jobs, self.trusted, self.moved, done, records)
+        return jobs
+
+    def rows(self, jobs, done, passages, split_of) -> tuple[list[dict], int]:
+        return attribute.rows(jobs, done, passages, split_of)
+
+    def manifest(self, manifest, rows, jobs, done) -> None:
+        manifest.update(attribute.manifest_fields(self.labels, rows, jobs, done, self.probabilities))
+        if self.trusted:
+            manifest["label_quality"] = self.quality
+
+    def report(self, manifest, rows) -> list[str]:
+        return [attribute.summary(manifest)]
+
+    def check(self, manifest, rows) -> None:
+        attribute.check_usable(rows, manifest["counts"]["pending"], self.cfg.criterion)
 
 
 def label_set(llm, cfg, passages, split_of, done, records, trusted=None) -> attribute.Labels:

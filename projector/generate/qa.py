@@ -1,5 +1,6 @@
 """The qa task's recipe (``generate --task qa``): which prompt asks for the questions, with which style examples,
-and the one request per passage it sends.
+the one request per passage it sends, and the rows the questions become (``QuestionsTask``, the ``qa`` entry of
+``projector.generate.tasks``).
 
 Prompts (``qa_prompt``), packaged in ``projector/prompts``:
   - ``qa.v2`` (the default): a mix of query forms in turn -- a keyword query, a natural question, the
@@ -35,11 +36,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from projector.formats import pairs as pairs_format
 from projector.formats.corpus import read_jsonl, read_lines
+from projector.generate import sampling
 from projector.errors import DataError, ProjectorError
 from projector.llm.client import InvalidReply, Prompt, Questions, load_prompt
 from projector.formats.realqueries import query_text
-from projector.llm.records import Job
+from projector.llm.records import Job, finished
 from projector.llm.replies import question_checker
 
 PROMPT_VERSIONS = ("v1", "v2")  # packaged qa prompts; v2 is the default
@@ -171,3 +174,73 @@ def qa_jobs(chosen, n: int, prompt: Prompt, examples: QueryExamples | None = Non
     return [Job(f"qa:{p.passage_id}", {"passage_id": p.passage_id},
                 prompt.render(**shared, passage=p.text, title=p.title or "(none)"), Questions,
                 question_checker(p.text, n, queries), schema) for p in chosen]
+
+
+class QuestionsTask:
+    """--task qa: --questions-per-passage questions for each passage of the sample (``projector.generate.tasks``)."""
+
+    name, layout, progress, logprobs = "qa", "qa", "questions", False
+
+    def __init__(self, cfg, out):
+        self.cfg, self.out = cfg, Path(out)
+        self.examples = read_query_examples(cfg.query_examples) if cfg.query_examples else None
+        self.prompt = qa_prompt(cfg.prompt_file, cfg.prompt_version, self.examples)
+        self.dropped = 0
+
+    def prepare(self, passages, split_of) -> None:
+        pass
+
+    def resume_identity(self) -> dict:
+        # named only when set, so runs made before --query-examples still resume
+        return {"query_examples": self.examples.fingerprint()} if self.examples else {}
+
+    def jobs(self, llm, passages, split_of, done, records) -> list[Job]:
+        cfg = self.cfg
+        jobs = qa_jobs(self.sample(passages), cfg.questions_per_passage, self.prompt, self.examples)
+        # A passage whose recorded questions today's checks refuse, every one, is asked again (a check added
+        # since, e.g. the reply form's placeholders): it would have no question otherwise.
+        for key in refused(jobs, done):
+            del done[key]
+        return jobs
+
+    def sample(self, passages):
+        """The passages that get questions: all, or --max-passages of them by --sample (both only grow)."""
+        cfg = self.cfg
+        if cfg.sample == "cover":
+            from projector.embed.embedding import embed
+
+            return sampling.cover(passages, cfg.max_passages, cfg.seed, lambda texts: embed(texts, cfg.encoder),
+                                  self.out)
+        return sampling.uniform(passages, cfg.max_passages, cfg.seed)
+
+    def rows(self, jobs, done, passages, split_of) -> tuple[list[dict], int]:
+        """The recorded questions pass today's checks again, so that a check added after a run cleans its folder
+        on the next (resumed) run; the questions it drops are counted."""
+        by_id = {p.passage_id: p for p in passages}
+        ok, failed = finished(jobs, done)
+        check = {j.key: j.validate for j in jobs}
+        rows, self.dropped = [], 0
+        for rec in ok:
+            p = by_id[rec["passage_id"]]
+            questions = recheck(check[rec["key"]], rec["result"]["questions"])
+            self.dropped += len(rec["result"]["questions"]) - len(questions)
+            rows += pairs_format.qa_rows(p, questions, split_of[p.passage_id])
+        return rows, failed
+
+    def manifest(self, manifest, rows, jobs, done) -> None:
+        manifest["counts"]["requested"] = len(jobs) * self.cfg.questions_per_passage
+        manifest["counts"]["dropped_by_checks"] = self.dropped
+        if self.examples:
+            manifest.update(self.examples.manifest_fields())
+
+    def report(self, manifest, rows) -> list[str]:
+        lines = []
+        if manifest["counts"]["dropped_by_checks"]:
+            lines.append(f"  dropped    {manifest['counts']['dropped_by_checks']} recorded questions that today's "
+                         "checks refuse")
+        if rows:
+            lines.append("  e.g.       " + "\n             ".join(r["query"] for r in rows[:3]))
+        return lines
+
+    def check(self, manifest, rows) -> None:
+        pass

@@ -1,6 +1,6 @@
 r"""Stage 1: an LLM writes training pairs from your corpus.
-(One idea over ~400 lines: the stage's flow, config -> corpus -> jobs -> records -> pairs folder; the task
-specifics live beside it: qa.py, attribute.py, judging.py, labelquality.py, sampling.py.)
+(The stage's flow, config -> corpus -> the task's jobs -> records -> pairs folder; each task -- its prompt, jobs,
+rows, manifest fields -- is an entry of ``projector.generate.tasks``: qa.py, pairwise.py, judging.py.)
 
     python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs \
         --max-passages 60                              # qa: questions a user would ask, per passage
@@ -35,26 +35,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from projector.generate import attribute
-from projector.generate import judging
 from projector import cli
-from projector.generate import qa
-from projector.generate import sampling
-from projector.formats import corpus as corpus_mod
-from projector.formats import pairs as pairs_format
 from projector.cli import option
+from projector.embed.endpoint import EncoderOptions
 from projector.errors import DataError, ProjectorError
 from projector.files import read_json, write_json
-from projector.llm.client import Judgement, Rewrite, load_prompt
-from projector.llm.records import Job, RecordLog, finished
+from projector.formats import corpus as corpus_mod
+from projector.formats import pairs as pairs_format
+from projector.generate import attribute, qa, sampling
+from projector.generate.tasks import task_for
+from projector.llm.client import Rewrite, load_prompt
+from projector.llm.records import Job, RecordLog
 from projector.llm.replies import rewrite_checker
-from projector.embed.endpoint import EncoderOptions
 from projector.llm.runner import Endpoint, EndpointOptions, run_jobs
 
 @dataclass
@@ -160,29 +157,24 @@ def generate(config: GenerateConfig) -> dict:
     out = Path(cfg.out)
     started = time.time()
 
-    # Inputs: documents -> passages (sized by the encoder's tokenizer).
+    # Inputs: documents -> passages (sized by the encoder's tokenizer), and what the task reads beside them.
     docs = corpus_mod.read_documents(cfg.corpus, cfg.text_field, cfg.id_field, cfg.title_field)
     passages, pstats = corpus_mod.make_passages(docs, _token_counter(cfg.encoder), cfg.chunk_tokens, cfg.chunk_overlap)
     if not passages:
         raise DataError(f"{cfg.corpus}: no non-empty passages after cleaning ({pstats.empty_dropped} empty).")
     corpus_fp = corpus_mod.fingerprint(passages)
-    attr = cfg.task == "pairs" and cfg.judge == "attribute"
-    layout = pairs_format.ITEMS if attr else cfg.task
-    examples = qa.read_query_examples(cfg.query_examples) if cfg.query_examples else None
-    task_prompt = (qa.qa_prompt(cfg.prompt_file, cfg.prompt_version, examples) if cfg.task == "qa"
-                   else load_prompt("attribute" if attr else cfg.task, cfg.prompt_file))
+    task = task_for(cfg, out)  # qa, pairwise or attribute: projector.generate.tasks
     rewrite_prompt = load_prompt("rewrite", cfg.rewrite_prompt_file) if cfg.rewrite else None
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs read well: a typo in --corpus leaves no empty folder
-    _check_resume(out, cfg, corpus_fp, task_prompt.version, rewrite_prompt.version if rewrite_prompt else None,
-                  examples.fingerprint() if examples else None)
+    _check_resume(out, cfg, corpus_fp, task.prompt.version, rewrite_prompt.version if rewrite_prompt else None,
+                  task.resume_identity())
 
     records = RecordLog(out / "records.jsonl")
     done = records.load(retry_failed=cfg.retry_failed)
     split_of = {p.passage_id: _split(p.doc_id if cfg.split_by == "document" else p.passage_id, cfg) for p in passages}
+    task.prepare(passages, split_of)  # e.g. --trusted-labels, read before any LLM call
 
-    trusted, moved = judging.read_trusted(cfg, passages, split_of) if attr and cfg.trusted_labels else (None, [])
-
-    with Endpoint(cfg, logprobs=attr and cfg.label_probabilities != "off") as llm:
+    with Endpoint(cfg, logprobs=task.logprobs) as llm:
         # Optional rewrite of every passage: the main task then sees the rewritten text.
         if rewrite_prompt is not None:
             jobs = [Job(f"rewrite:{p.passage_id}", {"passage_id": p.passage_id},
@@ -193,117 +185,24 @@ def generate(config: GenerateConfig) -> dict:
                 if rec and rec["status"] == "ok":
                     p.original_text, p.text = p.text, rec["result"]["text"]
         # The task itself.
-        if cfg.task == "qa":
-            jobs = qa.qa_jobs(_qa_sample(passages, cfg, out), cfg.questions_per_passage, task_prompt, examples)
-            # A passage whose recorded questions today's checks refuse, every one, is asked again (a check added
-            # since, e.g. the reply form's placeholders): it would have no question otherwise.
-            for key in qa.refused(jobs, done):
-                del done[key]
-        elif attr:  # one call per item, your labelled items first; see projector.generate.attribute
-            labels = judging.label_set(llm, cfg, passages, split_of, done, records, trusted)
-            jobs, probabilities = judging.item_jobs(llm, cfg, passages, labels, trusted, done, records, task_prompt)
-            quality = judging.label_quality(llm, cfg, jobs, trusted, moved, done, records) if trusted else None
-        else:
-            jobs = _pairs_jobs(passages, split_of, cfg, task_prompt)
-        run_jobs(llm, jobs, done, records, cfg, {"qa": "questions", "pairs": "judging"}.get(layout, "labelling"))
+        jobs = task.jobs(llm, passages, split_of, done, records)
+        run_jobs(llm, jobs, done, records, cfg, task.progress)
         model_name, endpoint = (llm.client.model, llm.endpoint) if llm.client else (None, None)
 
     # Outputs: rows from the records (nothing but the log is the source of truth), then the dataset.
-    rows, failed, dropped = ((*attribute.rows(jobs, done, passages, split_of), 0) if attr
-                             else _rows(cfg.task, jobs, done, passages, split_of))
+    rows, failed = task.rows(jobs, done, passages, split_of)
     pairs_format.write_passages(passages, out / pairs_format.PASSAGES)
-    pairs_format.write_dataset(rows, out, layout)
-    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt,
+    pairs_format.write_dataset(rows, out, task.layout)
+    manifest = _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task.prompt,
                          rewrite_prompt, model_name, endpoint, time.time() - started)
-    if cfg.task == "qa":
-        manifest["counts"]["dropped_by_checks"] = dropped
-    if examples:
-        manifest.update(examples.manifest_fields())
-    if attr:
-        manifest.update(attribute.manifest_fields(labels, rows, jobs, done, probabilities))
-        if trusted:
-            manifest["label_quality"] = quality
+    task.manifest(manifest, rows, jobs, done)
     write_json(out / "manifest.json", manifest)
-    _print_summary(manifest, rows, cfg.task)
-    if attr:
-        print(attribute.summary(manifest), file=sys.stderr)
-        attribute.check_usable(rows, manifest["counts"]["pending"], cfg.criterion)
+    print("\n".join(_summary(manifest) + task.report(manifest, rows)), file=sys.stderr)
+    task.check(manifest, rows)
     return manifest
 
 
-# ------------------------------------------------------------------------------------------------ jobs
-
-
-def _qa_sample(passages, cfg, out: Path):
-    """The passages that get questions: all, or --max-passages of them by --sample (both only grow)."""
-    if cfg.sample == "cover":
-        from projector.embed.embedding import embed
-
-        return sampling.cover(passages, cfg.max_passages, cfg.seed, lambda texts: embed(texts, cfg.encoder), out)
-    return sampling.uniform(passages, cfg.max_passages, cfg.seed)
-
-
-def _pairs_jobs(passages, split_of, cfg, prompt) -> list[Job]:
-    """Candidates within each split only, so that no item is shared by two splits."""
-    import numpy as np
-
-    from projector.embed.embedding import embed
-
-    by_id = {p.passage_id: p for p in passages}
-    emb = embed([p.text for p in passages], cfg.encoder)  # (n, d), normalised
-    index = {p.passage_id: i for i, p in enumerate(passages)}
-    rng = random.Random(cfg.seed)
-    pairs: list[tuple[str, str]] = []
-    seen = set()
-    for split in ("train", "validation", "test"):
-        ids = [p.passage_id for p in passages if split_of[p.passage_id] == split]
-        if len(ids) < 2:
-            continue
-        sub = emb[[index[i] for i in ids]]  # (m, d)
-        sims = sub @ sub.T  # (m, m)
-        np.fill_diagonal(sims, -np.inf)
-        anchors = sampling.uniform([by_id[i] for i in ids], cfg.max_items, cfg.seed)
-        position = {pid: i for i, pid in enumerate(ids)}
-        for a in anchors:
-            ai = position[a.passage_id]
-            partners = [ids[j] for j in np.argsort(-sims[ai])[: cfg.neighbours]]
-            partners += rng.sample([i for i in ids if i != a.passage_id], min(cfg.random_pairs, len(ids) - 1))
-            for b in partners:
-                key = tuple(sorted((a.passage_id, b)))
-                if key not in seen:
-                    seen.add(key)
-                    pairs.append(key)
-    jobs = []
-    for a, b in pairs:
-        pa, pb = by_id[a], by_id[b]
-        jobs.append(Job(f"pair:{a}|{b}", {"id_a": a, "id_b": b},
-                        prompt.render(text_a=pa.text, text_b=pb.text, criterion=cfg.criterion), Judgement, None))
-    return jobs
-
-
 # ---------------------------------------------------------------------------------------------- outputs
-
-
-def _rows(task: str, jobs, done, passages, split_of):
-    """Dataset rows from the recorded results of ``jobs`` (the record log is the only source of truth), and how
-    many failed for good. qa: the recorded questions pass today's checks again, so that a check added after a
-    run cleans its folder on the next (resumed) run; the questions it drops are counted."""
-    by_id = {p.passage_id: p for p in passages}
-    ok, failed = finished(jobs, done)
-    check = {j.key: j.validate for j in jobs}
-    rows, dropped = [], 0
-    for rec in ok:
-        result = rec["result"]
-        if task == "qa":
-            p = by_id[rec["passage_id"]]
-            questions = qa.recheck(check[rec["key"]], result["questions"])
-            dropped += len(result["questions"]) - len(questions)
-            rows += pairs_format.qa_rows(p, questions, split_of[p.passage_id])
-        else:
-            a, b = by_id[rec["id_a"]], by_id[rec["id_b"]]
-            rows.append(pairs_format.pair_row(a, b, result["similar"], result.get("reason", ""),
-                                              split_of[a.passage_id]))
-    return rows, failed, dropped
 
 
 def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, task_prompt, rewrite_prompt,
@@ -311,18 +210,15 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, t
     recs = [done[j.key] for j in jobs if j.key in done]
     prev = read_json(out / "manifest.json") or {}
     usage = {k: sum(r["usage"][k] for r in done.values()) for k in ("prompt_tokens", "completion_tokens")}
-    requested = len(jobs) * cfg.questions_per_passage if cfg.task == "qa" else len(jobs)
     split_counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "validation", "test")}
     counts = {
         "documents": pstats.documents, "passages": len(passages), "empty_dropped": pstats.empty_dropped,
         "duplicates_dropped": pstats.duplicates_dropped, "requests": len(jobs),
-        "requested": requested, "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
+        "requested": len(jobs), "generated": len(rows), "pending": sum(j.key not in done for j in jobs),
         "failed": failed, "partial": sum(bool(r.get("partial")) for r in recs),
         "invalid_replies": sum(r["invalid"] for r in recs),
         "transient_faults": sum(sum(r["faults"].values()) for r in recs), "splits": split_counts,
     }
-    if cfg.task == "pairs" and cfg.judge == "pairwise":
-        counts["positives"] = sum(r["label"] for r in rows)
     return {
         "format": pairs_format.FORMAT, "format_version": pairs_format.FORMAT_VERSION, "task": cfg.task,
         # The corpus as the user gave it, never resolved: the manifest travels with the pairs (into a repo, to
@@ -340,9 +236,10 @@ def _manifest(cfg, out, passages, pstats, corpus_fp, jobs, done, failed, rows, t
     }
 
 
-def _print_summary(m: dict, rows, task: str) -> None:
+def _summary(m: dict) -> list[str]:
+    """The run in a few lines (the task's own follow: ``Task.report``)."""
     c = m["counts"]
-    lines = [
+    return [
         f"projector.generate: {m['task']} pairs from {m['corpus']} (fingerprint {m['corpus_fingerprint']})",
         f"  model      {m['model']} at {m['endpoint']}  prompt {m['prompt_version']}",
         f"  passages   {c['passages']} from {c['documents']} documents "
@@ -355,11 +252,6 @@ def _print_summary(m: dict, rows, task: str) -> None:
         f"  tokens     {m['tokens']['prompt_tokens']} prompt + {m['tokens']['completion_tokens']} completion  "
         f"wall {m['wall_seconds']} s",
     ]
-    if c.get("dropped_by_checks"):
-        lines.append(f"  dropped    {c['dropped_by_checks']} recorded questions that today's checks refuse")
-    if task == "qa" and rows:
-        lines.append("  e.g.       " + "\n             ".join(r["query"] for r in rows[:3]))
-    print("\n".join(lines), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -396,13 +288,10 @@ def _check_config(cfg: GenerateConfig) -> None:
         raise ProjectorError(f"--chunk-tokens {cfg.chunk_tokens}: too small (at least 16).")
 
 
-def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version,
-                  examples_fp: str | None = None) -> None:
+def _check_resume(out: Path, cfg, corpus_fp: str, prompt_version: str, rewrite_version, task_identity: dict) -> None:
     """Resuming is only safe with the same corpus and settings: otherwise refuse and say why."""
     identity = {"corpus_fingerprint": corpus_fp, "prompt_version": prompt_version,
-                "rewrite_prompt_version": rewrite_version, **cfg.settings()}
-    if examples_fp:  # named only when set, so runs made before --query-examples still resume
-        identity["query_examples"] = examples_fp
+                "rewrite_prompt_version": rewrite_version, **cfg.settings(), **task_identity}
     path = out / "config.json"
     previous = read_json(path)
     if previous is not None and (out / "records.jsonl").exists():
