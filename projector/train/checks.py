@@ -1,6 +1,6 @@
 """What train checks before any embedding: the settings against each other and against the folder's task
-(``check_config``, ``check_task``: an error naming the flag and the allowed values, exit 2), and your labels
-files read against the items folder (``read_trusted``: projector.formats.labels owns the format)."""
+(``check_config``, ``check_task``: an error naming the flag and the allowed values, exit 2). Your files of
+queries and labels are read by ``projector.train.supervision``."""
 from __future__ import annotations
 
 import logging
@@ -46,24 +46,6 @@ def check_task(cfg, pairs: Pairs, mode: str) -> None:
         raise ProjectorError("--document-template differs from --query-template: an items folder embeds every item "
                              "with one template (both sides of a pair are items); give both the same or neither")
     check_items(pairs)
-
-
-def read_trusted(cfg, pairs: Pairs):
-    """--train-labels and --validation-labels read and checked against the items folder (before any embedding),
-    and the overlaps that would flatter validation warned about."""
-    from projector.formats.labels import read_trusted_labels
-
-    items = {i: {"text": t, "split": s} for s, cols in pairs.splits.items() for i, t in zip(cols["id"], cols["text"])}
-    names = (pairs.manifest.get("labels") or {}).get("names")
-    trusted = read_trusted_labels(cfg.train_labels, items, names, "train") if cfg.train_labels else None
-    trusted_val = read_trusted_labels(cfg.validation_labels, items, names, "validation") if cfg.validation_labels else None
-    if trusted is not None:
-        val_ids = set(trusted_val.ids) if trusted_val is not None else set(pairs.splits["validation"]["id"])
-        if same := [i for i in trusted.ids if i in val_ids]:
-            log.warning("%d of the %d --train-labels items are also validation items of this run (%s): validation "
-                        "then flatters the map; hold them out", len(same), len(trusted),
-                        cfg.validation_labels or f"{pairs.path}'s validation split")
-    return trusted, trusted_val
 
 
 def check_config(cfg) -> None:

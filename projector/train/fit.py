@@ -71,8 +71,11 @@ def loop_defaults(cfg: FitSettings, kind: str) -> dict:
 
 
 def primary_metric(data: Data) -> str:
-    """The validation metric that early stopping and candidate selection maximise."""
-    return "val_map" if data.kind == "items" else "val_ndcg@10"
+    """The validation metric that early stopping and candidate selection maximise: the task's
+    (``projector.train.tasks``)."""
+    from projector.train.tasks import TASKS  # the registry sits above the loop: imported when asked
+
+    return TASKS[data.kind].metric
 
 
 # ---------------------------------------------------------------------------------------------- validation

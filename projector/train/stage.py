@@ -1,18 +1,16 @@
 """Stage 2: train a projection on a pairs dataset, pick the best candidate on validation, export it.
-(One idea over ~400 lines: the stage's flow, config -> data -> candidates -> selection -> export, read top to
-bottom; its pieces live beside it: data.py, checks.py, crossfit.py, candidates.py, fit.py, export.py.)
+(The stage's flow, config -> data -> candidates -> selection -> export, read top to bottom. What differs per
+task -- default mode, loss, metric, embedding, test split -- is its entry in ``projector.train.tasks``; what
+trains and what validates, the folder's LLM-written splits or your files, ``projector.train.supervision``.)
 
     python -m projector.train --pairs runs/quickstart/pairs --out runs/quickstart/model
     python -m projector.train --pairs runs/nat --mode symmetric --rank 128 --out runs/nat-model
     python -m projector.train --pairs runs/attr --out runs/attr-model     # items (generate --judge attribute)
 
 Inputs: a pairs folder from ``projector.generate`` (manifest.json, passages.jsonl, dataset/ with
-train/validation/test). Task ``qa`` trains the asymmetric model on (query, passage) rows with in-batch
-negatives over all pairs (SigLIP-style sigmoid loss), optionally plus mined hard negatives (with a guard
-against false negatives) and random negatives; a folder from ``projector teach`` brings the hard negatives
-the LLM judged instead of mined ones (``--no-judged-negatives`` ignores them); task ``pairs`` trains the symmetric model on the labels.
-Layout ``items`` (``--judge attribute``: one label per item) trains the symmetric model with the sigmoid
-log-loss over every in-batch pair of items, similar when the labels agree (unknown items in no pair).
+train/validation/test): qa (query, passage) rows train the asymmetric model, pairs and items (``--judge
+attribute``) the symmetric one, each with its loss and metric (``projector.train.tasks``); a folder from
+``projector teach`` brings the hard negatives the LLM judged (``--no-judged-negatives`` ignores them).
 
 Recipe (docs/research.md, measured): identity init, batch 256, AdamW lr 1e-4, L2-normalised projected vectors,
 learnable scale (init 20) and bias (init -10), early stopping on validation NDCG@10. The candidates go
@@ -59,18 +57,18 @@ from projector.embed.given import PassageVectorsOptions, seed_passage_vectors
 from projector.embed.encoder import encoder_identity
 from projector.embed.pool import encoding_pool
 from projector.files import write_json, write_text
-from projector.formats.pairs import ITEMS, PASSAGES, Pairs, has_test_rows, load_pairs, read_passages
-from projector.formats.realqueries import read_real_queries
+from projector.formats.pairs import ITEMS, Pairs, has_test_rows, load_pairs
 from projector.train.candidates import (METRIC_NAMES, calibrate, closed_form_weights, closed_forms, gate, paired_gain,
                                         select, trained_ranks, verdict)
-from projector.train.checks import check_config, check_task, read_trusted
-from projector.train.crossfit import can_crossfit
-from projector.train.data import check_finite, embed_items, embed_pairs, embedder, item_split_of, retrieval_split
+from projector.train.checks import check_config, check_task
+from projector.train.data import embedder
 from projector.train.distributed import init_distributed, pick_device
 from projector.train.inputs import Data
 from projector.train.fit import fit, loop_defaults, ndcg_at_10, primary_metric, query_scores, validate
-from projector.train.labelfit import item_counts, label_ids, scoreable
+from projector.train.labelfit import item_counts, label_ids
 from projector.train.projection import ADAPTERS, MODES, NORMALIZE, Projection, principal_directions
+from projector.train.supervision import read_supervision
+from projector.train.tasks import task_of
 
 log = logging.getLogger("projector.train")
 
@@ -210,23 +208,12 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(cfg.pairs, items=True)
-    items = pairs.layout == ITEMS
-    cfg = dataclasses.replace(cfg, **loop_defaults(cfg, "items" if items else pairs.task))  # saved resolved
-    mode = cfg.mode or ("asymmetric" if pairs.task == "qa" else "symmetric")
+    task = task_of(pairs)  # qa, pairs or items: projector.train.tasks
+    items = task.name == ITEMS
+    cfg = dataclasses.replace(cfg, **loop_defaults(cfg, task.name))  # saved resolved
+    mode = cfg.mode or task.mode
     check_task(cfg, pairs, mode)
-    passages = read_passages(Path(cfg.pairs) / PASSAGES) if cfg.validation_queries or cfg.train_queries else None
-    # a bad file stops here, before any embedding
-    real = read_real_queries(cfg.validation_queries, passages) if cfg.validation_queries else None
-    real_train = read_real_queries(cfg.train_queries, passages) if cfg.train_queries else None
-    llm_train = real_train is None or cfg.keep_llm_train  # the folder's LLM-written train split is trained on
-    sources = {}  # train query text -> where it comes from, for the overlap warning
-    if real is not None:
-        sources |= {" ".join(q.split()): str(pairs.path) for q in pairs.splits["train"]["query"]} if llm_train else {}
-        sources |= {q: cfg.train_queries for q in real_train.queries} if real_train is not None else {}
-    if real is not None and (same := [sources[q] for q in real.queries if q in sources]):
-        log.warning("%d of the %d --validation-queries are also train queries of %s: validation then flatters "
-                    "the map; hold them out", len(same), len(real), " and ".join(sorted(set(same))))
-    trusted, trusted_val = read_trusted(cfg, pairs) if items else (None, None)
+    sup = read_supervision(cfg, pairs)  # what trains, what validates; a bad file stops here, before any embedding
     ddp = init_distributed(cfg.device)
     device = ddp.device if ddp else pick_device(cfg.device)
     main = ddp is None or ddp.main
@@ -247,8 +234,7 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         seed_passage_vectors(cfg.passage_vectors, pairs.passage_ids, pairs.passage_texts, cfg.encoder,
                              [cfg.document_template], cfg.cache_dir, cfg.passage_vectors_columns)
     with encoding_pool(cfg.encoder, workers=cfg.encode_workers, devices=devices):  # no-op unless asked / >1 GPU
-        data = (embed_items(pairs, cfg, device, trusted, trusted_val) if items
-                else embed_pairs(pairs, cfg, device, real, real_train))
+        data = task.embed(pairs, cfg, device, sup)
     if ddp is not None and ddp.main:
         ddp.barrier()
     embed_seconds = time.time() - started
@@ -259,36 +245,17 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
     fit_on = (data.corpus if data.corpus is not None else data.q if data.b is None else
               torch.cat([data.q, data.b])).cpu().numpy()
     dirs = principal_directions(fit_on, new().rank)                              # (k, d): identity if k = d
-    validated_on = {"queries": len(data.val.q), "source": (
-        f"real queries ({cfg.validation_queries})" if cfg.validation_queries else
-        f"your labels ({cfg.validation_labels})" if cfg.validation_labels else
-        "the pairs folder's validation split" + (" (labelled by the LLM)" if items else ""))}
-    yours = cfg.train_queries or cfg.train_labels
-    trained_on = {"pairs": len(data.q), "source": (
-        "the pairs folder's train split" if not yours else
-        f"{'real queries' if cfg.train_queries else 'your labels'} ({yours})"
-        + (" and the pairs folder's train split" if cfg.keep_llm_train else ""))}
-    if items and cfg.min_llm_confidence is not None and (not yours or cfg.keep_llm_train):
+    validated_on = {"queries": len(data.val.q), "source": sup.validated_on()}
+    trained_on = {"pairs": len(data.q), "source": sup.trained_on()}
+    if items and cfg.min_llm_confidence is not None and any(s.origin == "llm" for s in sup.trains):
         trained_on["min_llm_confidence"] = cfg.min_llm_confidence
     trained_on |= {k: v for k, v in data.notes.items() if k != "sources"}
-    crossfitted = bool(items and cfg.train_labels and not cfg.validation_labels)  # your labels validate too
-    if crossfitted and not can_crossfit(data.notes["sources"].trusted.labels):
-        crossfitted = False
-        log.warning("WARNING: --train-labels has no class of 4 or more items: too few to validate on by half-splits; "
-                    "validating on the folder's validation split (the LLM's labels, with their biases). Label more "
-                    "items or pass --validation-labels")
-    if crossfitted:
-        from projector.train.crossfit import REPEATS as crossfit_repeats
-
-        validated_on = {"queries": len(data.val.q), "source": (
-            f"your labels ({cfg.train_labels}), {crossfit_repeats} repeated half-splits: each closed-form "
-            "candidate fitted on one half (and the LLM items it relabels), scored on the other; Platt-calibrated "
-            "on the scored halves' pairs")}
+    crossfitted = sup.crossfit
     log.info("%s (%d train%s, %d validation %s%s), d=%d, rank=%d, mode=%s, device=%s; embedded in %.1fs",
              "labelled items" if items else f"{pairs.task} pairs", len(data.q),
-             f": {trained_on['source']}" if yours else "", len(data.val.q),
+             f": {trained_on['source']}" if sup.from_you else "", len(data.val.q),
              "items" if items else "queries",
-             f": {validated_on['source']}" if cfg.validation_queries or cfg.validation_labels else "",
+             f": {validated_on['source']}" if sup.validates.origin == "yours" else "",
              dim, rank, mode, device, embed_seconds)
 
     candidates = {("cosine" if rank == dim else f"pca-{rank}"): new().set_weights(dirs)}
@@ -347,7 +314,8 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
                      f"{vs['ci'][1]:+.4f}]): it may rank below cosine on real queries; check it on yours "
                      f"(evaluate --queries) or train at full rank")
             warning = f"{warning}; {lower}" if warning else lower
-    if warning and real is not None and not cfg.train_queries:  # the remedy is in the user's hands
+    real_val, real_train = sup.yours("queries", "validation"), sup.yours("queries", "train")
+    if warning and real_val is not None and real_train is None:  # the remedy is in the user's hands
         warning += ("; your --validation-queries are real users' queries: with more of them and their passages, "
                     "train on those (--train-queries FILE, other queries than the validation ones), which taught "
                     "more than LLM-written questions wherever we measured")
@@ -358,11 +326,11 @@ def train(config: TrainConfig | None = None, **overrides) -> dict:
         log.info("note: %s scored at least the trained model's on validation (%s %.4f vs %.4f); exporting %s",
                  selected, what, metrics[selected][key], metrics[best][key], selected)
     folded_ndcg = None
-    if not items:  # ranking a query against the corpus: how close the folded query map M comes
+    if task.ranks_corpus:  # ranking a query against the corpus: how close the folded query map M comes
         folded = copy.deepcopy(candidates[selected])
         folded.normalize = "query" if folded.normalize == "both" else folded.normalize  # = ranking by (M q)·d
         folded_ndcg = ndcg_at_10(folded, data.val)
-    test = _test_metrics(pairs, cfg, data, scorers, device)
+    test = _test_metrics(pairs, task, cfg, data, scorers, device)
     history, epochs_run = histories.get("trained", []), sum(len(h) for h in histories.values())
     summary = {
         "selected": selected, "warning": warning, "validation": metrics, "validated_on": validated_on,
@@ -393,20 +361,11 @@ def _log_rows(histories: dict[str, list[dict]]) -> list[dict]:
     return [{**row, "candidate": name} for name, rows in histories.items() for row in rows]
 
 
-def _test_metrics(pairs: Pairs, cfg: TrainConfig, data: Data, scorers: dict, device) -> dict | None:
+def _test_metrics(pairs: Pairs, task, cfg: TrainConfig, data: Data, scorers: dict, device) -> dict | None:
     """Every candidate on the test split (reported, never used to choose), or None without a usable one."""
-    if not has_test_rows(pairs):
+    split = task.test_split(pairs, cfg, data, device) if has_test_rows(pairs) else None
+    if split is None:
         return None
-    if pairs.layout == ITEMS:
-        if not scoreable(pairs.splits["test"]["label"]):
-            return None
-        split = item_split_of(pairs, "test", cfg, device)
-        check_finite({"test items": split.q})
-    else:
-        split = retrieval_split(pairs, "test", cfg, data.corpus, device)
-        check_finite({"test queries": split.q, "test text_b": split.pairs[1] if split.pairs else None})
-        if not len(split.q):
-            return None
     test = {name: validate(m, data, cfg.batch_size, split) for name, m in scorers.items()}
     return {name: {k.replace("val_", "test_"): v for k, v in m.items()} for name, m in test.items()}
 
