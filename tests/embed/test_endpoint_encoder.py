@@ -20,7 +20,7 @@ from projector.embed import embed
 from projector.embed import endpoint as E
 from projector.errors import DataError, EncoderError
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parents[2]
 KEY = "sk-test-SECRET-4242"
 
 
