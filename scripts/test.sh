@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}
-# tests/test_report_html.py renders report.html in a real headless browser: Debian's chromium (skipped if present).
+# tests/evaluate/test_report_html.py renders report.html in a real headless browser: Debian's chromium
+# (skipped if present).
 if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
   apt=()
   if [ "$(id -u)" -eq 0 ]; then apt=(env); elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then apt=(sudo -n); fi

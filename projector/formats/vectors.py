@@ -27,7 +27,7 @@ def l2_normalise(x, eps: float = 1e-12, *, precision=np.float32) -> np.ndarray:
     ``precision``: np.float32 (norms and division in float32) or np.float64 (in float64, rounded to float32 at
     the end: no overflow for rows whose squared norm exceeds float32's range). The two differ in the last bit
     of about a third of the values, which is enough to move a trained model: keep each caller on the one it
-    was trained with (tests/test_vectors.py)."""
+    was trained with (tests/formats/test_vectors.py)."""
     x = np.asarray(x, dtype=np.float32)
     if np.dtype(precision) == np.float32:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)

@@ -71,18 +71,33 @@ def test_assemble_gives_right_bytes_and_sha(fake_model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["fake.gguf", "fake.gguf.verified.json"]
 
 
-def test_reuse_does_not_rehash_until_file_changes(fake_model, tmp_path, monkeypatch):
+def test_reuse_does_not_rehash_until_file_changes(fake_model, tmp_path):
+    """Seen from outside: other bytes of the same size and mtime are told apart only by a hash; assembling
+    writes a new file over the old one, hashing keeps it (the same inode)."""
+    _, data = fake_model
     cache = tmp_path / "cache"
     path = resolve_model("fake", cache_dir=cache)
-    calls = []
-    real_sha = local_llm._sha256_file
-    monkeypatch.setattr(local_llm, "_sha256_file", lambda p: calls.append(p) or real_sha(p))
-    monkeypatch.setattr(local_llm, "_concatenate", lambda *a: pytest.fail("re-assembled a verified file"))
+    inode = path.stat().st_ino
+    other = bytes(b ^ 0xFF for b in data)
+
+    def swap_keeping_stat(content):
+        st = path.stat()
+        path.write_bytes(content)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    swap_keeping_stat(other)  # verified and unchanged on disk as far as size and mtime tell: trusted, not hashed
     assert resolve_model("fake", cache_dir=cache) == path
-    assert calls == []
-    os.utime(path, ns=(1, 1))  # changed since verification: hash it again, then trust it
+    assert path.read_bytes() == other and path.stat().st_ino == inode
+    swap_keeping_stat(data)
+    os.utime(path, ns=(1, 1))  # changed since verification: hashed again, right, so kept, not re-assembled ...
     assert resolve_model("fake", cache_dir=cache) == path
-    assert calls == [path]
+    assert path.read_bytes() == data and path.stat().st_ino == inode
+    swap_keeping_stat(other)  # ... and trusted from then on (its new mtime verified)
+    assert resolve_model("fake", cache_dir=cache) == path
+    assert path.read_bytes() == other and path.stat().st_ino == inode
+    os.utime(path, ns=(2, 2))  # changed again, and now wrong: hashed, so assembled again from the parts
+    assert resolve_model("fake", cache_dir=cache) == path
+    assert path.read_bytes() == data
 
 
 def test_corrupt_cached_file_is_reassembled(fake_model, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "learning_curve.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_curve.py"
 _spec = importlib.util.spec_from_file_location("benchmarks_learning_curve", _PATH)
 lc = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_learning_curve"] = lc   # dataclasses look their module up while the file executes

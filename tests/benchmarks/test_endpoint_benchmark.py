@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "endpoint_encoder.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "endpoint_encoder.py"
 _spec = importlib.util.spec_from_file_location("benchmarks_endpoint_encoder", _PATH)
 ee = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_endpoint_encoder"] = ee

@@ -1,6 +1,6 @@
 """--judge attribute against a real HTTP server on 127.0.0.1 (tests/openai_server.py): one call per item,
 labels normalised onto one set, unknown kept, resumable; and the label-fitted maps of projector.train.labelfit
-(LDA; the item-pair loss through projector.train.fit; train on items folders: tests/test_train_items.py)."""
+(LDA; the item-pair loss through projector.train.fit; train on items folders: tests/train/test_train_items.py)."""
 import json
 import subprocess
 import sys
@@ -33,7 +33,7 @@ def config(tmp_path, server, corpus, **kw):
     base = dict(corpus=str(corpus), id_field="id", out=str(tmp_path / "out"), base_url=server.base_url,
                 model="fake-model", task="pairs", judge="attribute", criterion="have the same kind",
                 timeout=2.0, concurrency=3, backoff=0.05, label_probabilities="off")  # JSON replies (see
-    base.update(kw)                                                                # tests/test_label_probabilities.py)
+    base.update(kw)                                                        # tests/generate/test_label_probabilities.py)
     return GenerateConfig(**base)
 
 

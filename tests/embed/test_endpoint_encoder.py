@@ -20,7 +20,7 @@ from projector.embed import embed
 from projector.embed import endpoint as E
 from projector.errors import DataError, EncoderError
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parents[2]
 KEY = "sk-test-SECRET-4242"
 
 
@@ -188,9 +188,13 @@ def test_train_evaluate_load_through_the_endpoint(tmp_path, monkeypatch):
         assert meta["encoder_endpoint"] == {"base_url": srv.base_url, "dimensions": None,
                                             "api_key_env": "OPENAI_API_KEY"}
         assert evaluate(["--model", str(tmp_path / "m"), "--pairs", str(pairs), "--bootstrap", "20"]) == 0
-        E._specs.clear()  # production: a fresh process knows only projector.json
+        # Production: a fresh process knows the endpoint only from projector.json.
+        fresh = subprocess.run([sys.executable, "-c", "import json, sys, projector; p = projector.load(sys.argv[1]); "
+                                "print(json.dumps(p.encode_queries(['a catchy tune']).tolist()))", str(tmp_path / "m")],
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+        assert fresh.returncode == 0, fresh.stderr
+        q = np.array(json.loads(fresh.stdout.splitlines()[-1]))
         p = projector.load(tmp_path / "m")
-        q = p.encode_queries(["a catchy tune"])
         np.testing.assert_allclose(q, p.project_queries(_unit([srv.vector("a catchy tune")])), atol=1e-5)
     files = [f for f in tmp_path.rglob("*") if f.is_file()] + [f for f in Path(os.environ["PROJECTOR_CACHE_DIR"]).rglob("*") if f.is_file()]
     assert not [f for f in files if KEY.encode() in f.read_bytes()]

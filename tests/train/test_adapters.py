@@ -106,7 +106,7 @@ def test_compare_adapter_rows_are_train_settings():
 
     from projector.train.stage import TrainConfig
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
     spec = importlib.util.spec_from_file_location("benchmarks_compare", path)
     compare = importlib.util.module_from_spec(spec)
     sys.modules["benchmarks_compare"] = compare

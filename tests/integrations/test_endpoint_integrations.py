@@ -73,7 +73,7 @@ def test_llama_index_base_embed_model(served):
             return _frozen([query])[0].tolist()
 
         async def _aget_query_embedding(self, query):
-            return self._get_query_embedding(query)
+            return _frozen([query])[0].tolist()
 
         def _get_text_embedding(self, text):
             return _frozen([text])[0].tolist()

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from openai_server import FakeOpenAI, _passage
+from openai_server import FakeOpenAI, passage_of
 from projector.formats import pairs as P
 from projector.formats.corpus import Passage
 from projector.errors import DataError, ProjectorError
@@ -81,7 +81,7 @@ def test_teach_drops_unanswered_queries_and_adds_judged_negatives(tmp_path):
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == len({r["key"] for r in records}) == m["cost"]["calls"] == len(bodies)
     order = [p.passage_id for p in passages]
-    asked = [order.index(next(p.passage_id for p in passages if p.text == _passage(b["messages"][0]["content"])))
+    asked = [order.index(next(p.passage_id for p in passages if p.text == passage_of(b["messages"][0]["content"])))
              for b in bodies]
     assert asked == sorted(asked)
     prompt = bodies[0]["messages"][0]["content"]

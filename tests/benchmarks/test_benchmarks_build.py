@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "build.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "build.py"
 _spec = importlib.util.spec_from_file_location("benchmarks_build", _PATH)
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from generation_throughput import with_findings  # noqa: E402
 
 NEW = "# Generation throughput\n\n| run | pairs/s |\n|---|---|\n| b | 0.5 |\n\n## Commands\n\n```bash\nrun b\n```\n"

@@ -26,7 +26,7 @@ import pytest
 
 from test_train import make_qa_pairs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 15
 ARGS = ["--threads", "1", "--no-sentence-transformers", "--lr", "3e-3", "--batch-size", "8",
         "--epochs", str(EPOCHS), "--patience", str(EPOCHS)]

@@ -1,6 +1,6 @@
 """projector.integrations with the real libraries (LangChain, LlamaIndex, Chroma; the `integrations` extra), no mocks.
 
-The task (tests/test_train.make_qa_pairs) is one where frozen cosine is wrong and the two maps matter: a
+The task (tests/train/test_train.make_qa_pairs) is one where frozen cosine is wrong and the two maps matter: a
 query about an item's *song* must find the item's *recipe*. Cosine finds 0 of 30 recipes; the trained
 asymmetric model ~0.8-0.9; the same model with its sides swapped, or with the document map on both sides
 (what a route-blind ``encode()`` did), ~0. So every "right side" test here fails when the sides are swapped.
@@ -22,7 +22,7 @@ pytest.importorskip("chromadb", reason="the integrations extra is not installed:
 
 from test_train import FAST, ITEMS, make_qa_pairs  # noqa: E402  (tests/ is on sys.path: conftest.py)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K = 10
 QUERIES = [f"a catchy tune with guitar celebrating the {it}" for it in ITEMS]
 

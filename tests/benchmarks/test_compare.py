@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
 _spec = importlib.util.spec_from_file_location("benchmarks_compare", _PATH)
 compare = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_compare"] = compare   # dataclasses look their module up while the file executes
