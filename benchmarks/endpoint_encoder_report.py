@@ -64,7 +64,7 @@ def markdown(state: dict, cfg) -> str:
              f" — 2 CPU cores (shared with other work: throughput is noisy), {state.get('when', '')}.", ""]
     lines += ["## Targets", ""] + [f"- {verdict(t)}: {t['target']}: {t['detail']}" for t in state["targets"]] + [
         "- (not run by this script) kill -9 during embedding then the same command re-sends at most the request in "
-        "flight, 429/500 faults survived, the key in no file or log: tests/test_endpoint_encoder.py "
+        "flight, 429/500 faults survived, the key in no file or log: tests/embed/test_endpoint_encoder.py "
         "(test_kill_9_mid_embedding_then_the_same_command_pays_for_one_request_at_most, "
         "test_transient_faults_and_bad_replies_are_survived)", ""]
     a = state.get("minilm")

@@ -3,11 +3,12 @@ under a criterion).
 
     python -m projector.generate --corpus data/python-reference.jsonl --id-field id --out runs/pairs
 
-Rooms: ``stage`` (the command: config -> the task's jobs -> records -> pairs folder), ``tasks`` (the registry:
-qa, pairwise, attribute, each its prompt, jobs, rows, manifest fields), ``qa`` (questions a passage answers),
-``pairwise`` (candidate pairs judged under a criterion), ``attribute`` (one label per item under a criterion), ``judging`` (the order of an attribute run: label set,
-your labelled items first, JSON or option log-probabilities), ``labelquality`` (the LLM against your labels), ``teach`` (the LLM grades questions and judges hard
-negatives: the ``projector teach`` stage), ``sampling`` (which passages to ask about).
+Rooms: ``stage`` (the command: config -> the task's jobs -> records -> pairs folder), ``config`` (its options, one
+per flag), ``tasks`` (the registry: qa, pairwise, attribute, each its prompt, jobs, rows, manifest fields), ``qa``
+(questions a passage answers), ``pairwise`` (candidate pairs judged under a criterion), ``attribute`` (one label
+per item under a criterion), ``judging`` (the order of an attribute run: label set, your labelled items first, JSON
+or option log-probabilities), ``labelquality`` (the LLM against your labels), ``teach`` (the LLM grades questions
+and judges hard negatives: the ``projector teach`` stage), ``sampling`` (which passages to ask about).
 """
 
 __all__ = ['GenerateConfig', 'generate', 'main', 'parse_args']

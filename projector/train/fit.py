@@ -32,7 +32,7 @@ from projector.progress import TrainingBar
 from projector.train.batch import TrainStep, batch_loss, mine_hard_negatives
 from projector.train.checkpoint import checkpoint_data, load_checkpoint, save_checkpoint
 from projector.train.distributed import Distributed
-from projector.train.inputs import Data, Split, data_fingerprint
+from projector.train.inputs import METRICS, Data, Split, data_fingerprint
 from projector.train.projection import Projection, agreement_targets, labelled_pair_loss, pair_logits, sigmoid_loss
 
 __all__ = ["FitSettings", "LOOP_DEFAULTS", "loop_defaults", "primary_metric", "query_scores", "ndcg_at_10",
@@ -71,11 +71,8 @@ def loop_defaults(cfg: FitSettings, kind: str) -> dict:
 
 
 def primary_metric(data: Data) -> str:
-    """The validation metric that early stopping and candidate selection maximise: the task's
-    (``projector.train.tasks``)."""
-    from projector.train.tasks import TASKS  # the registry sits above the loop: imported when asked
-
-    return TASKS[data.kind].metric
+    """The validation metric that early stopping and candidate selection maximise."""
+    return METRICS[data.kind]
 
 
 # ---------------------------------------------------------------------------------------------- validation

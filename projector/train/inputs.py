@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+# The validation metric of each kind of data: what early stopping and candidate selection maximise
+# (``projector.train.fit.validate``'s keys; ``projector.train.tasks`` names it per task).
+METRICS = {"qa": "val_ndcg@10", "pairs": "val_ndcg@10", "items": "val_map"}
 
 @dataclass
 class Split:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from projector.formats.pairs import ITEMS, Pairs
 from projector.train.data import (check_finite, embed_items, embed_pairs, item_split_of, retrieval_split)
-from projector.train.inputs import Data, Split
+from projector.train.inputs import METRICS, Data, Split
 from projector.train.labelfit import scoreable
 
 
@@ -56,10 +56,10 @@ def _items_test(pairs: Pairs, cfg, data: Data, device) -> Split | None:
 
 TASKS = {
     "qa": TrainTask("qa", "asymmetric", "in-batch negatives over all pairs (+ hard and random negatives)",
-                    "val_ndcg@10", True, _embed_retrieval, _retrieval_test),
-    "pairs": TrainTask("pairs", "symmetric", "the labelled pairs, row by row", "val_ndcg@10", True,
+                    METRICS["qa"], True, _embed_retrieval, _retrieval_test),
+    "pairs": TrainTask("pairs", "symmetric", "the labelled pairs, row by row", METRICS["pairs"], True,
                        _embed_retrieval, _retrieval_test),
-    ITEMS: TrainTask(ITEMS, "symmetric", "every in-batch pair of items, similar when the labels agree", "val_map",
+    ITEMS: TrainTask(ITEMS, "symmetric", "every in-batch pair of items, similar when the labels agree", METRICS[ITEMS],
                      False, _embed_items, _items_test),
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 from siblings import load  # noqa: E402  (benchmarks/ is not a package)
