@@ -215,7 +215,7 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
         results.append(_projector_row(label, out, r))
         print(f"[{name}] {label}: {r.get('wall_s')}s, selected {r.get('summary', {}).get('selected')}", flush=True)
     if cfg.adapters:  # no anchors: the question is which map to learn from the same pairs
-        return _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
+        return evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
                              {"embed_once_s": round(embed_once, 2), "embed_once_texts": len(texts),
                               "import_floor_rss_mb": floor.get("peak_rss_mb"), "train_pairs": n_train,
                               "anchor_pairs": "none (--adapters)", "timed_projector": None})
@@ -240,7 +240,7 @@ def compare_set(name: str, cfg: CompareConfig, work: Path) -> dict | None:
         results.append(_llamaindex_row(name, cfg, work, rows, passage_text, encoder_source(None)))
     if "st" in anchors:
         results.append(_st_row(name, cfg, work, pairs, passage_text, beir, encoder_source(None)))
-    return _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
+    return evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg,
                          {"embed_once_s": round(embed_once, 2), "embed_once_texts": len(texts),
                           "embed_anchor_texts_s": round(embed_anchor, 2), "embed_anchor_texts": len(anchor_texts),
                           "import_floor_rss_mb": floor.get("peak_rss_mb"), "train_pairs": n_train,
@@ -303,7 +303,7 @@ def _st_row(name, cfg, work, pairs, passage_text, beir, encoder_path) -> dict:
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
-def _evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
+def evaluate_all(name, cfg, beir, pairs_dir, results, emb, ecfg, info) -> dict:
     """Every scorer through evaluate_retrieval (same evaluator, calibration sample, bootstrap); the
     fine-tuned encoder's own embeddings through the same RetrievalEvaluator."""
     scored = [r for r in results if "scorer" in r]

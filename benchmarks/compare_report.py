@@ -3,7 +3,7 @@
     result["targets"] = targets(result)     # each target with met / by how much
     write(result, Path("benchmarks/results"))   # NAME.md (markdown(result)) + NAME.json; --adapters: adapters-NAME.*
 
-The result dict is ``compare._evaluate_all``'s: set, data, info, rows (metrics, CIs, costs, notes), config.
+The result dict is ``compare.evaluate_all``'s: set, data, info, rows (metrics, CIs, costs, notes), config.
 """
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ class CurveConfig:
 # ---------------------------------------------------------------------------------------------- siblings
 
 
-def _report_module():
+def report_module():
+    """learning_curve_report.py, the sibling that writes the tables (loaded by path: benchmarks/ is no package)."""
     return load("learning_curve_report")
 
 
@@ -297,7 +298,7 @@ def write(sets: dict, out: Path) -> dict:
     path = out / "learning-curve.json"
     old = json.loads(path.read_text(encoding="utf-8"))["sets"] if path.is_file() else {}
     merged = {**old, **sets}
-    report = _report_module()
+    report = report_module()
     res = {"issue": 11, "piece": 6, "split_rule": SPLIT_RULE.replace("SEED", str(SPLIT_SEED)),
            "split_seed": SPLIT_SEED, "sets": merged, "targets": report.targets(merged)}
     out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +317,7 @@ def run(cfg: CurveConfig) -> dict:
     res = None
     for name in cfg.sets:
         res = write({set_key(name): run_set(name, cfg, llm.get(set_key(name), []))}, Path(cfg.out))
-    print(_report_module().markdown(res), flush=True)
+    print(report_module().markdown(res), flush=True)
     return res
 
 

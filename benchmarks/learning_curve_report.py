@@ -74,7 +74,7 @@ def _teacher_note(f: dict) -> str:
             f"{cost['calls']} LLM calls, {cost['llm_seconds']:.0f} s")
 
 
-def _pieces(f: dict | None, recipe: str) -> list[str]:
+def row_pieces(f: dict | None, recipe: str) -> list[str]:
     """The issue's pieces as a row of an LLM folder and a recipe has them: 1 query style, 2 teacher, 3 coverage,
     5 the map (read off the folder's manifest and the recipe's name)."""
     if f is None:
@@ -107,9 +107,9 @@ def ablation(s: dict) -> list[str]:
             lo, hi = r["delta_ci95"]
             val = ("synthetic split" if r["source"] == "llm" and not r["label"].endswith("+realval")
                    else "real queries")
-            pieces = _pieces(f, r["recipe"])
+            pieces = row_pieces(f, r["recipe"])
             if r["source"] == "real+llm":  # N real queries + an LLM folder: the folder's pieces, behind "real +"
-                pieces = _pieces(s["llm_folders"].get(r["label"][len("real+"):]), r["recipe"])
+                pieces = row_pieces(s["llm_folders"].get(r["label"][len("real+"):]), r["recipe"])
                 pieces[0] = f"real queries + {pieces[0]}"
             lines.append(f"| {n} | {r['label']} | " + " | ".join(pieces) + f" | {val}"
                          + f" | {r['ndcg10']:.4f} | {r['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] |")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from projector.cli import option
-from projector.errors import ProjectorError
+from projector.errors import LLMError, ProjectorError
 from projector.llm.client import ChatClient, Questions, public_url
 from projector.llm.records import Job, RecordLog, make_record
 
@@ -86,6 +86,19 @@ class Endpoint:
             self.endpoint = f"embedded llama.cpp server ({self._server.model_name})"
         return self.client
 
+    @property
+    def watch(self):
+        """For the embedded server: a coroutine function that returns, with why, once the server has died on its own
+        (``LocalServer.died``, polled twice a second); None for an endpoint we do not run."""
+        if self._server is None:
+            return None
+
+        async def watch() -> str:
+            while (why := self._server.died()) is None:
+                await asyncio.sleep(0.5)
+            return why
+        return watch
+
     def __enter__(self):
         return self
 
@@ -106,26 +119,33 @@ def run_jobs(llm: Endpoint, jobs: list[Job], done: dict, records: RecordLog, cfg
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # the usual case: no event loop in this thread
-            asyncio.run(_run_async(client, pending, done, records, cfg, label))
+            asyncio.run(_run_async(client, pending, done, records, cfg, label, llm.watch))
         else:  # called from a running loop (Jupyter): run ours in a worker thread of its own
             import concurrent.futures
 
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                pool.submit(asyncio.run, _run_async(client, pending, done, records, cfg, label)).result()
+                pool.submit(asyncio.run, _run_async(client, pending, done, records, cfg, label, llm.watch)).result()
 
 
-async def _run_async(client, pending, done, records, cfg, label):
+async def _run_async(client, pending, done, records, cfg, label, watch=None):
+    """``watch``: a coroutine function that returns once the endpoint is gone for good (the embedded server died),
+    with why; every request in flight then stops, recording nothing (a resume asks again), and LLMError says why."""
     from tqdm.auto import tqdm
 
     sem = asyncio.Semaphore(cfg.concurrency)
     started, tokens, made = time.time(), 0, 0
+    gone = asyncio.ensure_future(watch()) if watch is not None else asyncio.get_running_loop().create_future()
 
     async def one(job):
         async with sem:
             sent = time.monotonic()
-            res = (await client.ask_logprobs(job.prompt, job.logprobs, job.validate) if job.logprobs else
-                   await client.ask(job.prompt, job.schema, job.validate, job.json_schema))
-            return job, res, time.monotonic() - sent
+            request = asyncio.ensure_future(client.ask_logprobs(job.prompt, job.logprobs, job.validate) if job.logprobs
+                                            else client.ask(job.prompt, job.schema, job.validate, job.json_schema))
+            await asyncio.wait({request, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not request.done():  # its retries against a closed port would only waste its backoff
+                request.cancel()
+                raise LLMError(gone.result())
+            return job, request.result(), time.monotonic() - sent
 
     tasks = [asyncio.create_task(one(j)) for j in pending]
     bar = tqdm(total=len(pending), desc=label, unit="req", dynamic_ncols=True)
@@ -146,7 +166,7 @@ async def _run_async(client, pending, done, records, cfg, label):
             bar.update(1)
     finally:
         bar.close()
-        for t in tasks:
+        for t in [*tasks, gone]:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, gone, return_exceptions=True)
         await client.close()

@@ -373,6 +373,21 @@ class LocalServer:
                                f"{self._log_tail()}")
             time.sleep(0.25)
 
+    def died(self) -> str | None:
+        """None while the server runs; once it has exited on its own, one line saying how, with its log's tail.
+        (A server that crashes mid-run -- e.g. SIGILL where the CPU lists an instruction set the VM does not pass
+        through -- would otherwise cost every pending request its retries against a closed port.)"""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return None
+        how = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"code {code}"
+        hint = (" (an illegal instruction: a llama.cpp build for another CPU, or one using an extension this machine "
+                "lists but cannot run, e.g. AMX in a VM; rebuild llama-cpp-python, see scripts/setup.sh)"
+                if code == -signal.SIGILL else "")
+        self._own_log = False  # keep the log: the message points at it
+        return (f"the embedded llama.cpp server (pid {self.process.pid}) exited with {how}{hint}; its log "
+                f"({self.log_path}) ends with:\n{self._log_tail()}")
+
     def _log_tail(self, n_lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n_lines:])

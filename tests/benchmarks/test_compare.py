@@ -107,7 +107,7 @@ def test_evaluate_all_table_targets_and_files(tmp_path):
     cfg = compare.CompareConfig(bootstrap=20)
     info = {"embed_once_s": 1.0, "embed_once_texts": 40, "import_floor_rss_mb": 800.0, "train_pairs": 24,
             "anchor_pairs": 24, "timed_projector": "projector asym k=d, 2 epochs fixed"}
-    res = compare._evaluate_all("tiny", cfg, data, pairs_dir, results, emb, E.EvalConfig(bootstrap=20), info)
+    res = compare.evaluate_all("tiny", cfg, data, pairs_dir, results, emb, E.EvalConfig(bootstrap=20), info)
     rows = {r["name"]: r for r in res["rows"]}
     assert rows["cosine"]["ece"] is None and 0 <= rows["projector asym k=d"]["ece"] <= 1
     assert rows["projector asym k=d"]["heldout_llm_test"]["ece"] is not None

@@ -277,5 +277,5 @@ def test_roundtrip_filter_keeps_the_train_questions_cosine_finds_again(tiny, tmp
         assert list(got["validation"]["query"]) == list(before["validation"]["query"])
         manifest = json.loads((tmp_path / "out" / f"llm-rt{k}" / P.MANIFEST).read_text())
         assert manifest["roundtrip_filter"]["max_rank"] == k
-    pieces = lc._report_module()._pieces(P.read_manifest(tmp_path / "out" / "llm-rt1") | {"teacher": None}, "issue")
+    pieces = lc.report_module().row_pieces(P.read_manifest(tmp_path / "out" / "llm-rt1") | {"teacher": None}, "issue")
     assert pieces[1] == "cosine round-trip (rank <= 1)"
