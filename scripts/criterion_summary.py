@@ -15,16 +15,17 @@ import json
 import sys
 from pathlib import Path
 
+from projector.evaluate.report_html import direction
+
 
 def _verdict(row: dict) -> str:
     d = row["delta_vs_cosine"]["map"]
-    lo, hi = d["ci95"]
     selected = row["model"]["selected"]
     if selected == "cosine":
         return "no gain shown: validation could not show a gain over cosine, so the exported model IS cosine"
-    if lo > 0:
+    if direction(d) > 0:  # the report's own rule (projector.evaluate.report_html.MIN_DIFFERENCE)
         return f"projector ('{selected}') is better than cosine"
-    if hi < 0:
+    if direction(d) < 0:
         return f"projector ('{selected}') is WORSE than cosine"
     return f"no measurable gain: projector ('{selected}') is not distinguishable from cosine"
 

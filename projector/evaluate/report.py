@@ -29,7 +29,7 @@ def _delta(d: dict | None) -> str:
     if not d:
         return "—"
     lo, hi = d["ci95"]
-    star = "" if lo <= 0 <= hi else " *"
+    star = " *" if report_html.direction(d) else ""
     return f"{d['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}]{star}"
 
 
@@ -41,7 +41,8 @@ def tables(result: dict) -> str:
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(_fmt(r["metrics"].get(k)) for k in metric_keys) + " |")
     head = result["headline"]
-    lines += ["", "Difference to cosine, paired bootstrap 95% CI (* = CI excludes 0):", "",
+    lines += ["", "Difference to cosine, paired bootstrap 95% CI (* = CI clears 0 by "
+              f"{report_html.MIN_DIFFERENCE}):", "",
               "| row | " + " | ".join(f"Δ {m}" for m in head) + " |", "|---|" + "---:|" * len(head)]
     for r in rows:
         if r["name"] != "cosine":

@@ -84,6 +84,12 @@ def test_verdict_words_follow_the_paired_ci():
     assert report_html.verdict(result(0.05, 0.2))[0].endswith("better than cosine.")
     assert report_html.verdict(result(-0.2, -0.05))[0].endswith("worse than cosine.")
     assert "not distinguishable from cosine" in report_html.verdict(result(-0.05, 0.1))[0]
+    # a model that IS cosine, ranked through float32, breaks ties otherwise: measured +0.00003 to +0.00045 on the
+    # criterion demo; printed as "+0.000 to +0.000" it must not be called better (nor starred in report.md)
+    noise = result(0.00003, 0.00045)
+    assert "not distinguishable from cosine" in report_html.verdict(noise)[0]
+    assert report_html.direction(noise["rows"][1]["delta_vs_cosine"]["ndcg@10"]) == 0  # report.md's * reads it too
+    assert report_html.verdict(result(0.0005, 0.002))[0].endswith("better than cosine.")
 
 
 @needs_browser
