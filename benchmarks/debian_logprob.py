@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from llama_cpp import Llama
 
-    from projector.llm.server import resolve_model
+    from projector.llm.models import resolve_model
 
     da = load("debian_attribute")
     crit = argv[0]

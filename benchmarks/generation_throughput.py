@@ -112,7 +112,7 @@ def model_tokenizer():
     try:
         from llama_cpp import Llama
 
-        from projector.llm.server import resolve_model
+        from projector.llm.models import resolve_model
     except ImportError:
         return None
     llm = Llama(str(resolve_model(None)), vocab_only=True, verbose=False)

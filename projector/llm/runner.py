@@ -52,7 +52,8 @@ class Endpoint:
     def __init__(self, cfg, logprobs: bool = False):
         self.cfg = cfg
         self.logprobs = logprobs  # the embedded server keeps every token's logits, so replies can carry log-probs
-        self.client, self.endpoint, self._server = None, None, None
+        self.client, self.endpoint = None, None
+        self.server = None  # the embedded LocalServer once started (None for an endpoint we do not run)
 
     def get(self) -> ChatClient:
         if self.client is not None:
@@ -79,22 +80,22 @@ class Endpoint:
             # Requests to our own server must not go through a proxy set for the outside world.
             no_proxy = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
             os.environ["NO_PROXY"] = ",".join(no_proxy + ["127.0.0.1", "localhost"])
-            self._server = LocalServer(cfg.local_model, logits_all=self.logprobs)
-            self._server.__enter__()
-            self.client = ChatClient(self._server.base_url, self._server.model_name, None,
+            self.server = LocalServer(cfg.local_model, logits_all=self.logprobs)
+            self.server.__enter__()
+            self.client = ChatClient(self.server.base_url, self.server.model_name, None,
                                      response_format="json_object+schema" if fmt == "auto" else fmt, **common)
-            self.endpoint = f"embedded llama.cpp server ({self._server.model_name})"
+            self.endpoint = f"embedded llama.cpp server ({self.server.model_name})"
         return self.client
 
     @property
     def watch(self):
         """For the embedded server: a coroutine function that returns, with why, once the server has died on its own
         (``LocalServer.died``, polled twice a second); None for an endpoint we do not run."""
-        if self._server is None:
+        if self.server is None:
             return None
 
         async def watch() -> str:
-            while (why := self._server.died()) is None:
+            while (why := self.server.died()) is None:
                 await asyncio.sleep(0.5)
             return why
         return watch
@@ -103,8 +104,8 @@ class Endpoint:
         return self
 
     def __exit__(self, *exc):
-        if self._server is not None:
-            self._server.__exit__(*exc)  # stops the server by its PID, also on errors and Ctrl-C
+        if self.server is not None:
+            self.server.__exit__(*exc)  # stops the server by its PID, also on errors and Ctrl-C
 
 
 def run_jobs(llm: Endpoint, jobs: list[Job], done: dict, records: RecordLog, cfg, label: str) -> None:

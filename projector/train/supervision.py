@@ -16,7 +16,7 @@ what ``projector.train.data`` embeds and what projector.json records under ``tra
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from projector.formats.labels import TrustedLabels
@@ -48,7 +48,6 @@ class Supervision:
     trains: list[Source]                          # yours first, then the folder's train split where it trains
     validates: Source
     crossfit: bool = False                        # your train labels validate too, by half-splits
-    notes: dict = field(default_factory=dict)
 
     def yours(self, kind: str, role: str):
         """Your rows of ``kind`` ("queries" | "labels") that ``role`` ("train" | "validation"), or None."""

@@ -1,5 +1,5 @@
 """The training tasks, one entry each in ``TASKS``, keyed by the pairs folder's layout: what its rows are,
-the model they train by default, the loss, the validation metric, how the train and validation sides are
+the model they train by default, the validation metric, how the train and validation sides are
 embedded (with the user's sources in place of the folder's: ``projector.train.supervision``) and the test
 split reported beside them. ``projector.train.stage`` reads its task here instead of branching on it.
 
@@ -25,7 +25,6 @@ from projector.train.labelfit import scoreable
 class TrainTask:
     name: str                 # the pairs folder's layout: qa, pairs or items
     mode: str                 # --mode when not given
-    loss: str                 # which pairs the sigmoid log-loss sees (projector.train.batch)
     metric: str               # what early stopping and selection maximise (projector.train.fit.validate's key)
     ranks_corpus: bool        # a query ranks a corpus (passages, text_b): the folded query map applies
     embed: Callable           # (pairs, cfg, device, supervision) -> Data, train side and data.val
@@ -55,12 +54,10 @@ def _items_test(pairs: Pairs, cfg, data: Data, device) -> Split | None:
 
 
 TASKS = {
-    "qa": TrainTask("qa", "asymmetric", "in-batch negatives over all pairs (+ hard and random negatives)",
-                    METRICS["qa"], True, _embed_retrieval, _retrieval_test),
-    "pairs": TrainTask("pairs", "symmetric", "the labelled pairs, row by row", METRICS["pairs"], True,
-                       _embed_retrieval, _retrieval_test),
-    ITEMS: TrainTask(ITEMS, "symmetric", "every in-batch pair of items, similar when the labels agree", METRICS[ITEMS],
-                     False, _embed_items, _items_test),
+    # the loss of each (the pairs the sigmoid log-loss sees) is projector.train.batch's, by the data's kind
+    "qa": TrainTask("qa", "asymmetric", METRICS["qa"], True, _embed_retrieval, _retrieval_test),
+    "pairs": TrainTask("pairs", "symmetric", METRICS["pairs"], True, _embed_retrieval, _retrieval_test),
+    ITEMS: TrainTask(ITEMS, "symmetric", METRICS[ITEMS], False, _embed_items, _items_test),
 }
 
 

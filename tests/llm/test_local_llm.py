@@ -1,4 +1,4 @@
-"""Tests for projector.llm.server: model assembly from part packages, and the server's lifecycle.
+"""Tests for projector.llm.models (model assembly from part packages) and projector.llm.server (its lifecycle).
 
 The fast tests build fake part packages in tmp_path; the `llm` ones start the real llama.cpp server.
 """
@@ -11,9 +11,10 @@ import urllib.request
 
 import pytest
 
-from projector.llm import server as local_llm
+from projector.llm import models as local_llm
 from projector.errors import LLMError
-from projector.llm.server import KNOWN_MODELS, LocalServer, ModelSpec, resolve_model
+from projector.llm.models import KNOWN_MODELS, ModelSpec, resolve_model
+from projector.llm.server import LocalServer
 
 # The model `projector[local]` installs (the 0.5B one is an extra, absent on a fresh machine).
 SERVED_MODEL = local_llm.DEFAULT_MODEL
@@ -150,7 +151,9 @@ def test_gguf_path_is_used_as_is(tmp_path):
 
 
 def test_server_missing_llama_cpp_names_pip_command(monkeypatch):
-    monkeypatch.setattr(local_llm, "_SERVER_MODULES", ("nosuchmodule_llama_xyz",))
+    from projector.llm import server
+
+    monkeypatch.setattr(server, "SERVER_MODULES", ("nosuchmodule_llama_xyz",))
     with pytest.raises(LLMError, match=r'pip install "llama-cpp-python\[server\]"'):
         LocalServer(SERVED_MODEL).__enter__()
 

@@ -51,7 +51,7 @@ def test_a_server_that_dies_mid_run_stops_the_run_at_once_recording_nothing(tmp_
     sock, port = _silent_port()
     llm = Endpoint(SimpleNamespace())
     llm.client = ChatClient(f"http://127.0.0.1:{port}/v1", "m", None, timeout=120, max_retries=6)
-    llm._server = _dying_server(tmp_path, 1.0)
+    llm.server = _dying_server(tmp_path, 1.0)
     cfg = SimpleNamespace(concurrency=2, batch=False)
     jobs = [Job(f"pair:{i}", {"i": i}, "are these similar?", Judgement, None) for i in range(6)]
     records = RecordLog(tmp_path / "records.jsonl")
@@ -60,5 +60,5 @@ def test_a_server_that_dies_mid_run_stops_the_run_at_once_recording_nothing(tmp_
         run_jobs(llm, jobs, {}, records, cfg, "judging")
     assert time.monotonic() - started < 30  # not 6 requests x (120 s time-out + retries)
     assert records.load() == {}  # nothing recorded as failed: a resume asks every one again
-    llm._server.stop()
+    llm.server.stop()
     sock.close()
